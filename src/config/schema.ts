@@ -1,0 +1,223 @@
+/**
+ * The ccload.yaml contract (shared/design/config.md) as a strict zod schema. Every default lives
+ * here and nowhere else; `schema/ccload.schema.json` is generated from it (`npm run schema`).
+ *
+ * Secrets are marked with `x-secret: true`; redaction and the literal-secret warning are driven by
+ * those marks (see secrets.ts), so a new secret field only needs the mark.
+ */
+import { z } from 'zod';
+import { DURATION_PATTERN, parseDuration, parseSize, SIZE_PATTERN } from './values.js';
+
+/** A duration: `500ms`, `30s`, `5m`, `1h`, `7d`, or a bare number of milliseconds. Parsed to ms. */
+const Duration = (description: string) =>
+  z
+    .union([z.number().int().nonnegative(), z.string().regex(new RegExp(DURATION_PATTERN))], {
+      error: 'expected a duration such as 500ms, 30s, 5m, 1h or a number of milliseconds',
+    })
+    .transform((v) => parseDuration(v) as number)
+    .meta({ description });
+
+/** A size: `512KiB`, `32MiB`, `1GB`, or a bare number of bytes. Parsed to bytes. */
+const Size = (description: string) =>
+  z
+    .union([z.number().int().nonnegative(), z.string().regex(new RegExp(SIZE_PATTERN))], {
+      error: 'expected a size such as 512KiB, 32MiB or a number of bytes',
+    })
+    .transform((v) => parseSize(v) as number)
+    .meta({ description });
+
+/** A secret string: written as a `${ENV}` / `${file:...}` reference, redacted everywhere it could show. */
+const Secret = (description: string) => z.string().meta({ description, 'x-secret': true });
+
+const Name = z.string().trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
+
+const LISTEN = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+const DATABASE = /^(file:|libsql:\/\/|https?:\/\/|wss?:\/\/|:memory:$)/;
+
+export const ServerSchema = z
+  .strictObject({
+    listen: z
+      .string()
+      .regex(LISTEN, 'expected host:port, e.g. 127.0.0.1:8080 or [::1]:8080')
+      .refine((s) => Number(LISTEN.exec(s)?.[2]) <= 65535, 'port must be 0..65535')
+      .default('127.0.0.1:8080')
+      .meta({
+        description:
+          'Address the proxy, dashboard and admin API listen on (host:port). Env PORT overrides the port.',
+      }),
+    database: z
+      .string()
+      .regex(DATABASE, 'expected a libSQL URL: file:PATH, libsql://HOST, https://HOST or :memory:')
+      .default('file:data/ccload.db')
+      .meta({
+        description:
+          "libSQL URL of the runtime-state database. A relative file: path is relative to this file's folder. Env SQLITE_PATH (a file path) overrides it.",
+      }),
+    database_token: Secret(
+      'Auth token for a remote libSQL server (libsql:// or https://); use a ${...} reference.',
+    ).optional(),
+    max_body: Size('Largest accepted request body; bigger ones get 413.').prefault('32MiB'),
+    drain_timeout: Duration(
+      'On SIGTERM/SIGINT, how long in-flight requests and streams may run before they are ended.',
+    ).prefault('30s'),
+    log_level: z
+      .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal'])
+      .default('info')
+      .meta({ description: 'Level of the structured (pino JSON) log on stdout.' }),
+  })
+  .meta({ description: 'Where ccload listens and keeps its runtime state.' });
+
+export const AdminSchema = z
+  .strictObject({
+    password: Secret(
+      'Password of the dashboard and admin API. No built-in default: without it (or CCLOAD_PASS) every login is refused.',
+    ).optional(),
+    write_back: z.boolean().default(true).meta({
+      description: 'false: the dashboard and admin API are read-only for configuration (strict GitOps).',
+    }),
+    git_commit: z.boolean().default(false).meta({
+      description: "true: each write-back is committed in the config file's git repository.",
+    }),
+    git_author: z
+      .string()
+      .regex(/^[^<>]+ <[^<>]+>$/, 'expected "Name <email>"')
+      .optional()
+      .meta({ description: 'Author of write-back commits, "Name <email>"; default: git\'s own setting.' }),
+    session_ttl: Duration('How long a dashboard login stays valid.').prefault('24h'),
+  })
+  .meta({ description: 'The dashboard and admin API.' });
+
+export const ClientTokenSchema = z.strictObject({
+  name: Name.meta({ description: 'What logs and stats show for this client; the token itself never is.' }),
+  token: Secret('The token the client sends as x-api-key or Authorization: Bearer.'),
+});
+
+export const AuthSchema = z
+  .strictObject({
+    tokens: z.array(ClientTokenSchema).default([]).meta({
+      description:
+        'Client tokens allowed to use the proxy. Empty (and no CCLOAD_AUTH): the proxy is open, with a warning.',
+    }),
+  })
+  .meta({ description: 'Who may use the proxy (/v1/*).' });
+
+export const RoutingSchema = z
+  .strictObject({
+    cooldown: z
+      .strictObject({
+        base: Duration('First cooldown of a failing scope.').prefault('1s'),
+        max: Duration('Longest cooldown; each further failure doubles it up to this.').prefault('30m'),
+      })
+      .prefault({})
+      .meta({ description: 'Exponential backoff per failing channel / key / model.' }),
+    timeouts: z
+      .strictObject({
+        connect: Duration('TCP + TLS connect to the upstream.').prefault('10s'),
+        first_token: Duration(
+          'Request sent -> first content event (streams) or complete headers (non-streaming).',
+        ).prefault('60s'),
+        idle: Duration('Longest silence inside a stream or response body.').prefault('120s'),
+        total: Duration('Overall cap for one client request, all attempts included; 0 = none.').prefault(0),
+      })
+      .prefault({}),
+    max_attempts: z
+      .number()
+      .int()
+      .min(1)
+      .max(50)
+      .default(5)
+      .meta({ description: 'Distinct upstream attempts for one client request.' }),
+    when_all_cooling: z.enum(['soonest', 'reject']).default('soonest').meta({
+      description:
+        'Every candidate cooling: soonest tries the one whose cooldown ends first; reject answers 503 with retry-after.',
+    }),
+    allow_no_channels: z.boolean().default(false).meta({
+      description: 'Accept a file with no enabled channel (otherwise that is a validation error).',
+    }),
+  })
+  .meta({ description: 'Routing policy.' });
+
+export const ChannelSchema = z
+  .strictObject({
+    name: Name.meta({ description: "Unique; the channel's identity in API paths, logs and stats." }),
+    url: z
+      .url({ protocol: /^https?$/, error: 'expected an http(s) URL' })
+      .meta({ description: "Base URL; the client's path (/v1/messages...) and query are appended." }),
+    api_key: Secret('The channel key, sent upstream as x-api-key. Use a ${...} reference.').optional(),
+    keys: z.array(Secret('One key of this channel.')).min(1, 'must list at least one key').optional().meta({
+      description: 'Several keys for one channel (instead of api_key), rotated and cooled one by one.',
+    }),
+    auth: z.enum(['x-api-key', 'bearer', 'both']).default('x-api-key').meta({
+      description: 'How the key is sent upstream: x-api-key, Authorization: Bearer, or both.',
+    }),
+    priority: z.number().int().default(0).meta({
+      description: 'Higher first; equal priorities share traffic round-robin.',
+    }),
+    models: z
+      .array(z.string().min(1, 'must not be empty'))
+      .min(1, 'must list at least one model (omit the key to serve every model)')
+      .optional()
+      .meta({ description: 'Exact model names or globs (*, ?); omitted = every model.' }),
+    model_map: z
+      .record(z.string().min(1), z.string().min(1, 'must not be empty'))
+      .optional()
+      .meta({ description: "Rewrite the request's model for this channel: requested -> sent." }),
+    enabled: z.boolean().default(true),
+  })
+  .meta({ description: 'One upstream: an Anthropic account, a relay or a compatible gateway.' });
+
+const Price = (what: string) =>
+  z
+    .number()
+    .nonnegative()
+    .default(0)
+    .meta({ description: `USD per million ${what}.` });
+
+export const PriceSchema = z.strictObject({
+  input: Price('input tokens'),
+  output: Price('output tokens'),
+  cache_write: Price('cache-creation input tokens'),
+  cache_read: Price('cache-read input tokens'),
+});
+
+export const StoreSchema = z
+  .strictObject({
+    retention: Duration('How long request-log rows are kept.').prefault('30d'),
+  })
+  .meta({ description: 'Runtime-state database housekeeping.' });
+
+export const ConfigSchema = z
+  .strictObject({
+    $schema: z.string().optional().meta({ description: 'Editors may point this at the JSON Schema.' }),
+    version: z.literal(1, { error: 'expected version: 1' }),
+    server: ServerSchema.prefault({}),
+    admin: AdminSchema.prefault({}),
+    auth: AuthSchema.prefault({}),
+    routing: RoutingSchema.prefault({}),
+    channels: z.array(ChannelSchema).default([]),
+    pricing: z.record(z.string().min(1), PriceSchema).default({}).meta({
+      description: 'Cost per model (exact name or glob, first match in file order), USD per million tokens.',
+    }),
+    store: StoreSchema.prefault({}),
+  })
+  .meta({ title: 'ccload.yaml', description: 'Configuration of the ccload daemon.' });
+
+/** The parsed configuration, defaults applied, durations in ms and sizes in bytes. */
+export type Config = z.output<typeof ConfigSchema>;
+/** One channel entry as parsed. */
+export type ChannelConfig = z.output<typeof ChannelSchema>;
+/** Prices of one model pattern. */
+export type Price = z.output<typeof PriceSchema>;
+
+/** The JSON Schema (draft 2020-12) of ccload.yaml, as editors and CI see it. */
+export function configJsonSchema(): Record<string, unknown> {
+  const schema = z.toJSONSchema(ConfigSchema, { io: 'input', target: 'draft-2020-12' }) as Record<
+    string,
+    unknown
+  >;
+  return {
+    $schema: schema.$schema,
+    $id: 'https://github.com/ccload/ccload/schema/ccload.schema.json',
+    ...schema,
+  };
+}
