@@ -9,37 +9,47 @@ import { z } from 'zod';
 import { DURATION_PATTERN, parseDuration, parseSize, SIZE_PATTERN } from './values.js';
 
 /** A duration: `500ms`, `30s`, `5m`, `1h`, `7d`, or a bare number of milliseconds. Parsed to ms. */
+const DURATION_ERROR = 'expected a duration such as 500ms, 30s, 5m, 1h or a number of milliseconds';
 const Duration = (description: string) =>
   z
-    .union([z.number().int().nonnegative(), z.string().regex(new RegExp(DURATION_PATTERN))], {
-      error: 'expected a duration such as 500ms, 30s, 5m, 1h or a number of milliseconds',
-    })
+    .union(
+      [
+        z.number({ error: DURATION_ERROR }).int(DURATION_ERROR).nonnegative(DURATION_ERROR),
+        z.string({ error: DURATION_ERROR }).regex(new RegExp(DURATION_PATTERN), DURATION_ERROR),
+      ],
+      { error: DURATION_ERROR },
+    )
     .transform((v) => parseDuration(v) as number)
     .meta({ description });
 
 /** A size: `512KiB`, `32MiB`, `1GB`, or a bare number of bytes. Parsed to bytes. */
+const SIZE_ERROR = 'expected a size such as 512KiB, 32MiB or a number of bytes';
 const Size = (description: string) =>
   z
-    .union([z.number().int().nonnegative(), z.string().regex(new RegExp(SIZE_PATTERN))], {
-      error: 'expected a size such as 512KiB, 32MiB or a number of bytes',
-    })
+    .union(
+      [
+        z.number({ error: SIZE_ERROR }).int(SIZE_ERROR).nonnegative(SIZE_ERROR),
+        z.string({ error: SIZE_ERROR }).regex(new RegExp(SIZE_PATTERN), SIZE_ERROR),
+      ],
+      { error: SIZE_ERROR },
+    )
     .transform((v) => parseSize(v) as number)
     .meta({ description });
 
 /** A secret string: written as a `${ENV}` / `${file:...}` reference, redacted everywhere it could show. */
 const Secret = (description: string) => z.string().meta({ description, 'x-secret': true });
 
-const Name = z.string().trim().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
+const Name = z.string().regex(/\S/, 'must not be empty').max(200, 'must be at most 200 characters');
 
-const LISTEN = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+const PORT = '(6553[0-5]|655[0-2]\\d|65[0-4]\\d{2}|6[0-4]\\d{3}|[1-5]\\d{4}|\\d{1,4})';
+const LISTEN = new RegExp(`^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):${PORT}$`);
 const DATABASE = /^(file:|libsql:\/\/|https?:\/\/|wss?:\/\/|:memory:$)/;
 
 export const ServerSchema = z
   .strictObject({
     listen: z
       .string()
-      .regex(LISTEN, 'expected host:port, e.g. 127.0.0.1:8080 or [::1]:8080')
-      .refine((s) => Number(LISTEN.exec(s)?.[2]) <= 65535, 'port must be 0..65535')
+      .regex(LISTEN, 'expected host:port with a port 0..65535, e.g. 127.0.0.1:8080 or [::1]:8080')
       .default('127.0.0.1:8080')
       .meta({
         description:
@@ -140,9 +150,10 @@ export const RoutingSchema = z
 export const ChannelSchema = z
   .strictObject({
     name: Name.meta({ description: "Unique; the channel's identity in API paths, logs and stats." }),
-    url: z
-      .url({ protocol: /^https?$/, error: 'expected an http(s) URL' })
-      .meta({ description: "Base URL; the client's path (/v1/messages...) and query are appended." }),
+    url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }).meta({
+      pattern: '^https?://',
+      description: "Base URL; the client's path (/v1/messages...) and query are appended.",
+    }),
     api_key: Secret('The channel key, sent upstream as x-api-key. Use a ${...} reference.').optional(),
     keys: z.array(Secret('One key of this channel.')).min(1, 'must list at least one key').optional().meta({
       description: 'Several keys for one channel (instead of api_key), rotated and cooled one by one.',
@@ -189,7 +200,9 @@ export const StoreSchema = z
 export const ConfigSchema = z
   .strictObject({
     $schema: z.string().optional().meta({ description: 'Editors may point this at the JSON Schema.' }),
-    version: z.literal(1, { error: 'expected version: 1' }),
+    version: z
+      .literal(1, { error: 'expected version: 1' })
+      .meta({ description: 'Format version of this file.' }),
     server: ServerSchema.prefault({}),
     admin: AdminSchema.prefault({}),
     auth: AuthSchema.prefault({}),
@@ -211,13 +224,5 @@ export type Price = z.output<typeof PriceSchema>;
 
 /** The JSON Schema (draft 2020-12) of ccload.yaml, as editors and CI see it. */
 export function configJsonSchema(): Record<string, unknown> {
-  const schema = z.toJSONSchema(ConfigSchema, { io: 'input', target: 'draft-2020-12' }) as Record<
-    string,
-    unknown
-  >;
-  return {
-    $schema: schema.$schema,
-    $id: 'https://github.com/ccload/ccload/schema/ccload.schema.json',
-    ...schema,
-  };
+  return z.toJSONSchema(ConfigSchema, { io: 'input', target: 'draft-2020-12' }) as Record<string, unknown>;
 }

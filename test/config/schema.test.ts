@@ -1,0 +1,76 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+import t from 'tap';
+import { interpolatedData } from '../../src/config/load.js';
+import { ConfigSchema, configJsonSchema } from '../../src/config/schema.js';
+import { isSecretPath, secretPatterns } from '../../src/config/secrets.js';
+import { schemaFilePath, schemaFileText } from '../../src/config/write-schema.js';
+
+const root = resolve(import.meta.dirname, '../../..');
+const fixtures = join(root, 'test/fixtures/config');
+const env = {
+  TEST_KEY: 'sk-ant-test-key-0001',
+  TEST_TOKEN_A: 'client-token-aaaa',
+  TEST_PASS: 'correct horse',
+};
+
+t.test(
+  'schema/ccload.schema.json is fresh (run `npm run schema` after changing src/config/schema.ts)',
+  async (t) => {
+    t.equal(schemaFilePath(), join(root, 'schema/ccload.schema.json'));
+    t.equal(readFileSync(schemaFilePath(), 'utf8'), schemaFileText());
+  },
+);
+
+t.test('zod and the published JSON Schema (ajv, draft 2020-12) agree on every fixture', async (t) => {
+  const ajv = new Ajv2020({ strict: true, allErrors: true });
+  ajv.addKeyword('x-secret');
+  addFormats.default(ajv);
+  const validate = ajv.compile(JSON.parse(readFileSync(schemaFilePath(), 'utf8')));
+  const docs = readdirSync(fixtures)
+    .filter((f) => f.endsWith('.yaml'))
+    .map((f) => [f, join(fixtures, f)] as const);
+  docs.push(['ccload.yaml (bundled)', join(root, 'ccload.yaml')]);
+  let compared = 0;
+  for (const [name, path] of docs) {
+    let data: unknown;
+    try {
+      data = interpolatedData(readFileSync(path, 'utf8'), env, fixtures);
+    } catch {
+      continue; // YAML syntax errors never reach either schema
+    }
+    const byZod = ConfigSchema.safeParse(data).success;
+    const byAjv = validate(data) as boolean;
+    t.equal(
+      byAjv,
+      byZod,
+      `${name}: zod says ${byZod}, ajv says ${byAjv} ${JSON.stringify(validate.errors ?? [])}`,
+    );
+    compared++;
+  }
+  t.ok(compared >= 20, `compared ${compared} documents`);
+});
+
+t.test('secrets are marked in the schema', async (t) => {
+  t.same(
+    secretPatterns().map((p) => p.join('.')),
+    [
+      'server.database_token',
+      'admin.password',
+      'auth.tokens.*.token',
+      'channels.*.api_key',
+      'channels.*.keys.*',
+    ],
+  );
+  t.ok(isSecretPath(['channels', 3, 'keys', 1]));
+  t.notOk(isSecretPath(['channels', 3, 'url']));
+});
+
+t.test('the JSON Schema is strict and carries descriptions', async (t) => {
+  const s = configJsonSchema() as { additionalProperties: boolean; properties: Record<string, unknown> };
+  t.equal(s.additionalProperties, false);
+  t.match(JSON.stringify(s.properties['routing']), /when_all_cooling/);
+  t.match(JSON.stringify(s.properties['channels']), /Higher first/);
+});
