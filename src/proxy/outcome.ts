@@ -1,0 +1,400 @@
+/**
+ * Outcome classification: what one upstream attempt's result means for cooling and failover (the
+ * table in shared/design/proxy.md "Outcome → action"), the stable error codes, and the one mapping
+ * from an error code to the client's Anthropic-shaped error. Pure: the clock is a parameter.
+ */
+import type { CooldownScope } from './cooldown.js';
+
+/** Stable error codes: logged as the attempt's error class and used in metrics labels. */
+export const ErrorCode = {
+  /** TCP connect refused, DNS or TLS failure. */
+  UPSTREAM_CONNECT: 'CCL_UPSTREAM_CONNECT',
+  /** TCP + TLS did not complete within `timeouts.connect`. */
+  CONNECT_TIMEOUT: 'CCL_CONNECT_TIMEOUT',
+  /** The upstream connection was reset or closed before the commit point. */
+  UPSTREAM_RESET: 'CCL_UPSTREAM_RESET',
+  /** No first content event (streams) / complete headers (non-streaming) within `timeouts.first_token`. */
+  FIRST_TOKEN_TIMEOUT: 'CCL_FIRST_TOKEN_TIMEOUT',
+  /** Silence inside a stream or body longer than `timeouts.idle`. */
+  IDLE_TIMEOUT: 'CCL_IDLE_TIMEOUT',
+  /** The request's overall deadline (`timeouts.total` or a client timeout hint) passed. */
+  TOTAL_TIMEOUT: 'CCL_TOTAL_TIMEOUT',
+  /** A 2xx with an empty body, or a stream that ended without any event. */
+  UPSTREAM_EMPTY: 'CCL_UPSTREAM_EMPTY',
+  /** An SSE `event: error` before the commit point. */
+  UPSTREAM_SSE_ERROR: 'CCL_UPSTREAM_SSE_ERROR',
+  /** After the commit point: reset, end without `message_stop`, or `event: error`. */
+  STREAM_BROKEN: 'CCL_STREAM_BROKEN',
+  /** The upstream answered with a failure status. */
+  UPSTREAM_STATUS: 'CCL_UPSTREAM_STATUS',
+  /** The client disconnected; the upstream request is aborted and the attempt logged as 499. */
+  CLIENT_GONE: 'CCL_CLIENT_GONE',
+  /** No enabled channel serves the requested model. */
+  NO_CHANNEL: 'CCL_NO_CHANNEL',
+  /** Every candidate is cooling and `when_all_cooling` is `reject` (or the wait exceeds the deadline). */
+  ALL_COOLING: 'CCL_ALL_COOLING',
+  /** The client's request is malformed (not JSON, no model, ...). */
+  BAD_REQUEST: 'CCL_BAD_REQUEST',
+  /** The request body exceeds `server.max_body`. */
+  BODY_TOO_LARGE: 'CCL_BODY_TOO_LARGE',
+  /** Missing or unknown client token. */
+  UNAUTHORIZED: 'CCL_UNAUTHORIZED',
+} as const;
+
+/** One of the stable error codes. */
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Which proxy route the attempt served: count_tokens never cools on a 4xx. */
+export type Endpoint = 'messages' | 'count_tokens';
+
+/** The result of one upstream attempt, as the forwarding code observed it. */
+export type AttemptResult =
+  /** Complete 2xx: the answer (or stream, to `message_stop`) reached the client. */
+  | { readonly kind: 'success' }
+  /**
+   * The upstream answered with a status before commit. `headers` have lower-case names. For a
+   * 2xx, `bodyText: ''` means the body was empty (→ `CCL_UPSTREAM_EMPTY`); undefined means unread.
+   */
+  | {
+      readonly kind: 'status';
+      readonly status: number;
+      readonly headers: Readonly<Record<string, string>>;
+      readonly bodyText?: string | undefined;
+    }
+  /** A transport or stream failure; `committed`: the client had already received the answer's start. */
+  | {
+      readonly kind: 'failure';
+      readonly code: ErrorCode;
+      readonly committed: boolean;
+      /** Low-level cause for the log, e.g. `ECONNREFUSED`; never sent to the client. */
+      readonly detail?: string | undefined;
+    };
+
+/** What the attempt's context adds to classification. */
+export interface OutcomeContext {
+  readonly endpoint: Endpoint;
+  /** Absolute ms; retry-after seconds are counted from it. */
+  readonly now: number;
+  /** The model the client asked for and the one sent upstream (after model_map): a 404 naming either is a model 404. */
+  readonly requestedModel?: string | undefined;
+  readonly sentModel?: string | undefined;
+}
+
+/** How to treat one attempt: what to cool, whether to try the next candidate, and why. */
+export interface Outcome {
+  /** True for a complete 2xx: the caller clears the scopes it used (`recordSuccess`). */
+  readonly ok: boolean;
+  /** The attempt's error class; undefined on success. */
+  readonly errorClass: ErrorCode | undefined;
+  readonly scope: CooldownScope | 'none';
+  /** Try the next candidate. False after commit and when the request itself is at fault. */
+  readonly failover: boolean;
+  /** Absolute ms the upstream named for retrying, when it named one. */
+  readonly resetAt?: number | undefined;
+  /** Start the backoff long (401/403, 402): see `backoffMs`. */
+  readonly longStart?: boolean | undefined;
+  /** Short human reason, e.g. `429 rate limited`, `connect failed (ECONNREFUSED)`. */
+  readonly reason: string;
+}
+
+const STATUS_TEXT: Readonly<Record<number, string>> = {
+  400: 'bad request',
+  401: 'unauthorized',
+  402: 'payment required',
+  403: 'forbidden',
+  404: 'not found',
+  405: 'method not allowed',
+  408: 'request timeout',
+  409: 'conflict',
+  413: 'request too large',
+  415: 'unsupported media type',
+  421: 'misdirected request',
+  422: 'unprocessable',
+  429: 'rate limited',
+  500: 'server error',
+  502: 'bad gateway',
+  503: 'unavailable',
+  504: 'gateway timeout',
+  529: 'overloaded',
+};
+
+function statusReason(status: number, extra?: string): string {
+  const text = STATUS_TEXT[status] ?? (status >= 500 ? 'server error' : 'unexpected status');
+  return extra ? `${status} ${text} ${extra}` : `${status} ${text}`;
+}
+
+/**
+ * Absolute ms named by a `retry-after` value: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
+ * Fractional seconds are accepted (some gateways send them). Undefined when unparseable.
+ */
+export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
+  if (value === undefined) return undefined;
+  const v = value.trim();
+  if (v === '') return undefined;
+  if (/^\d+(\.\d+)?$/.test(v)) return now + Math.round(Number(v) * 1000);
+  // An HTTP-date always names a weekday and GMT; requiring letters keeps "12abc" from parsing.
+  if (!/[A-Za-z]/.test(v)) return undefined;
+  const at = Date.parse(v);
+  return Number.isFinite(at) ? at : undefined;
+}
+
+/**
+ * The upstream's retry time from response headers: `retry-after`, plus — when `rateLimit` is set —
+ * every `anthropic-ratelimit-*-reset` (RFC 3339). The latest wins: retrying before the last
+ * exhausted limit resets would only earn another 429. Times not after `now` are ignored.
+ */
+export function resetTimeFromHeaders(
+  headers: Readonly<Record<string, string>>,
+  now: number,
+  rateLimit: boolean,
+): number | undefined {
+  const times: number[] = [];
+  const retry = parseRetryAfter(headers['retry-after'], now);
+  if (retry !== undefined) times.push(retry);
+  if (rateLimit) {
+    for (const [name, value] of Object.entries(headers)) {
+      if (!/^anthropic-ratelimit-.+-reset$/.test(name)) continue;
+      const at = Date.parse(value);
+      if (Number.isFinite(at)) times.push(at);
+    }
+  }
+  const future = times.filter((t) => t > now);
+  return future.length > 0 ? Math.max(...future) : undefined;
+}
+
+/**
+ * Does a 404 body blame the model? True when it names the requested or sent model, or is
+ * Anthropic's `not_found_error` whose message mentions "model" (`{"message":"model: claude-x"}`).
+ * A 404 that does not is a wrong base URL or path: the whole channel is at fault.
+ */
+export function notFoundNamesModel(
+  bodyText: string | undefined,
+  models: readonly (string | undefined)[],
+): boolean {
+  if (!bodyText) return false;
+  for (const m of models) if (m && bodyText.includes(m)) return true;
+  try {
+    const body = JSON.parse(bodyText) as { error?: { type?: unknown; message?: unknown } };
+    const err = body?.error;
+    return err?.type === 'not_found_error' && typeof err.message === 'string' && /model/i.test(err.message);
+  } catch {
+    return false;
+  }
+}
+
+function classifyStatus(result: Extract<AttemptResult, { kind: 'status' }>, ctx: OutcomeContext): Outcome {
+  const { status, headers } = result;
+  const fail = (
+    scope: CooldownScope | 'none',
+    failover: boolean,
+    reason: string,
+    extra: { resetAt?: number | undefined; longStart?: boolean } = {},
+  ): Outcome => ({ ok: false, errorClass: ErrorCode.UPSTREAM_STATUS, scope, failover, reason, ...extra });
+
+  if (status >= 200 && status < 300) {
+    if (result.bodyText === '') {
+      return {
+        ok: false,
+        errorClass: ErrorCode.UPSTREAM_EMPTY,
+        scope: 'channel+model',
+        failover: true,
+        reason: `${status} with empty body`,
+      };
+    }
+    return { ok: true, errorClass: undefined, scope: 'none', failover: false, reason: `${status} ok` };
+  }
+
+  // count_tokens: a 4xx says nothing about the channel's health for messages (relays often lack
+  // the route; its rate limits are separate), so it never cools. It still fails over where a
+  // messages request would: another channel may answer.
+  const cool = (scope: CooldownScope): CooldownScope | 'none' =>
+    ctx.endpoint === 'count_tokens' && status >= 400 && status < 500 ? 'none' : scope;
+
+  // A 5xx or 429 may say when to come back (RFC 9110 §10.2.3); only a 429's rate-limit reset
+  // headers are about this failure — on other statuses they describe an unexhausted bucket.
+  const resetAt = (rateLimit: boolean) => resetTimeFromHeaders(headers, ctx.now, rateLimit);
+
+  if (status === 429) return fail(cool('key+model'), true, statusReason(429), { resetAt: resetAt(true) });
+  if (status === 401 || status === 403) {
+    return fail(cool('key'), true, statusReason(status), { longStart: true });
+  }
+  // 402: relays answer it when the key's balance is spent — a key fault that does not heal soon.
+  if (status === 402) return fail(cool('key'), true, statusReason(402), { longStart: true });
+  if (status === 404) {
+    const models = [ctx.requestedModel, ctx.sentModel];
+    return notFoundNamesModel(result.bodyText, models)
+      ? fail(cool('channel+model'), true, statusReason(404, '(model)'))
+      : fail(cool('channel'), true, statusReason(404));
+  }
+  // 408 is the upstream giving up waiting, 421 a connection to the wrong host: neither is the
+  // request's fault.
+  if (status === 408) return fail(cool('channel+model'), true, statusReason(408));
+  if (status === 421) return fail(cool('channel'), true, statusReason(421));
+  if (status >= 400 && status < 500) {
+    // 400 (context too long, bad params), 413, 422 ...: the request is at fault, and every channel
+    // would say the same. The client gets this answer as is.
+    return fail('none', false, statusReason(status));
+  }
+  if (status >= 500) return fail('channel+model', true, statusReason(status), { resetAt: resetAt(false) });
+  // 1xx leftovers and 3xx: a base URL that redirects is misconfigured for an API client.
+  return fail('channel', true, statusReason(status));
+}
+
+const FAILURE_REASON: Readonly<Record<ErrorCode, string>> = {
+  CCL_UPSTREAM_CONNECT: 'connect failed',
+  CCL_CONNECT_TIMEOUT: 'connect timeout',
+  CCL_UPSTREAM_RESET: 'connection reset',
+  CCL_FIRST_TOKEN_TIMEOUT: 'no first token in time',
+  CCL_IDLE_TIMEOUT: 'idle timeout',
+  CCL_TOTAL_TIMEOUT: 'request deadline passed',
+  CCL_UPSTREAM_EMPTY: 'empty response',
+  CCL_UPSTREAM_SSE_ERROR: 'error event before commit',
+  CCL_STREAM_BROKEN: 'stream broken',
+  CCL_UPSTREAM_STATUS: 'failure status',
+  CCL_CLIENT_GONE: 'client disconnected',
+  CCL_NO_CHANNEL: 'no channel serves the model',
+  CCL_ALL_COOLING: 'all candidates cooling',
+  CCL_BAD_REQUEST: 'bad request',
+  CCL_BODY_TOO_LARGE: 'body too large',
+  CCL_UNAUTHORIZED: 'unauthorized',
+};
+
+/** The scope a transport/stream failure cools; `none` where the upstream is not at fault. */
+const FAILURE_SCOPE: Readonly<Record<ErrorCode, CooldownScope | 'none'>> = {
+  // The host is unreachable: every model and key on it fails alike.
+  CCL_UPSTREAM_CONNECT: 'channel',
+  CCL_CONNECT_TIMEOUT: 'channel',
+  // The host answers but this model's serving path misbehaves.
+  CCL_UPSTREAM_RESET: 'channel+model',
+  CCL_FIRST_TOKEN_TIMEOUT: 'channel+model',
+  CCL_IDLE_TIMEOUT: 'channel+model',
+  CCL_UPSTREAM_EMPTY: 'channel+model',
+  CCL_UPSTREAM_SSE_ERROR: 'channel+model',
+  CCL_STREAM_BROKEN: 'channel+model',
+  CCL_UPSTREAM_STATUS: 'channel+model',
+  // The request's own deadline: a long thinking stream may legitimately outlast it; and the
+  // deadline is spent, so there is nothing to fail over to.
+  CCL_TOTAL_TIMEOUT: 'none',
+  CCL_CLIENT_GONE: 'none',
+  CCL_NO_CHANNEL: 'none',
+  CCL_ALL_COOLING: 'none',
+  CCL_BAD_REQUEST: 'none',
+  CCL_BODY_TOO_LARGE: 'none',
+  CCL_UNAUTHORIZED: 'none',
+};
+
+/** Codes that are a stream breaking once committed; a committed failure is reported as `CCL_STREAM_BROKEN`. */
+const BREAKS_STREAM: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  ErrorCode.UPSTREAM_RESET,
+  ErrorCode.UPSTREAM_EMPTY,
+  ErrorCode.UPSTREAM_SSE_ERROR,
+  ErrorCode.STREAM_BROKEN,
+]);
+
+function classifyFailure(result: Extract<AttemptResult, { kind: 'failure' }>): Outcome {
+  const scope = FAILURE_SCOPE[result.code];
+  const base = FAILURE_REASON[result.code];
+  const detailed = result.detail ? `${base} (${result.detail})` : base;
+  if (result.committed) {
+    // After commit the client already has part of the answer: no failover, the stream ends with
+    // an `event: error` frame; the upstream is still blamed and cooled.
+    const errorClass = BREAKS_STREAM.has(result.code) ? ErrorCode.STREAM_BROKEN : result.code;
+    const reason = result.code === ErrorCode.STREAM_BROKEN ? detailed : `${detailed} after commit`;
+    return { ok: false, errorClass, scope, failover: false, reason };
+  }
+  // Failover only where another candidate may do better: not when the request's deadline or the
+  // client is gone, nor for the proxy's own request-level errors.
+  const failover = scope !== 'none';
+  return { ok: false, errorClass: result.code, scope, failover, reason: detailed };
+}
+
+/**
+ * Classifies one upstream attempt: the row of proxy.md's "Outcome → action" table it falls in.
+ * 2xx → ok (clears); connect failures → channel; resets, timeouts before the first content, empty
+ * 2xx, `event: error` before commit → channel+model; 500/502/503/504/529 (any 5xx) → channel+model;
+ * 429 → key+model until the upstream's reset time; 401/403 (and 402) → key, starting long;
+ * 404 → channel+model when the body names the model, else channel; other 4xx → no cooldown and no
+ * failover (the client gets the upstream's answer). On count_tokens a 4xx never cools.
+ */
+export function classifyOutcome(result: AttemptResult, ctx: OutcomeContext): Outcome {
+  switch (result.kind) {
+    case 'success':
+      return { ok: true, errorClass: undefined, scope: 'none', failover: false, reason: 'ok' };
+    case 'status':
+      return classifyStatus(result, ctx);
+    case 'failure':
+      return classifyFailure(result);
+  }
+}
+
+/** The error types Anthropic's API uses in `{"type":"error","error":{"type":...}}`. */
+export type AnthropicErrorType =
+  | 'invalid_request_error'
+  | 'authentication_error'
+  | 'permission_error'
+  | 'not_found_error'
+  | 'request_too_large'
+  | 'rate_limit_error'
+  | 'api_error'
+  | 'overloaded_error'
+  | 'timeout_error';
+
+/** A client-facing error: HTTP status, Anthropic error type and message. */
+export interface ClientError {
+  readonly status: number;
+  readonly type: AnthropicErrorType;
+  readonly message: string;
+}
+
+const CLIENT_ERRORS: Readonly<Record<ErrorCode, ClientError>> = {
+  CCL_UPSTREAM_CONNECT: { status: 502, type: 'api_error', message: 'could not connect to an upstream' },
+  CCL_CONNECT_TIMEOUT: {
+    status: 504,
+    type: 'timeout_error',
+    message: 'connecting to the upstream timed out',
+  },
+  CCL_UPSTREAM_RESET: { status: 502, type: 'api_error', message: 'the upstream closed the connection' },
+  CCL_FIRST_TOKEN_TIMEOUT: {
+    status: 504,
+    type: 'timeout_error',
+    message: 'the upstream did not start answering in time',
+  },
+  CCL_IDLE_TIMEOUT: { status: 504, type: 'timeout_error', message: 'the upstream stopped sending' },
+  CCL_TOTAL_TIMEOUT: { status: 504, type: 'timeout_error', message: 'the request deadline passed' },
+  CCL_UPSTREAM_EMPTY: { status: 502, type: 'api_error', message: 'the upstream sent an empty response' },
+  CCL_UPSTREAM_SSE_ERROR: { status: 502, type: 'api_error', message: 'the upstream reported an error' },
+  CCL_STREAM_BROKEN: { status: 502, type: 'api_error', message: 'the upstream stream broke off' },
+  CCL_UPSTREAM_STATUS: { status: 502, type: 'api_error', message: 'the upstream answered with an error' },
+  // Nobody reads it (the client is gone); 499 is nginx's "client closed request", used in logs.
+  CCL_CLIENT_GONE: { status: 499, type: 'api_error', message: 'client closed the request' },
+  CCL_NO_CHANNEL: { status: 404, type: 'not_found_error', message: 'no enabled channel serves model' },
+  // 503 rather than 529: 529 means Anthropic itself is overloaded; here ccload's channels rest.
+  CCL_ALL_COOLING: {
+    status: 503,
+    type: 'overloaded_error',
+    message: 'every channel for this model is cooling down',
+  },
+  CCL_BAD_REQUEST: { status: 400, type: 'invalid_request_error', message: 'invalid request' },
+  CCL_BODY_TOO_LARGE: { status: 413, type: 'request_too_large', message: 'request body too large' },
+  CCL_UNAUTHORIZED: { status: 401, type: 'authentication_error', message: 'invalid or missing ccload token' },
+};
+
+/**
+ * The client-facing Anthropic error for an error code. `detail` is appended to the message
+ * (`no enabled channel serves model: claude-x`); pass only what the client may see — the model,
+ * a limit — never an internal cause or a key.
+ */
+export function clientError(code: ErrorCode, detail?: string): ClientError {
+  const e = CLIENT_ERRORS[code];
+  return detail ? { ...e, message: `${e.message}: ${detail}` } : e;
+}
+
+/** The JSON body of an Anthropic error: `{"type":"error","error":{"type":...,"message":...}}`. */
+export function anthropicError(type: AnthropicErrorType, message: string): string {
+  return JSON.stringify({ type: 'error', error: { type, message } });
+}
+
+/** The same error as an SSE frame, for ending a committed stream (`event: error`). */
+export function anthropicErrorEvent(type: AnthropicErrorType, message: string): string {
+  return `event: error\ndata: ${anthropicError(type, message)}\n\n`;
+}
