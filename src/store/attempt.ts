@@ -1,0 +1,151 @@
+/**
+ * The attempt record: one upstream attempt as the proxy reports it and as the `attempts` table
+ * stores it, with the mapping between the two.
+ */
+import type { InValue, Row } from '@libsql/client';
+
+/** Which proxied route an attempt served. */
+export type Endpoint = 'messages' | 'count_tokens';
+
+/** One upstream attempt. `null` means "not known / not applicable". */
+export interface AttemptRecord {
+  /** Start of the attempt, ms since the epoch. */
+  readonly ts: number;
+  /** ccload's id of the client request; shared by all attempts of one request. */
+  readonly requestId: string;
+  /** Name of the client token used (never the token); null on an open proxy. */
+  readonly token: string | null;
+  readonly endpoint: Endpoint;
+  readonly modelRequested: string | null;
+  /** The model sent upstream after `model_map`. */
+  readonly modelSent: string | null;
+  readonly channel: string | null;
+  /** Key fingerprint, `…abcd`. */
+  readonly keyFp: string | null;
+  /** HTTP status; 499 = the client went away; 0 = no response (connect error, timeout). */
+  readonly status: number;
+  /** Stable error class (e.g. `CCL_UPSTREAM_CONNECT`, `rate_limit`), null on success. */
+  readonly errorClass: string | null;
+  /** 1-based attempt number within the request. */
+  readonly attempt: number;
+  /** True when this attempt's answer went to the client. */
+  readonly final: boolean;
+  readonly ttfbMs: number | null;
+  readonly durationMs: number | null;
+  readonly streamed: boolean;
+  /** Usage: carried only by the attempt that answered. */
+  readonly inputTokens: number | null;
+  readonly outputTokens: number | null;
+  readonly cacheCreationTokens: number | null;
+  readonly cacheReadTokens: number | null;
+  readonly costUsd: number | null;
+}
+
+/** An attempt read back from the table, with its row id. */
+export interface StoredAttempt extends AttemptRecord {
+  readonly id: number;
+}
+
+/** Columns of `attempts` written by `attemptToRow`, in that order (no `id`: SQLite assigns it). */
+export const ATTEMPT_COLUMNS = [
+  'ts',
+  'request_id',
+  'token',
+  'endpoint',
+  'model_requested',
+  'model_sent',
+  'channel',
+  'key_fp',
+  'status',
+  'error_class',
+  'attempt',
+  'final',
+  'ttfb_ms',
+  'duration_ms',
+  'streamed',
+  'input_tokens',
+  'output_tokens',
+  'cache_creation_tokens',
+  'cache_read_tokens',
+  'cost_usd',
+] as const;
+
+/** An integer column value: rounded, and null for anything that is not a finite number. */
+function int(v: number | null | undefined): number | null {
+  return typeof v === 'number' && Number.isFinite(v) ? Math.round(v) : null;
+}
+
+function real(v: number | null | undefined): number | null {
+  return typeof v === 'number' && Number.isFinite(v) ? v : null;
+}
+
+function text(v: string | null | undefined): string | null {
+  return typeof v === 'string' ? v : null;
+}
+
+/**
+ * The values of one record in `ATTEMPT_COLUMNS` order. Never throws and never yields a value SQLite
+ * would refuse (NaN, undefined, fractional milliseconds become null or integers), so one bad
+ * record cannot block a batch.
+ */
+export function attemptToRow(r: AttemptRecord): InValue[] {
+  return [
+    int(r.ts),
+    text(r.requestId),
+    text(r.token),
+    text(r.endpoint),
+    text(r.modelRequested),
+    text(r.modelSent),
+    text(r.channel),
+    text(r.keyFp),
+    int(r.status),
+    text(r.errorClass),
+    int(r.attempt),
+    r.final ? 1 : 0,
+    int(r.ttfbMs),
+    int(r.durationMs),
+    r.streamed ? 1 : 0,
+    int(r.inputTokens),
+    int(r.outputTokens),
+    int(r.cacheCreationTokens),
+    int(r.cacheReadTokens),
+    real(r.costUsd),
+  ];
+}
+
+function num(v: unknown): number | null {
+  if (v === null || v === undefined) return null;
+  const n = Number(v);
+  return Number.isFinite(n) ? n : null;
+}
+
+function str(v: unknown): string | null {
+  return v === null || v === undefined ? null : String(v);
+}
+
+/** The record of an `attempts` row selected with `SELECT *` (or at least `id` + `ATTEMPT_COLUMNS`). */
+export function rowToAttempt(row: Row): StoredAttempt {
+  return {
+    id: num(row['id']) ?? 0,
+    ts: num(row['ts']) ?? 0,
+    requestId: str(row['request_id']) ?? '',
+    token: str(row['token']),
+    endpoint: str(row['endpoint']) === 'count_tokens' ? 'count_tokens' : 'messages',
+    modelRequested: str(row['model_requested']),
+    modelSent: str(row['model_sent']),
+    channel: str(row['channel']),
+    keyFp: str(row['key_fp']),
+    status: num(row['status']) ?? 0,
+    errorClass: str(row['error_class']),
+    attempt: num(row['attempt']) ?? 1,
+    final: num(row['final']) === 1,
+    ttfbMs: num(row['ttfb_ms']),
+    durationMs: num(row['duration_ms']),
+    streamed: num(row['streamed']) === 1,
+    inputTokens: num(row['input_tokens']),
+    outputTokens: num(row['output_tokens']),
+    cacheCreationTokens: num(row['cache_creation_tokens']),
+    cacheReadTokens: num(row['cache_read_tokens']),
+    costUsd: num(row['cost_usd']),
+  };
+}

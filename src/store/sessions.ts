@@ -1,0 +1,98 @@
+/**
+ * Admin sessions: random ids handed out as the `ccload_session` cookie, stored only as their
+ * SHA-256, so a leaked database (or a backup of it) cannot be replayed as a login.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Database } from './db.js';
+
+/** What `getSession` knows about a live session. */
+export interface SessionInfo {
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  readonly lastSeen: number;
+  /** Who logged in (e.g. remote address and user agent), for the dashboard. */
+  readonly client: string | null;
+}
+
+/** A new session: `id` goes into the cookie and is not stored anywhere. */
+export interface NewSession {
+  readonly id: string;
+  readonly expiresAt: number;
+}
+
+/** `last_seen` is refreshed at most this often, so a polling dashboard does not write on every request. */
+export const LAST_SEEN_GRANULARITY_MS = 60_000;
+
+/** Longest id accepted for lookup; a real one is 43 characters. */
+const MAX_ID_LENGTH = 128;
+
+/** The stored form of a session id: hex SHA-256. */
+export function hashSessionId(id: string): string {
+  return createHash('sha256').update(id, 'utf8').digest('hex');
+}
+
+/** Creates a session lasting `ttlMs` from `now`; the id is 32 random bytes, base64url. */
+export async function createSession(
+  db: Pick<Database, 'client'>,
+  opts: { readonly ttlMs: number; readonly client?: string | null; readonly now: number },
+): Promise<NewSession> {
+  const id = randomBytes(32).toString('base64url');
+  const expiresAt = opts.now + opts.ttlMs;
+  await db.client.execute({
+    sql: 'INSERT INTO sessions (id_hash, created_at, expires_at, last_seen, client) VALUES (?, ?, ?, ?, ?)',
+    args: [hashSessionId(id), opts.now, expiresAt, opts.now, opts.client ?? null],
+  });
+  return { id, expiresAt };
+}
+
+/** The session for `id` if it exists and has not expired at `now`; an expired one is deleted. */
+export async function getSession(
+  db: Pick<Database, 'client'>,
+  id: string,
+  now: number,
+): Promise<SessionInfo | null> {
+  if (id === '' || id.length > MAX_ID_LENGTH) return null;
+  const idHash = hashSessionId(id);
+  const rs = await db.client.execute({
+    sql: 'SELECT created_at, expires_at, last_seen, client FROM sessions WHERE id_hash = ?',
+    args: [idHash],
+  });
+  const row = rs.rows[0];
+  if (!row) return null;
+  const expiresAt = Number(row['expires_at']);
+  if (expiresAt <= now) {
+    await db.client.execute({ sql: 'DELETE FROM sessions WHERE id_hash = ?', args: [idHash] });
+    return null;
+  }
+  let lastSeen = Number(row['last_seen']);
+  if (now - lastSeen >= LAST_SEEN_GRANULARITY_MS) {
+    await db.client.execute({
+      sql: 'UPDATE sessions SET last_seen = ? WHERE id_hash = ?',
+      args: [now, idHash],
+    });
+    lastSeen = now;
+  }
+  const client = row['client'];
+  return {
+    createdAt: Number(row['created_at']),
+    expiresAt,
+    lastSeen,
+    client: client === null || client === undefined ? null : String(client),
+  };
+}
+
+/** Ends a session (logout); true when one existed. */
+export async function deleteSession(db: Pick<Database, 'client'>, id: string): Promise<boolean> {
+  if (id === '' || id.length > MAX_ID_LENGTH) return false;
+  const rs = await db.client.execute({
+    sql: 'DELETE FROM sessions WHERE id_hash = ?',
+    args: [hashSessionId(id)],
+  });
+  return rs.rowsAffected > 0;
+}
+
+/** Deletes every session expired at `now`; returns how many. */
+export async function pruneSessions(db: Pick<Database, 'client'>, now: number): Promise<number> {
+  const rs = await db.client.execute({ sql: 'DELETE FROM sessions WHERE expires_at <= ?', args: [now] });
+  return rs.rowsAffected;
+}
