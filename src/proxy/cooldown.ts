@@ -108,7 +108,8 @@ function ceiling(policy: CooldownPolicy): number {
  * With `longStart` the first step is `max / 4` (7.5 min at the default 30 min), never less than
  * `base`: a rejected key (401/403) rarely heals by itself, so probing it every second only produces
  * noise and gets accounts flagged; a quarter of `max` scales with the operator's own policy (a test
- * config with `max: 1m` rests 15 s) where a fixed 5 min would not.
+ * config with `max: 1m` rests 15 s) where a fixed 5 min would not. `base: 0` disables backoff
+ * cooling (an upstream reset time still applies).
  */
 export function backoffMs(failures: number, policy: CooldownPolicy, longStart = false): number {
   const cap = ceiling(policy);
