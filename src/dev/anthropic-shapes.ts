@@ -55,7 +55,7 @@ export interface ClaudeCodeRequestOptions {
   stream: boolean;
   /**
    * Target size of the encoded body in bytes (default 49 000, a first turn's size). Sizes below the full
-   * Claude Code shape (≈14 KB) yield a minimal body (model, messages, max_tokens, stream) instead.
+   * Claude Code shape (≈25 KB: system, 12 tools, …) yield a minimal body (model, messages, max_tokens, stream) instead.
    */
   bodyBytes?: number;
   sessionId?: string;
