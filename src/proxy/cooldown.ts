@@ -299,24 +299,29 @@ export function prune(
   return dropped;
 }
 
-/** One cooldown as a plain database row (`null` for absent key index / model). */
+/**
+ * One cooldown as a plain database row (`null` for an absent key index / model). The same shape as
+ * the store's `CooldownRow` (src/store/state-store.ts), so rows pass between them unchanged.
+ */
 export interface CooldownRow {
   /** `scopeKey` of the entry: the row's primary key. */
-  readonly key: string;
+  readonly scopeKey: string;
   readonly scope: string;
   readonly channel: string;
   readonly keyIndex: number | null;
   readonly model: string | null;
   readonly until: number;
   readonly failures: number;
-  readonly reason: string;
-  readonly identity: string;
+  readonly reason: string | null;
+  readonly identity: string | null;
+  /** When the row was written (ms); not read back. */
+  readonly updatedAt: number;
 }
 
-/** The row of one entry, for writing through to SQLite. */
-export function cooldownRow(entry: CooldownEntry): CooldownRow {
+/** The row of one entry, for writing through to SQLite at `now`. */
+export function cooldownRow(entry: CooldownEntry, now: number): CooldownRow {
   return {
-    key: scopeKey(entry),
+    scopeKey: scopeKey(entry),
     scope: entry.scope,
     channel: entry.channel,
     keyIndex: entry.keyIndex ?? null,
@@ -325,12 +330,13 @@ export function cooldownRow(entry: CooldownEntry): CooldownRow {
     failures: entry.failures,
     reason: entry.reason,
     identity: entry.identity,
+    updatedAt: now,
   };
 }
 
 /** Every entry as a row. */
-export function cooldownRows(state: CooldownState): CooldownRow[] {
-  return [...state.entries.values()].map(cooldownRow);
+export function cooldownRows(state: CooldownState, now: number): CooldownRow[] {
+  return [...state.entries.values()].map((e) => cooldownRow(e, now));
 }
 
 const SCOPES: ReadonlySet<string> = new Set(['channel', 'key', 'channel+model', 'key+model']);
@@ -338,9 +344,14 @@ const SCOPES: ReadonlySet<string> = new Set(['channel', 'key', 'channel+model', 
 /**
  * A cooldown table rebuilt from stored rows. Rows that do not describe a valid scope (unknown scope
  * name, missing key index or model, non-finite numbers) are skipped: a damaged row must not keep a
- * channel cooling. The stored `key` is recomputed rather than trusted.
+ * channel cooling. The stored `scopeKey` is recomputed rather than trusted. A row without identity
+ * matches no channel, so it cools nothing (and `prune` with the channels drops it).
  */
-export function restoreCooldowns(rows: Iterable<CooldownRow>): CooldownState {
+export function restoreCooldowns(
+  rows: Iterable<
+    Omit<CooldownRow, 'scopeKey' | 'updatedAt'> & Partial<Pick<CooldownRow, 'scopeKey' | 'updatedAt'>>
+  >,
+): CooldownState {
   const state = createCooldownState();
   for (const row of rows) {
     if (!SCOPES.has(row.scope) || typeof row.channel !== 'string') continue;
@@ -357,8 +368,8 @@ export function restoreCooldowns(rows: Iterable<CooldownRow>): CooldownState {
       ...(hasModel ? { model: row.model as string } : {}),
       until: row.until,
       failures: row.failures,
-      reason: String(row.reason ?? ''),
-      identity: String(row.identity ?? ''),
+      reason: row.reason ?? '',
+      identity: row.identity ?? '',
     };
     state.entries.set(scopeKey(entry), entry);
   }

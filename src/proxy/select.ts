@@ -189,12 +189,6 @@ function pairKey(channel: string, keyIndex: number): string {
 /** The round-robin pointers: pointer key (`groupPointerKey` / `keyPointerKey`) → next start offset. */
 export type RoundRobin = Map<string, number>;
 
-/** One pointer as a plain database row. */
-export interface RoundRobinRow {
-  readonly key: string;
-  readonly value: number;
-}
-
 /** An empty pointer table. */
 export function createRoundRobin(): RoundRobin {
   return new Map();
@@ -205,15 +199,18 @@ export function applyRrAdvance(rr: RoundRobin, advance: readonly RrAdvance[]): v
   for (const { key, value } of advance) rr.set(key, value);
 }
 
-/** Every pointer as a row. */
-export function roundRobinRows(rr: ReadonlyMap<string, number>): RoundRobinRow[] {
-  return [...rr].map(([key, value]) => ({ key, value }));
+/** Every pointer as a `[key, value]` row (the store's `saveRr` takes these). */
+export function roundRobinRows(rr: ReadonlyMap<string, number>): [string, number][] {
+  return [...rr];
 }
 
-/** A pointer table rebuilt from stored rows; rows with a non-integer or negative value are skipped. */
-export function restoreRoundRobin(rows: Iterable<RoundRobinRow>): RoundRobin {
+/**
+ * A pointer table rebuilt from stored `[key, value]` rows (the store's `loadRr` map is one);
+ * rows with a non-integer or negative value are skipped.
+ */
+export function restoreRoundRobin(rows: Iterable<readonly [string, number]>): RoundRobin {
   const rr = createRoundRobin();
-  for (const { key, value } of rows) {
+  for (const [key, value] of rows) {
     if (typeof key === 'string' && Number.isInteger(value) && value >= 0) rr.set(key, value);
   }
   return rr;

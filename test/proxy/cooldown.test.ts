@@ -5,6 +5,7 @@ import {
   activeEntries,
   backoffMs,
   type CooldownPolicy,
+  type CooldownRow,
   type CooledChannel,
   clearChannel,
   cooldownRow,
@@ -19,6 +20,7 @@ import {
   scopeKey,
 } from '../../src/proxy/cooldown.js';
 import { classifyOutcome } from '../../src/proxy/outcome.js';
+import type { CooldownRow as StoredCooldownRow } from '../../src/store/state-store.js';
 
 const SEC = 1000;
 const MIN = 60 * SEC;
@@ -350,10 +352,15 @@ t.test('rows round-trip; damaged rows are skipped', async (t) => {
     policy,
     0,
   );
-  const rows = cooldownRows(state);
+  const rows = cooldownRows(state, 123);
   t.equal(rows.length, 4);
   t.same(JSON.parse(JSON.stringify(rows)), rows, 'rows are plain JSON values');
-  t.match(cooldownRow(state.entries.get('c:we%7Cird%23name')!), { keyIndex: null, model: null });
+  t.match(cooldownRow(state.entries.get('c:we%7Cird%23name')!, 5), {
+    scopeKey: 'c:we%7Cird%23name',
+    keyIndex: null,
+    model: null,
+    updatedAt: 5,
+  });
 
   const restored = restoreCooldowns(rows);
   t.same([...restored.entries], [...state.entries], 'same entries under the same keys');
@@ -370,10 +377,13 @@ t.test('rows round-trip; damaged rows are skipped', async (t) => {
   ];
   t.equal(restoreCooldowns(bad).entries.size, 0, 'every damaged row skipped');
   t.equal(
-    restoreCooldowns([{ ...good, key: 'lies' }]).entries.has('c:we%7Cird%23name'),
+    restoreCooldowns([{ ...good, scopeKey: 'lies' }]).entries.has('c:we%7Cird%23name'),
     true,
     'key recomputed',
   );
+  const anonymous = restoreCooldowns([{ ...good, identity: null, reason: null }]);
+  t.match([...anonymous.entries.values()], [{ identity: '', reason: '' }], 'null identity/reason restored');
+  t.equal(coolingUntil(anonymous, ch, 0, 'm', 0), 0, 'a row without identity cools nothing');
 });
 
 t.test('scope none records nothing', async (t) => {
@@ -385,6 +395,10 @@ t.test('scope none records nothing', async (t) => {
   t.equal(state.entries.size, 0);
 });
 
-// A snapshot Channel is accepted where a CooledChannel is expected (compile-time check).
-const _typecheck = (c: Channel): CooledChannel => c;
+// Compile-time checks: a snapshot Channel is a CooledChannel, and rows pass to and from the store as is.
+const _typecheck = [
+  (c: Channel): CooledChannel => c,
+  (r: CooldownRow): StoredCooldownRow => r,
+  (rows: StoredCooldownRow[]) => restoreCooldowns(rows),
+];
 void _typecheck;

@@ -148,11 +148,7 @@ t.test('round-robin: each channel of a group leads equally often', async (t) => 
     applyRrAdvance(rr, sel.rrAdvance);
   }
   t.same(Object.fromEntries(leads), { a: N / 3, b: N / 3, c: N / 3 });
-  t.same(
-    roundRobinRows(rr),
-    [{ key: 'p5:["a","b","c"]', value: 0 }],
-    'one pointer; single-channel groups get none',
-  );
+  t.same(roundRobinRows(rr), [['p5:["a","b","c"]', 0]], 'one pointer; single-channel groups get none');
 });
 
 t.test('round-robin pointer is shared by models with the same group', async (t) => {
@@ -335,11 +331,8 @@ t.test('round-robin rows round-trip; damaged pointers are harmless', async (t) =
     { key: 'p0:["a","b"]', value: 1 },
     { key: 'k:a', value: 2 },
   ]);
-  const restored = restoreRoundRobin([
-    ...roundRobinRows(rr),
-    { key: 'p1:["x"]', value: -1 },
-    { key: 'p2', value: 1.5 },
-  ]);
+  const restored = restoreRoundRobin([...roundRobinRows(rr), ['p1:["x"]', -1], ['p2', 1.5]]);
+  t.same(restoreRoundRobin(new Map([['k:a', 2]])).get('k:a'), 2, "the store's loadRr map restores directly");
   t.same([...restored], [...rr], 'invalid rows skipped');
 
   // A stored pointer larger than the group (a channel was removed) wraps instead of failing.
