@@ -1,0 +1,113 @@
+/**
+ * The admin side's router: route table → access check (public, session, or session/control token)
+ * → Origin check on every state-changing request → handler. Handler errors become a 500 whose
+ * internal cause is logged, not echoed.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { App } from '../app.js';
+import { sendJson } from '../http/respond.js';
+import { getSession, type SessionInfo } from '../store/sessions.js';
+import { parseCookies, SESSION_COOKIE, sameOrigin, secretEquals } from './auth.js';
+
+/** Who may call a route: anyone, a logged-in session, or a session or the control token. */
+export type Access = 'public' | 'session' | 'control';
+
+/** What a handler receives besides req/res. */
+export interface RouteContext {
+  readonly url: URL;
+  /** Capture groups of a RegExp path, URL-decoded. */
+  readonly params: readonly string[];
+  readonly session: SessionInfo | null;
+  /** The raw session id of the request (for logout); never logged. */
+  readonly sessionId: string | undefined;
+}
+
+/** One route. `page: true` marks HTML pages: an anonymous visitor is redirected to /login. */
+export interface Route {
+  readonly method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  readonly path: string | RegExp;
+  readonly access: Access;
+  readonly page?: boolean;
+  handle(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> | void;
+}
+
+/** Dispatches admin/public requests; `handle` resolves false when no route matched the path. */
+export class AdminRouter {
+  readonly #app: App;
+  readonly #routes: readonly Route[];
+
+  constructor(app: App, routes: readonly Route[]) {
+    this.#app = app;
+    this.#routes = routes;
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const url = new URL(req.url ?? '/', 'http://ccload.invalid');
+    const method = req.method === 'HEAD' ? 'GET' : req.method;
+    let pathMatched = false;
+    for (const route of this.#routes) {
+      const params = match(route.path, url.pathname);
+      if (!params) continue;
+      pathMatched = true;
+      if (route.method !== method) continue;
+      try {
+        await this.#run(route, req, res, url, params);
+      } catch (err) {
+        this.#app.log.error({ err, path: url.pathname }, 'admin handler failed');
+        if (!res.headersSent) sendJson(res, 500, { error: 'internal error; see the daemon log' });
+        else res.destroy();
+      }
+      return true;
+    }
+    if (pathMatched) {
+      sendJson(res, 405, { error: `method ${req.method} not allowed on ${url.pathname}` });
+      return true;
+    }
+    return false;
+  }
+
+  async #run(
+    route: Route,
+    req: IncomingMessage,
+    res: ServerResponse,
+    url: URL,
+    params: string[],
+  ): Promise<void> {
+    if (route.method !== 'GET' && !sameOrigin(req)) {
+      sendJson(res, 403, { error: 'cross-origin request refused (Origin does not match this host)' });
+      return;
+    }
+    const sessionId = parseCookies(req.headers.cookie).get(SESSION_COOKIE);
+    let session: SessionInfo | null = null;
+    if (route.access !== 'public') {
+      if (sessionId) session = await getSession(this.#app.db, sessionId, this.#app.now());
+      const control = route.access === 'control' && this.#controlToken(req);
+      if (!session && !control) {
+        if (route.page) {
+          res.writeHead(303, { location: `/login?next=${encodeURIComponent(url.pathname + url.search)}` });
+          res.end();
+        } else {
+          sendJson(res, 401, { error: 'login required' });
+        }
+        return;
+      }
+    }
+    await route.handle(req, res, { url, params, session, sessionId });
+  }
+
+  #controlToken(req: IncomingMessage): boolean {
+    const auth = req.headers.authorization;
+    return auth?.startsWith('Bearer ') === true && secretEquals(auth.slice(7), this.#app.controlToken);
+  }
+}
+
+function match(path: string | RegExp, pathname: string): string[] | undefined {
+  if (typeof path === 'string') return path === pathname ? [] : undefined;
+  const m = path.exec(pathname);
+  if (!m) return undefined;
+  try {
+    return m.slice(1).map((s) => decodeURIComponent(s ?? ''));
+  } catch {
+    return undefined;
+  }
+}

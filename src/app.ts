@@ -1,0 +1,26 @@
+/**
+ * What the HTTP handlers see of the running daemon. `daemon.ts` builds it; handlers take it as a
+ * parameter, so they can be composed without importing the composition root.
+ */
+import type { Reloader } from './config/reloader.js';
+import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+import type { Database } from './store/db.js';
+import type { StateStore } from './store/state-store.js';
+
+/** The daemon's services, as handlers use them. */
+export interface App {
+  readonly reloader: Reloader;
+  readonly db: Database;
+  readonly state: StateStore;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  /** The clock (ms since epoch); tests may replace it. */
+  now(): number;
+  /** The per-start token of the control file (for `ccload reload`). */
+  readonly controlToken: string;
+  /** True once the daemon serves and until it starts draining. */
+  ready(): boolean;
+  /** Latest database health as seen by the writer and the periodic ping. */
+  databaseOk(): boolean;
+}

@@ -1,0 +1,220 @@
+/**
+ * The composition root: the only place that constructs and wires the concerns (config, store,
+ * proxy, admin) and releases them in reverse order on shutdown.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { LoginThrottle } from './admin/auth.js';
+import { coreRoutes } from './admin/core-routes.js';
+import { AdminRouter } from './admin/router.js';
+import type { App } from './app.js';
+import { loadConfigFile } from './config/load.js';
+import { Reloader } from './config/reloader.js';
+import { type ConfigIssue, formatIssue, type Snapshot } from './config/snapshot.js';
+import { type ConfigWatcher, watchConfig } from './config/watcher.js';
+import { controlFilePath, newControlToken, removeControlFile, writeControlFile } from './control.js';
+import { sendJson } from './http/respond.js';
+import { createLogger, type Logger } from './log.js';
+import { Metrics } from './metrics.js';
+import { type Database, openDatabase } from './store/db.js';
+import { pruneSessions } from './store/sessions.js';
+import { StateStore } from './store/state-store.js';
+
+/** How to start a daemon. */
+export interface DaemonOptions {
+  /** Config path (absolute or relative to `cwd`). */
+  readonly configPath: string;
+  /** How the file is named in messages (default: `configPath`). */
+  readonly display?: string;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly cwd?: string;
+  /** A logger to use instead of pino on stdout at the configured level. */
+  readonly log?: Logger;
+  readonly now?: () => number;
+  /** Watch the config folder (default true). */
+  readonly watch?: boolean;
+  /** Debounce of the file watcher (default 100 ms). */
+  readonly debounceMs?: number;
+  /** Collect Node process metrics (default true; off in tests that start many daemons). */
+  readonly processMetrics?: boolean;
+}
+
+/** The config at start-up is invalid: `main` exits 78 (EX_CONFIG) with these errors. */
+export class ConfigInvalidError extends Error {
+  readonly code = 'CCL_CONFIG_INVALID';
+  constructor(readonly errors: readonly ConfigIssue[]) {
+    super(`invalid configuration:\n${errors.map(formatIssue).join('\n')}`);
+  }
+}
+
+/** A running daemon. */
+export interface Daemon {
+  readonly app: App;
+  /** `http://host:port` the daemon listens on. */
+  readonly url: string;
+  readonly server: Server;
+  /** Releases everything in reverse order of construction. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Starts a daemon: config → store → metrics → reloader → HTTP → watcher → control file. */
+export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
+  const now = opts.now ?? Date.now;
+  const input = { path: opts.configPath, display: opts.display, env: opts.env, cwd: opts.cwd };
+  const first = await loadConfigFile({ ...input, generation: 1, source: 'startup', now: now() });
+  if (!first.ok) throw new ConfigInvalidError(first.errors);
+  const initial: Snapshot = first.snapshot;
+  const log = opts.log ?? createLogger({ level: initial.config.server.log_level });
+  for (const w of initial.warnings) log.warn({ event: 'config_warning' }, formatIssue(w));
+
+  const closers: (() => Promise<void> | void)[] = [];
+  const close = async () => {
+    while (closers.length > 0) {
+      const fn = closers.pop()!;
+      try {
+        await fn();
+      } catch (err) {
+        log.error({ err }, 'error while shutting down');
+      }
+    }
+  };
+
+  try {
+    const db: Database = await openDatabase(initial.database, {
+      authToken: initial.config.server.database_token,
+      log,
+    });
+    closers.push(() => db.close());
+    const state = new StateStore(db);
+    const metrics = new Metrics({ processMetrics: opts.processMetrics });
+    metrics.startup(initial);
+
+    let dbOk = true;
+    let ready = false;
+    const reloader: Reloader = new Reloader({
+      input,
+      initial,
+      log,
+      now,
+      apply(next, prev) {
+        if (next.listen.host !== prev.listen.host || next.listen.port !== prev.listen.port) {
+          log.warn({ event: 'restart_needed' }, 'server.listen changed: it takes effect at the next restart');
+        }
+        if (next.database !== prev.database) {
+          log.warn(
+            { event: 'restart_needed' },
+            'server.database changed: it takes effect at the next restart',
+          );
+        }
+      },
+      onOutcome(outcome) {
+        metrics.reload(outcome, reloader.current);
+        if (outcome.result === 'unchanged' && outcome.source === 'file') return;
+        state
+          .recordReload({
+            at: outcome.at,
+            source: outcome.source,
+            result: outcome.result,
+            generation: outcome.generation,
+            hash: outcome.hash,
+            durationMs: outcome.durationMs,
+            errors: outcome.errors.map((e) => ({
+              line: e.line,
+              col: e.col,
+              path: e.path,
+              message: e.message,
+            })),
+          })
+          .catch((err: unknown) => log.warn({ err }, 'could not record the reload in the database'));
+      },
+    });
+
+    const controlToken = newControlToken();
+    const app: App = {
+      reloader,
+      db,
+      state,
+      metrics,
+      log,
+      now,
+      controlToken,
+      ready: () => ready,
+      databaseOk: () => dbOk,
+    };
+
+    const throttle = new LoginThrottle();
+    const admin = new AdminRouter(app, coreRoutes(app, throttle));
+    const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+      void dispatch(req, res);
+    });
+    const dispatch = async (req: IncomingMessage, res: ServerResponse) => {
+      if (await admin.handle(req, res)) return;
+      sendJson(res, 404, { error: `no route for ${req.method} ${req.url?.split('?')[0]}` });
+    };
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(initial.listen.port, initial.listen.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    closers.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeIdleConnections();
+        }),
+    );
+    const addr = server.address() as AddressInfo;
+    const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+    const url = `http://${host}:${addr.port}`;
+
+    const ping = setInterval(() => {
+      void db.ping().then((ok) => {
+        if (ok !== dbOk)
+          log[ok ? 'info' : 'error'](
+            { event: 'database_health', ok },
+            `database ${ok ? 'recovered' : 'unreachable'}`,
+          );
+        dbOk = ok;
+      });
+      void pruneSessions(db, now()).catch(() => {});
+    }, 30_000);
+    ping.unref();
+    closers.push(() => clearInterval(ping));
+
+    let watcher: ConfigWatcher | undefined;
+    if (opts.watch !== false) {
+      watcher = watchConfig(initial.path, () => void reloader.request('file'), {
+        log,
+        debounceMs: opts.debounceMs,
+      });
+      closers.push(() => watcher?.close());
+      await watcher.ready;
+    }
+
+    const controlPath = controlFilePath(initial.path, opts.env);
+    try {
+      writeControlFile(controlPath, { pid: process.pid, url, token: controlToken });
+      closers.push(() => removeControlFile(controlPath, controlToken));
+    } catch (err) {
+      log.warn(
+        { err, path: controlPath },
+        'could not write the control file: `ccload reload` will not reach this daemon',
+      );
+    }
+
+    ready = true;
+    closers.push(() => {
+      ready = false;
+    });
+    log.info(
+      { event: 'listening', url, generation: initial.generation, hash: initial.hash, database: db.kind },
+      `ccload listening on ${url}`,
+    );
+    return { app, url, server, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
