@@ -6,8 +6,9 @@
  * every statement blocks the event loop for as long as it runs, and a busy wait blocks it for up to
  * `busyTimeoutMs`. Callers on the request path must go through the batched `LogWriter`.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { type Client, createClient } from '@libsql/client';
 import { migrate } from './migrate.js';
 
@@ -54,6 +55,15 @@ export interface Database {
    * `execute()` alone reaches only whichever connection the pool hands out.
    */
   onEveryConnection(sql: string): Promise<void>;
+  /**
+   * Replaces every connection of a local file client (then re-applies the per-connection
+   * PRAGMAs); see `isBusyError` for why. Returns false, doing nothing, for memory and remote
+   * databases and when the file was removed or replaced since open. Breaks any open
+   * `client.transaction()`, which is one more reason the store never holds one.
+   */
+  resetConnections(): Promise<boolean>;
+  /** Runs `op`; when it fails busy, replaces the connections before rethrowing. */
+  guard<T>(op: () => Promise<T>): Promise<T>;
   /** True when a trivial query succeeds within `timeoutMs`. Never throws. */
   ping(timeoutMs?: number): Promise<boolean>;
   /** Closes the client; idempotent. Queued writers must be closed first. */
@@ -92,6 +102,24 @@ export function filePathOf(url: string): string {
 }
 
 /**
+ * True for the errors after which a local connection must be replaced: SQLITE_BUSY / SQLITE_LOCKED
+ * (including "cannot commit transaction - SQL statements in progress").
+ *
+ * Why: the native libsql binding does not reset a statement whose step failed busy, so the failed
+ * statement stays "in progress" until the garbage collector finalizes it, and until then every
+ * COMMIT on that connection fails with SQLITE_BUSY although the lock is free
+ * (tursodatabase/libsql-client-ts#352, fix pending in tursodatabase/libsql-js#237). Measured here:
+ * ≈0.5 s of failing commits after the other process released its lock.
+ */
+export function isBusyError(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  return (
+    /^SQLITE_(BUSY|LOCKED)/.test(code) || (typeof e?.message === 'string' && /SQLITE_BUSY/.test(e.message))
+  );
+}
+
+/**
  * Opens (creating if needed) and migrates the database at `url`. For `file:` URLs the parent folder
  * is created and the file is switched to WAL with `synchronous=NORMAL`.
  */
@@ -99,30 +127,69 @@ export async function openDatabase(url: string, opts: OpenOptions = {}): Promise
   const log = opts.log ?? silentLog;
   const kind = databaseKind(url);
   const busyTimeoutMs = opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
-  if (kind === 'file') mkdirSync(path.dirname(path.resolve(filePathOf(url))), { recursive: true });
+  // The client gets an absolute path: `resetConnections` reopens it later, and a relative path
+  // would then follow a changed working directory to another file.
+  const file = kind === 'file' ? path.resolve(filePathOf(url)) : undefined;
+  if (file) mkdirSync(path.dirname(file), { recursive: true });
 
   const client =
     kind === 'remote'
       ? createClient({ url, ...(opts.authToken !== undefined ? { authToken: opts.authToken } : {}) })
       : // `timeout` becomes sqlite3_busy_timeout on every connection the pool opens.
-        createClient({ url, timeout: busyTimeoutMs, concurrency: FILE_POOL_SIZE });
+        createClient({
+          url: file ? pathToFileURL(file).href : url,
+          timeout: busyTimeoutMs,
+          concurrency: FILE_POOL_SIZE,
+        });
+  const identity = file ? fileIdentity(file) : undefined;
 
   let closed = false;
+  let resetting: Promise<boolean> | undefined;
+  let refusedReset = false;
+  const onEveryConnection = async (sql: string) => {
+    if (kind === 'remote') {
+      await client.execute(sql);
+      return;
+    }
+    // Started in one tick, these calls borrow distinct connections (the pool hands one out
+    // synchronously per call), opening new ones up to the pool size.
+    const n = kind === 'memory' ? 1 : FILE_POOL_SIZE;
+    await Promise.all(Array.from({ length: n }, () => client.execute(sql)));
+  };
+  const reset = async (): Promise<boolean> => {
+    if (closed || !file) return false;
+    // Reopening a path whose file was removed or replaced would silently switch databases.
+    if (fileIdentity(file) !== identity) {
+      if (!refusedReset) {
+        refusedReset = true;
+        log.error({ file }, 'database file was removed or replaced; not reconnecting to it');
+      }
+      return false;
+    }
+    await client.reconnect();
+    for (const pragma of CONNECTION_PRAGMAS) await onEveryConnection(pragma);
+    return true;
+  };
   const db: Database = {
     client,
     url,
     kind,
     log,
     appliedMigrations: [],
-    async onEveryConnection(sql) {
-      if (kind === 'remote') {
-        await client.execute(sql);
-        return;
+    onEveryConnection,
+    resetConnections() {
+      resetting ??= reset().finally(() => {
+        resetting = undefined;
+      });
+      return resetting;
+    },
+    async guard(op) {
+      try {
+        return await op();
+      } catch (err) {
+        if (isBusyError(err)) await db.resetConnections().catch(() => false);
+        throw err;
       }
-      // Started in one tick, these calls borrow distinct connections (the pool hands one out
-      // synchronously per call), opening new ones up to the pool size.
-      const n = kind === 'memory' ? 1 : FILE_POOL_SIZE;
-      await Promise.all(Array.from({ length: n }, () => client.execute(sql)));
     },
     async ping(timeoutMs = 2000) {
       if (closed) return false;
@@ -151,14 +218,24 @@ export async function openDatabase(url: string, opts: OpenOptions = {}): Promise
       const mode = await client.execute('PRAGMA journal_mode=WAL');
       const journal = String(mode.rows[0]?.[0] ?? '');
       if (journal.toLowerCase() !== 'wal') log.warn({ url, journal }, 'database did not switch to WAL mode');
-      for (const pragma of CONNECTION_PRAGMAS) await db.onEveryConnection(pragma);
+      for (const pragma of CONNECTION_PRAGMAS) await onEveryConnection(pragma);
     } else if (kind === 'memory') {
       await client.execute('PRAGMA foreign_keys=ON');
     }
     const applied = opts.migrate === false ? [] : await migrate(client, { log });
-    return { ...db, appliedMigrations: applied };
+    return Object.assign(db, { appliedMigrations: applied });
   } catch (err) {
     db.close();
     throw err;
+  }
+}
+
+/** `dev:ino` of a file, or undefined when it does not exist. */
+function fileIdentity(file: string): string | undefined {
+  try {
+    const st = statSync(file);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
   }
 }

@@ -16,7 +16,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { InStatement } from '@libsql/client';
 import { ATTEMPT_COLUMNS, type AttemptRecord, attemptToRow } from './attempt.js';
-import { type Database, type StoreLog, silentLog } from './db.js';
+import { type Database, isBusyError, type StoreLog, silentLog } from './db.js';
 
 /** Options of `LogWriter`. */
 export interface LogWriterOptions {
@@ -60,6 +60,9 @@ export interface LogWriterStats {
   readonly lastWriteAt?: number;
 }
 
+/** What the writer needs of a `Database`. */
+export type WriterDb = Pick<Database, 'client'> & Partial<Pick<Database, 'log' | 'resetConnections'>>;
+
 const INSERT_HEAD = `INSERT INTO attempts (${ATTEMPT_COLUMNS.join(', ')}) VALUES `;
 const ROW_PLACEHOLDERS = `(${ATTEMPT_COLUMNS.map(() => '?').join(', ')})`;
 
@@ -68,7 +71,7 @@ const COMPACT_AT = 4096;
 
 /** See the module comment. */
 export class LogWriter {
-  readonly #db: Pick<Database, 'client'>;
+  readonly #db: WriterDb;
   readonly #maxQueue: number;
   readonly #batchRows: number;
   readonly #rowsPerStatement: number;
@@ -107,7 +110,7 @@ export class LogWriter {
   #retry: NodeJS.Timeout | undefined;
   #immediate: NodeJS.Immediate | undefined;
 
-  constructor(db: Pick<Database, 'client'> & Partial<Pick<Database, 'log'>>, opts: LogWriterOptions = {}) {
+  constructor(db: WriterDb, opts: LogWriterOptions = {}) {
     this.#db = db;
     this.#maxQueue = Math.max(1, opts.maxQueue ?? 50_000);
     this.#batchRows = Math.max(1, opts.batchRows ?? 500);
@@ -199,8 +202,9 @@ export class LogWriter {
       await this.#run();
       const left = deadline - this.#clock();
       if (this.#queued() === 0 || left <= 0) break;
-      // A failed write: wait out the backoff (bounded by the deadline) and try again.
-      if (this.#failing) await delay(Math.min(this.#backoffMs, left), undefined, { ref: false });
+      // A failed write: wait out the backoff (bounded by the deadline) and try again. This timer
+      // is ref'd on purpose: at shutdown it may be all that keeps the process alive until we finish.
+      if (this.#failing) await delay(Math.min(this.#backoffMs, left));
     }
     const left = this.#queued();
     if (left > 0) {
@@ -298,6 +302,8 @@ export class LogWriter {
         this.#queue = rows.concat(this.#queue.slice(this.#head));
         this.#head = 0;
         this.#failed(err);
+        // A busy failure leaves the connection unable to commit until GC (see isBusyError).
+        if (isBusyError(err)) await this.#db.resetConnections?.().catch(() => false);
         const excess = this.#depth() - this.#maxQueue;
         if (excess > 0) this.#dropOldest(excess, 'queue overflow');
         return;

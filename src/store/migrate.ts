@@ -72,20 +72,22 @@ export function loadMigrations(dir: string = migrationsDir()): Migration[] {
 
 /**
  * Splits an SQL script into statements at `;`, ignoring semicolons inside quotes, comments and the
- * `BEGIN … END` body of a `CREATE TRIGGER`. Comment-only and empty pieces are dropped.
+ * `BEGIN … END` body of a `CREATE TRIGGER` (where `CASE … END` may nest). Comment-only and empty
+ * pieces are dropped.
  */
 export function splitSql(sql: string): string[] {
   const out: string[] = [];
   let start = 0;
-  let inTrigger = false;
-  let lastWord = '';
+  // Trigger state: 'none', 'head' (CREATE TRIGGER seen, body not begun), 'body' (inside BEGIN…END).
+  let trigger: 'none' | 'head' | 'body' = 'none';
+  let depth = 0;
   let i = 0;
   const flush = (end: number) => {
     const text = sql.slice(start, end).trim();
     if (stripComments(text).trim() !== '') out.push(text);
     start = end + 1;
-    inTrigger = false;
-    lastWord = '';
+    trigger = 'none';
+    depth = 0;
   };
   while (i < sql.length) {
     const c = sql[i]!;
@@ -101,23 +103,26 @@ export function splitSql(sql: string): string[] {
       // A doubled quote inside a quoted string is an escaped quote, not its end.
       while (j < sql.length && !(sql[j] === close && sql[j + 1] !== close)) j += sql[j] === close ? 2 : 1;
       i = j + 1;
-      lastWord = '';
     } else if (/[A-Za-z_]/.test(c)) {
       let j = i;
       while (j < sql.length && /\w/.test(sql[j]!)) j++;
-      lastWord = sql.slice(i, j).toUpperCase();
-      if (
-        lastWord === 'TRIGGER' &&
-        /^\s*CREATE\s+(TEMP\s+|TEMPORARY\s+)?$/i.test(stripComments(sql.slice(start, i)))
-      ) {
-        inTrigger = true;
+      const word = sql.slice(i, j).toUpperCase();
+      if (trigger === 'none' && word === 'TRIGGER') {
+        if (/^\s*CREATE\s+(TEMP\s+|TEMPORARY\s+)?$/i.test(stripComments(sql.slice(start, i))))
+          trigger = 'head';
+      } else if (trigger === 'head' && word === 'BEGIN') {
+        trigger = 'body';
+        depth = 1;
+      } else if (trigger === 'body' && word === 'CASE') {
+        depth++;
+      } else if (trigger === 'body' && word === 'END') {
+        depth--;
       }
       i = j;
     } else if (c === ';') {
-      if (!inTrigger || lastWord === 'END') flush(i);
+      if (trigger === 'none' || (trigger === 'body' && depth <= 0)) flush(i);
       i++;
     } else {
-      if (!/\s/.test(c)) lastWord = '';
       i++;
     }
   }
