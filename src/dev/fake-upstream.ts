@@ -3,7 +3,8 @@
  * behaviours (JSON, SSE streams with delays/cuts/stalls, error statuses, resets, silence, echo), taken
  * from a FIFO queue, a chooser function or a default. It records every request, notices clients that
  * hang up early, and counts open sockets. Tests, `npm run demo` and the benchmarks run it, so answering
- * is cheap: bodies are encoded once per behaviour object and recording can be switched off.
+ * is cheap: bodies are encoded once per behaviour object and recording can be switched off. Treat a
+ * behaviour object as immutable once it has answered: its encoding is cached by identity.
  */
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
@@ -312,7 +313,7 @@ export class FakeUpstream extends EventEmitter<FakeUpstreamEvents> {
   readonly #sockets = new Set<Socket>();
   readonly #queue: Behaviour[] = [];
   readonly #prepared = new WeakMap<object, PreparedBody | PreparedStream>();
-  readonly #answers = new Map<string, Behaviour>();
+  readonly #answers = new WeakMap<AnswerBehaviour, Map<string, Behaviour>>();
   readonly #waiters: Waiter[] = [];
   readonly #record: boolean;
   readonly #countTokens: number | undefined;
@@ -556,17 +557,23 @@ export class FakeUpstream extends EventEmitter<FakeUpstreamEvents> {
     }
   }
 
-  /** The json/stream behaviour answering `rec`, cached per (behaviour, model, stream) with a bounded map. */
+  /** The json/stream behaviour answering `rec`, cached per behaviour object by (model, stream), at most 256. */
   #answerFor(b: AnswerBehaviour, rec: FakeRequest): Behaviour {
     const model = rec.model ?? 'claude-fake';
     const stream = rec.stream;
-    const key = `${b.text ?? ''}\0${JSON.stringify(b.usage ?? null)}\0${model}\0${stream}`;
-    let out = this.#answers.get(key);
+    let byModel = this.#answers.get(b);
+    if (!byModel) {
+      byModel = new Map();
+      this.#answers.set(b, byModel);
+    }
+    const key = `${stream ? 's' : 'j'}${model}`;
+    let out = byModel.get(key);
     if (!out) {
       const o = { text: b.text, usage: b.usage };
       out = stream ? okStream(model, o) : ok(model, o);
-      if (this.#answers.size >= 256) this.#answers.clear();
-      this.#answers.set(key, out);
+      // Bounded: a client inventing model names must not grow the cache without limit.
+      if (byModel.size >= 256) byModel.clear();
+      byModel.set(key, out);
     }
     return out;
   }
