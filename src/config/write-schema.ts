@@ -1,9 +1,11 @@
 /**
- * `npm run schema`: writes schema/ccload.schema.json from the zod schema. The file is generated,
- * never edited by hand; a test fails when it is stale.
+ * `npm run schema`: writes schema/ccload.schema.json from the zod schema and the configuration
+ * reference table into README.md. Both are generated, never edited by hand; a test fails when
+ * either is stale.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { withReference } from './reference.js';
 import { configJsonSchema } from './schema.js';
 
 /** The exact text of the committed schema file. */
@@ -11,14 +13,20 @@ export function schemaFileText(): string {
   return `${JSON.stringify(configJsonSchema(), null, 2)}\n`;
 }
 
-/** Absolute path of schema/ccload.schema.json, from src/ or dist/src/. */
-export function schemaFilePath(): string {
+/** The package root, from src/ or dist/src/. */
+export function packageRoot(): string {
   const here = fileURLToPath(import.meta.url);
-  const root = here.includes('/dist/src/') ? here.split('/dist/src/')[0]! : here.split('/src/')[0]!;
-  return `${root}/schema/ccload.schema.json`;
+  return here.includes('/dist/src/') ? here.split('/dist/src/')[0]! : here.split('/src/')[0]!;
+}
+
+/** Absolute path of schema/ccload.schema.json. */
+export function schemaFilePath(): string {
+  return `${packageRoot()}/schema/ccload.schema.json`;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   writeFileSync(schemaFilePath(), schemaFileText());
-  console.log(`wrote ${schemaFilePath()}`);
+  const readme = `${packageRoot()}/README.md`;
+  writeFileSync(readme, withReference(readFileSync(readme, 'utf8')));
+  console.log(`wrote ${schemaFilePath()} and the configuration reference in ${readme}`);
 }

@@ -4,6 +4,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import t from 'tap';
 import { interpolatedData } from '../../src/config/load.js';
+import { REFERENCE_END, REFERENCE_START, withReference } from '../../src/config/reference.js';
 import { ConfigSchema, configJsonSchema } from '../../src/config/schema.js';
 import { isSecretPath, secretPatterns } from '../../src/config/secrets.js';
 import { schemaFilePath, schemaFileText } from '../../src/config/write-schema.js';
