@@ -44,7 +44,7 @@ export interface OpenOptions {
 /** An open runtime-state database. */
 export interface Database {
   readonly client: Client;
-  /** The URL as given (may contain a path, never the auth token). */
+  /** The URL as given, with an `authToken` query parameter redacted: safe to log and show. */
   readonly url: string;
   readonly kind: DatabaseKind;
   readonly log: StoreLog;
@@ -172,7 +172,7 @@ export async function openDatabase(url: string, opts: OpenOptions = {}): Promise
   };
   const db: Database = {
     client,
-    url,
+    url: redactUrl(url),
     kind,
     log,
     appliedMigrations: [],
@@ -228,6 +228,19 @@ export async function openDatabase(url: string, opts: OpenOptions = {}): Promise
     db.close();
     throw err;
   }
+}
+
+/** What the rare-write stores (state, sessions) need of a `Database`. */
+export type StoreDb = Pick<Database, 'client'> & Partial<Pick<Database, 'guard'>>;
+
+/** Runs `op` through `db.guard` when the database has one (see `Database.guard`). */
+export function guarded<T>(db: StoreDb, op: () => Promise<T>): Promise<T> {
+  return db.guard ? db.guard(op) : op();
+}
+
+/** `url` with the value of an `authToken` query parameter replaced by `***`. */
+export function redactUrl(url: string): string {
+  return url.replace(/([?&]authToken=)[^&#]*/gi, '$1***');
 }
 
 /** `dev:ino` of a file, or undefined when it does not exist. */

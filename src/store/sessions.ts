@@ -3,7 +3,8 @@
  * SHA-256, so a leaked database (or a backup of it) cannot be replayed as a login.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { Database } from './db.js';
+import type { InStatement, ResultSet } from '@libsql/client';
+import { guarded, type StoreDb } from './db.js';
 
 /** What `getSession` knows about a live session. */
 export interface SessionInfo {
@@ -26,6 +27,10 @@ export const LAST_SEEN_GRANULARITY_MS = 60_000;
 /** Longest id accepted for lookup; a real one is 43 characters. */
 const MAX_ID_LENGTH = 128;
 
+function run(db: StoreDb, stmt: InStatement): Promise<ResultSet> {
+  return guarded(db, () => db.client.execute(stmt));
+}
+
 /** The stored form of a session id: hex SHA-256. */
 export function hashSessionId(id: string): string {
   return createHash('sha256').update(id, 'utf8').digest('hex');
@@ -33,12 +38,12 @@ export function hashSessionId(id: string): string {
 
 /** Creates a session lasting `ttlMs` from `now`; the id is 32 random bytes, base64url. */
 export async function createSession(
-  db: Pick<Database, 'client'>,
+  db: StoreDb,
   opts: { readonly ttlMs: number; readonly client?: string | null; readonly now: number },
 ): Promise<NewSession> {
   const id = randomBytes(32).toString('base64url');
   const expiresAt = opts.now + opts.ttlMs;
-  await db.client.execute({
+  await run(db, {
     sql: 'INSERT INTO sessions (id_hash, created_at, expires_at, last_seen, client) VALUES (?, ?, ?, ?, ?)',
     args: [hashSessionId(id), opts.now, expiresAt, opts.now, opts.client ?? null],
   });
@@ -46,14 +51,10 @@ export async function createSession(
 }
 
 /** The session for `id` if it exists and has not expired at `now`; an expired one is deleted. */
-export async function getSession(
-  db: Pick<Database, 'client'>,
-  id: string,
-  now: number,
-): Promise<SessionInfo | null> {
+export async function getSession(db: StoreDb, id: string, now: number): Promise<SessionInfo | null> {
   if (id === '' || id.length > MAX_ID_LENGTH) return null;
   const idHash = hashSessionId(id);
-  const rs = await db.client.execute({
+  const rs = await run(db, {
     sql: 'SELECT created_at, expires_at, last_seen, client FROM sessions WHERE id_hash = ?',
     args: [idHash],
   });
@@ -61,12 +62,12 @@ export async function getSession(
   if (!row) return null;
   const expiresAt = Number(row['expires_at']);
   if (expiresAt <= now) {
-    await db.client.execute({ sql: 'DELETE FROM sessions WHERE id_hash = ?', args: [idHash] });
+    await run(db, { sql: 'DELETE FROM sessions WHERE id_hash = ?', args: [idHash] });
     return null;
   }
   let lastSeen = Number(row['last_seen']);
   if (now - lastSeen >= LAST_SEEN_GRANULARITY_MS) {
-    await db.client.execute({
+    await run(db, {
       sql: 'UPDATE sessions SET last_seen = ? WHERE id_hash = ?',
       args: [now, idHash],
     });
@@ -82,9 +83,9 @@ export async function getSession(
 }
 
 /** Ends a session (logout); true when one existed. */
-export async function deleteSession(db: Pick<Database, 'client'>, id: string): Promise<boolean> {
+export async function deleteSession(db: StoreDb, id: string): Promise<boolean> {
   if (id === '' || id.length > MAX_ID_LENGTH) return false;
-  const rs = await db.client.execute({
+  const rs = await run(db, {
     sql: 'DELETE FROM sessions WHERE id_hash = ?',
     args: [hashSessionId(id)],
   });
@@ -92,7 +93,7 @@ export async function deleteSession(db: Pick<Database, 'client'>, id: string): P
 }
 
 /** Deletes every session expired at `now`; returns how many. */
-export async function pruneSessions(db: Pick<Database, 'client'>, now: number): Promise<number> {
-  const rs = await db.client.execute({ sql: 'DELETE FROM sessions WHERE expires_at <= ?', args: [now] });
+export async function pruneSessions(db: StoreDb, now: number): Promise<number> {
+  const rs = await run(db, { sql: 'DELETE FROM sessions WHERE expires_at <= ?', args: [now] });
   return rs.rowsAffected;
 }

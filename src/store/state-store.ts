@@ -3,8 +3,8 @@
  * round-robin pointers, and the reload history shown by the dashboard. These writes are rare
  * (a cooldown change, a reload), so each is a plain awaited statement, not part of the log batch.
  */
-import type { InStatement, Row } from '@libsql/client';
-import type { Database } from './db.js';
+import type { InStatement, ResultSet, Row } from '@libsql/client';
+import { guarded, type StoreDb } from './db.js';
 
 /** One persisted cooldown scope. */
 export interface CooldownRow {
@@ -115,21 +115,29 @@ function rowToReload(r: Row): StoredReload {
 
 /** Load/save of cooldowns, round-robin pointers and reload history. */
 export class StateStore {
-  readonly #db: Pick<Database, 'client'>;
+  readonly #db: StoreDb;
 
-  constructor(db: Pick<Database, 'client'>) {
+  constructor(db: StoreDb) {
     this.#db = db;
+  }
+
+  #execute(stmt: InStatement): Promise<ResultSet> {
+    return guarded(this.#db, () => this.#db.client.execute(stmt));
+  }
+
+  #batch(stmts: InStatement[]): Promise<ResultSet[]> {
+    return guarded(this.#db, () => this.#db.client.batch(stmts, 'write'));
   }
 
   /** Every stored cooldown row, expired ones included (their failure counts still drive backoff). */
   async loadCooldowns(): Promise<CooldownRow[]> {
-    const rs = await this.#db.client.execute('SELECT * FROM cooldowns ORDER BY scope_key');
+    const rs = await this.#execute('SELECT * FROM cooldowns ORDER BY scope_key');
     return rs.rows.map(rowToCooldown);
   }
 
   /** Inserts or replaces one cooldown row. */
   async saveCooldown(row: CooldownRow): Promise<void> {
-    await this.#db.client.execute({
+    await this.#execute({
       sql: `INSERT INTO cooldowns (scope_key, scope, channel, key_index, model, until, failures, reason, identity, updated_at)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (scope_key) DO UPDATE SET scope = excluded.scope, channel = excluded.channel,
@@ -162,13 +170,13 @@ export class StateStore {
         args: chunk,
       });
     }
-    const results = await this.#db.client.batch(stmts, 'write');
+    const results = await this.#batch(stmts);
     return results.reduce((n, rs) => n + rs.rowsAffected, 0);
   }
 
   /** Deletes every cooldown row of a channel (the admin "clear cooldowns" action); returns the count. */
   async deleteChannelCooldowns(channel: string): Promise<number> {
-    const rs = await this.#db.client.execute({
+    const rs = await this.#execute({
       sql: 'DELETE FROM cooldowns WHERE channel = ?',
       args: [channel],
     });
@@ -177,7 +185,7 @@ export class StateStore {
 
   /** The round-robin pointers. */
   async loadRr(): Promise<Map<string, number>> {
-    const rs = await this.#db.client.execute('SELECT key, value FROM rr');
+    const rs = await this.#execute('SELECT key, value FROM rr');
     return new Map(rs.rows.map((r) => [String(r[0]), Number(r[1])]));
   }
 
@@ -190,36 +198,33 @@ export class StateStore {
         args: [key, Math.round(value)],
       });
     }
-    if (stmts.length > 0) await this.#db.client.batch(stmts, 'write');
+    if (stmts.length > 0) await this.#batch(stmts);
   }
 
   /** Records one reload and prunes history beyond `RELOADS_KEPT`; returns the new row id. */
   async recordReload(r: ReloadRecord): Promise<number> {
-    const [insert] = await this.#db.client.batch(
-      [
-        {
-          sql: `INSERT INTO reloads (at, source, result, generation, hash, duration_ms, errors)
+    const [insert] = await this.#batch([
+      {
+        sql: `INSERT INTO reloads (at, source, result, generation, hash, duration_ms, errors)
                 VALUES (?, ?, ?, ?, ?, ?, ?)`,
-          args: [
-            Math.round(r.at),
-            r.source,
-            r.result,
-            r.generation,
-            r.hash,
-            r.durationMs,
-            r.errors.length > 0 ? JSON.stringify(r.errors) : null,
-          ],
-        },
-        { sql: 'DELETE FROM reloads WHERE id <= (SELECT max(id) FROM reloads) - ?', args: [RELOADS_KEPT] },
-      ],
-      'write',
-    );
+        args: [
+          Math.round(r.at),
+          r.source,
+          r.result,
+          r.generation,
+          r.hash,
+          r.durationMs,
+          r.errors.length > 0 ? JSON.stringify(r.errors) : null,
+        ],
+      },
+      { sql: 'DELETE FROM reloads WHERE id <= (SELECT max(id) FROM reloads) - ?', args: [RELOADS_KEPT] },
+    ]);
     return Number(insert?.lastInsertRowid ?? 0);
   }
 
   /** The newest `limit` reloads, newest first. */
   async recentReloads(limit: number): Promise<StoredReload[]> {
-    const rs = await this.#db.client.execute({
+    const rs = await this.#execute({
       sql: 'SELECT * FROM reloads ORDER BY id DESC LIMIT ?',
       args: [Math.max(0, Math.floor(limit))],
     });

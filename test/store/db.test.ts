@@ -1,10 +1,10 @@
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createClient } from '@libsql/client';
 import t from 'tap';
-import { databaseKind, filePathOf, openDatabase } from '../../src/store/db.js';
-import { holdWriteLock, openTestDb, tempDbUrl } from './helpers.js';
+import { databaseKind, filePathOf, isBusyError, openDatabase, redactUrl } from '../../src/store/db.js';
+import { captureLog, holdWriteLock, openTestDb, tempDbUrl } from './helpers.js';
 
 t.test('databaseKind and filePathOf', async (t) => {
   const kinds: [string, string][] = [
@@ -23,6 +23,11 @@ t.test('databaseKind and filePathOf', async (t) => {
   t.equal(filePathOf('file:///var/lib/x.db'), '/var/lib/x.db');
   t.equal(filePathOf('file:/tmp/a%20b.db'), '/tmp/a b.db');
   t.throws(() => filePathOf('file:'));
+  t.equal(
+    redactUrl('libsql://db.turso.io?tls=1&authToken=secret'),
+    'libsql://db.turso.io?tls=1&authToken=***',
+  );
+  t.equal(redactUrl('file:data/x.db'), 'file:data/x.db');
 });
 
 t.test('a file database: folder created, WAL, per-connection pragmas, ping, close', async (t) => {
@@ -99,4 +104,39 @@ t.test('a remote URL sends the auth token (loopback server stands in for sqld)',
   await t.rejects(openDatabase(`http://127.0.0.1:${port}`, { authToken: 'tok-123' }));
   t.ok(seen.length > 0, 'the client reached the server');
   t.equal(seen[0], 'Bearer tok-123');
+});
+
+t.test('resetConnections replaces connections, keeps the settings, refuses a replaced file', async (t) => {
+  const cap = captureLog();
+  const db = await openTestDb(t, { busyTimeoutMs: 777, log: cap.log });
+  await db.client.execute("INSERT INTO rr (key, value) VALUES ('a', 1)");
+  t.equal(await db.resetConnections(), true);
+  const rows = await Promise.all(Array.from({ length: 4 }, () => db.client.execute('PRAGMA synchronous')));
+  t.same(
+    rows.map((rs) => Number(rs.rows[0]?.[0])),
+    [1, 1, 1, 1],
+    'pragmas re-applied',
+  );
+  t.equal((await db.client.execute('PRAGMA busy_timeout')).rows[0]?.[0], 777);
+  t.equal((await db.client.execute('SELECT value FROM rr')).rows[0]?.[0], 1, 'same database');
+
+  // The file is removed (the docs call the database "safe to delete"): reopening the path would
+  // silently start a new, empty database, so the reset declines.
+  for (const suffix of ['', '-wal', '-shm']) rmSync(db.file + suffix, { force: true });
+  t.equal(await db.resetConnections(), false);
+  t.equal(await db.resetConnections(), false);
+  t.equal(cap.count('error', 'removed or replaced'), 1, 'logged once');
+
+  const mem = await openDatabase(':memory:');
+  t.teardown(() => mem.close());
+  t.equal(await mem.resetConnections(), false, 'a memory database lives in its one connection');
+});
+
+t.test('isBusyError', async (t) => {
+  t.ok(isBusyError({ code: 'SQLITE_BUSY', message: 'database is locked' }));
+  t.ok(isBusyError({ code: 'SQLITE_LOCKED' }));
+  t.ok(isBusyError(new Error('SQLITE_BUSY: cannot commit transaction - SQL statements in progress')));
+  t.notOk(isBusyError({ code: 'SQLITE_READONLY' }));
+  t.notOk(isBusyError(null));
+  t.notOk(isBusyError('x'));
 });

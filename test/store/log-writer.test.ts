@@ -1,10 +1,12 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import t from 'tap';
 import { type AttemptRecord, rowToAttempt } from '../../src/store/attempt.js';
 import type { Database } from '../../src/store/db.js';
 import { LogWriter } from '../../src/store/log-writer.js';
-import { waitFor } from '../helpers/wait.js';
-import { captureLog, holdWriteLock, openTestDb, sampleAttempt } from './helpers.js';
+import { deadline, waitFor } from '../helpers/wait.js';
+import { captureLog, holdWriteLock, openTestDb, sampleAttempt, tempDbUrl } from './helpers.js';
 
 async function countRows(db: Database): Promise<number> {
   return Number((await db.client.execute('SELECT count(*) FROM attempts')).rows[0]?.[0]);
@@ -274,4 +276,52 @@ t.test('an onBatch hook that throws does not stop writing', async (t) => {
   await w.close();
   t.equal(await countRows(db), 35);
   t.equal(cap.count('error', 'onBatch'), 1, 'logged once');
+});
+
+t.test('regression: close() keeps the process alive while it waits to retry', async (t) => {
+  // At shutdown nothing else may hold the event loop open. If close() waited on an unref'd timer,
+  // the process would exit mid-close and the queued rows would vanish uncounted.
+  const { file } = tempDbUrl(t);
+  const script = `
+    import { createRequire } from 'node:module';
+    const [dbMod, writerMod, clientPath, file] = process.argv.slice(1);
+    const { openDatabase } = await import(dbMod);
+    const { LogWriter } = await import(writerMod);
+    const db = await openDatabase('file:' + file, { busyTimeoutMs: 10 });
+    const Database = createRequire(clientPath)('libsql');
+    const locker = new Database(file);
+    locker.exec('BEGIN EXCLUSIVE');
+    setTimeout(() => locker.exec('COMMIT'), 150).unref();
+    const w = new LogWriter(db, { retryMinMs: 40, retryMaxMs: 40 });
+    for (let i = 0; i < 5; i++) w.enqueue({ ts: i, requestId: 'r' + i, endpoint: 'messages', status: 200, attempt: 1 });
+    await w.close(5000);
+    process.stdout.write(JSON.stringify(w.stats()));
+  `;
+  const child = spawn(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      script,
+      new URL('../../src/store/db.js', import.meta.url).href,
+      new URL('../../src/store/log-writer.js', import.meta.url).href,
+      new URL(import.meta.resolve('@libsql/client')).pathname,
+      file,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill();
+  });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    err += d;
+  });
+  const [code] = await deadline(once(child, 'exit'), 15_000, 'child exit');
+  t.equal(code, 0, err);
+  t.match(JSON.parse(out || '{}'), { written: 5, dropped: 0, depth: 0 }, 'close finished and wrote the rows');
 });
