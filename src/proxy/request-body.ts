@@ -93,6 +93,7 @@ function stringEnd(b: Buffer, open: number): number {
 
 /** Expected closing bytes of the open containers; grown on demand, shared (the scan is synchronous). */
 let closers = new Uint8Array(256);
+const MAX_KEPT_DEPTH = 4096;
 
 /**
  * Index just past the container (object or array) opening at `open`. `(c | 0x20)` folds `[`/`]`
@@ -263,6 +264,9 @@ export function sniffRequest(body: Buffer): SniffResult {
   } catch (err) {
     if (err instanceof BodyError) return { ok: false, message: err.message };
     throw err;
+  } finally {
+    // A pathologically deep body grew the stack; do not keep megabytes of it for the next request.
+    if (closers.length > MAX_KEPT_DEPTH) closers = new Uint8Array(256);
   }
 }
 

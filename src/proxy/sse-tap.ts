@@ -48,24 +48,32 @@ const KIND_MESSAGE_DELTA = 4;
 const KIND_MESSAGE_STOP = 5;
 const KIND_ERROR = 6;
 
-/** Event names in the order they are most often looked up (content_block_delta is most of a stream). */
-const NAMES: readonly (readonly [Buffer, number])[] = [
-  [Buffer.from('content_block_delta'), KIND_CONTENT_DELTA],
-  [Buffer.from('message_start'), KIND_MESSAGE_START],
-  [Buffer.from('message_delta'), KIND_MESSAGE_DELTA],
-  [Buffer.from('message_stop'), KIND_MESSAGE_STOP],
-  [Buffer.from('error'), KIND_ERROR],
+/** Event names the tap reads, and their kinds (parallel arrays); content_block_delta first, it is most of a stream. */
+const NAMES: readonly Buffer[] = [
+  'content_block_delta',
+  'message_start',
+  'message_delta',
+  'message_stop',
+  'error',
+].map((name) => Buffer.from(name));
+const NAME_KINDS: readonly number[] = [
+  KIND_CONTENT_DELTA,
+  KIND_MESSAGE_START,
+  KIND_MESSAGE_DELTA,
+  KIND_MESSAGE_STOP,
+  KIND_ERROR,
 ];
 
 /** Kind of the event name in b[s, e), compared byte by byte without making a string. */
 function kindOfName(b: Buffer, s: number, e: number): number {
   const len = e - s;
   for (let i = 0; i < NAMES.length; i++) {
-    const [name, kind] = NAMES[i]!;
+    const name = NAMES[i]!;
     if (name.length !== len) continue;
-    let k = 0;
-    while (k < len && b[s + k] === name[k]) k++;
-    if (k === len) return kind;
+    // Compare from the end: the names that share a length differ in their last bytes.
+    let k = len - 1;
+    while (k >= 0 && b[s + k] === name[k]) k--;
+    if (k < 0) return NAME_KINDS[i]!;
   }
   return KIND_OTHER;
 }

@@ -65,6 +65,8 @@ t.test('finds top-level model and stream in edge-case bodies', async (t) => {
       false,
     ],
     ['deep nesting', `{"a":${'['.repeat(600)}${']'.repeat(600)},"model":"m"}`, 'm', false],
+    ['very deep nesting', `{"a":${'[{"b":'.repeat(20_000)}1${'}]'.repeat(20_000)},"model":"m"}`, 'm', false],
+    ['a normal body after a very deep one', '{"x":[[{}]],"model":"after","stream":true}', 'after', true],
   ];
   for (const [label, text, model, stream] of table) {
     const r = accepted(t, Buffer.from(text), label);
@@ -102,6 +104,10 @@ t.test('rejects bodies the proxy must not route, with a precise message', async 
     ['{"messages":[{"a":"x\\"}]}', 'request body is not valid JSON: unexpected end of input at byte 25'],
     ['{"messages":[{"a":1]],"model":"m"}', "request body is not valid JSON: unexpected ']' at byte 19"],
     ['{"messages":[1}', "request body is not valid JSON: unexpected '}' at byte 14"],
+    [
+      `{"a":${'['.repeat(5000)}${']'.repeat(4999)}}`,
+      "request body is not valid JSON: unexpected '}' at byte 10004",
+    ],
     [
       '{"model":"m"}}',
       "request body is not valid JSON: unexpected '}' at byte 13, expected nothing after the top-level object",
