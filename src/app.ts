@@ -5,7 +5,9 @@
 import type { Reloader } from './config/reloader.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import type { ProxyState } from './proxy/state.js';
 import type { Database } from './store/db.js';
+import type { LogWriter } from './store/log-writer.js';
 import type { StateStore } from './store/state-store.js';
 
 /** The daemon's services, as handlers use them. */
@@ -21,6 +23,9 @@ export interface App {
   readonly controlToken: string;
   /** True once the daemon serves and until it starts draining. */
   ready(): boolean;
-  /** Latest database health as seen by the writer and the periodic ping. */
+  /** Latest database health as seen by the periodic ping. */
   databaseOk(): boolean;
+  readonly logWriter: LogWriter;
+  /** Cooldowns and round-robin pointers. */
+  readonly proxyState: ProxyState;
 }

@@ -16,7 +16,12 @@ import { controlFilePath, newControlToken, removeControlFile, writeControlFile }
 import { sendJson } from './http/respond.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
+import { activeEntries } from './proxy/cooldown.js';
+import { ProxyHandler } from './proxy/handler.js';
+import { Runtime } from './proxy/runtime.js';
+import { ProxyState } from './proxy/state.js';
 import { type Database, openDatabase } from './store/db.js';
+import { LogWriter } from './store/log-writer.js';
 import { pruneSessions } from './store/sessions.js';
 import { StateStore } from './store/state-store.js';
 
@@ -89,6 +94,19 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const metrics = new Metrics({ processMetrics: opts.processMetrics });
     metrics.startup(initial);
 
+    const logWriter = new LogWriter(db, { log });
+    logWriter.start();
+    closers.push(() => logWriter.close());
+    const proxyState = new ProxyState(state, log);
+    await proxyState.start();
+    closers.push(() => proxyState.close());
+    metrics.observe({
+      logWriter: () => logWriter.stats(),
+      cooldowns: () => activeEntries(proxyState.cooldowns, now(), reloader.current.channels),
+    });
+    let runtime = new Runtime(initial);
+    closers.push(() => runtime.destroy());
+
     let dbOk = true;
     let ready = false;
     const reloader: Reloader = new Reloader({
@@ -97,6 +115,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       log,
       now,
       apply(next, prev) {
+        const old = runtime;
+        runtime = new Runtime(next);
+        void old.retire();
+        proxyState.prune(now(), next.config.routing.cooldown, next.channels);
         if (next.listen.host !== prev.listen.host || next.listen.port !== prev.listen.port) {
           log.warn({ event: 'restart_needed' }, 'server.listen changed: it takes effect at the next restart');
         }
@@ -140,7 +162,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       controlToken,
       ready: () => ready,
       databaseOk: () => dbOk,
+      logWriter,
+      proxyState,
     };
+    const proxy = new ProxyHandler({
+      runtime: () => runtime,
+      state: proxyState,
+      logWriter,
+      metrics,
+      log,
+      now,
+    });
 
     const throttle = new LoginThrottle();
     const admin = new AdminRouter(app, coreRoutes(app, throttle));
@@ -148,6 +180,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       void dispatch(req, res);
     });
     const dispatch = async (req: IncomingMessage, res: ServerResponse) => {
+      if (req.url?.startsWith('/v1/')) return proxy.handle(req, res);
       if (await admin.handle(req, res)) return;
       sendJson(res, 404, { error: `no route for ${req.method} ${req.url?.split('?')[0]}` });
     };

@@ -2,7 +2,7 @@
  * Prometheus metrics (prom-client) on a registry of our own, so several daemons can live in one
  * process (tests). Label values are channel/model/token *names* — never a key or token.
  */
-import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { ReloadOutcome } from './config/reloader.js';
 import type { Snapshot } from './config/snapshot.js';
 
@@ -35,6 +35,138 @@ export class Metrics {
     help: 'Warnings of the configuration serving now (literal secrets, channels without keys, ...).',
     registers: [this.registry],
   });
+
+  readonly requests = new Counter({
+    name: 'ccload_requests_total',
+    help: 'Client requests by endpoint and result (ok, or the error class of the answer the client got).',
+    labelNames: ['endpoint', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly attempts = new Counter({
+    name: 'ccload_attempts_total',
+    help: 'Upstream attempts by channel, model (as requested) and outcome (ok, or the error class).',
+    labelNames: ['channel', 'model', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly failovers = new Counter({
+    name: 'ccload_failovers_total',
+    help: 'Failed attempts after which another candidate was tried, by the channel that failed.',
+    labelNames: ['channel', 'model'] as const,
+    registers: [this.registry],
+  });
+  readonly tokens = new Counter({
+    name: 'ccload_tokens_total',
+    help: 'Tokens reported by answering attempts, by channel, model and type (input, output, cache_creation, cache_read).',
+    labelNames: ['channel', 'model', 'type'] as const,
+    registers: [this.registry],
+  });
+  readonly cost = new Counter({
+    name: 'ccload_cost_usd_total',
+    help: 'Cost in USD of answering attempts (models with a price in `pricing`).',
+    labelNames: ['channel', 'model'] as const,
+    registers: [this.registry],
+  });
+  readonly ttfb = new Histogram({
+    name: 'ccload_upstream_ttfb_seconds',
+    help: 'Time from sending an attempt to the upstream response headers.',
+    labelNames: ['channel'] as const,
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60],
+    registers: [this.registry],
+  });
+  readonly duration = new Histogram({
+    name: 'ccload_request_duration_seconds',
+    help: 'Duration of client requests, all attempts included.',
+    labelNames: ['endpoint', 'streamed'] as const,
+    buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+    registers: [this.registry],
+  });
+  readonly inflight = new Gauge({
+    name: 'ccload_inflight_requests',
+    help: 'Client requests being served now.',
+    registers: [this.registry],
+  });
+  readonly inflightStreams = new Gauge({
+    name: 'ccload_inflight_streams',
+    help: 'Streaming answers being relayed to clients now (committed, not yet ended).',
+    registers: [this.registry],
+  });
+  readonly cooldownsEntered = new Counter({
+    name: 'ccload_cooldowns_entered_total',
+    help: 'Cooldowns entered or extended, by scope and reason.',
+    labelNames: ['scope', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly cooldownsActive = new Gauge({
+    name: 'ccload_cooldowns_active',
+    help: 'Cooling scopes now, by scope.',
+    labelNames: ['scope'] as const,
+    registers: [this.registry],
+  });
+  readonly logQueueDepth = new Gauge({
+    name: 'ccload_log_queue_depth',
+    help: 'Attempt-log rows waiting to be written to the database.',
+    registers: [this.registry],
+  });
+  readonly logRowsWritten = new Counter({
+    name: 'ccload_log_rows_written_total',
+    help: 'Attempt-log rows written since start.',
+    registers: [this.registry],
+  });
+  readonly logRowsDropped = new Counter({
+    name: 'ccload_log_rows_dropped_total',
+    help: 'Attempt-log rows lost since start (queue overflow while the database was unavailable).',
+    registers: [this.registry],
+  });
+  readonly logWriteFailures = new Counter({
+    name: 'ccload_log_write_failures_total',
+    help: 'Failed attempt-log writes (the rows stay queued and are retried).',
+    registers: [this.registry],
+  });
+
+  /** Wires the gauges and counters that are read from other components at scrape time. */
+  observe(sources: {
+    logWriter: () => { depth: number; written: number; dropped: number; failedWrites: number };
+    cooldowns: () => readonly { scope: string }[];
+  }): void {
+    const seen = { written: 0, dropped: 0, failedWrites: 0 };
+    const sync = () => {
+      const s = sources.logWriter();
+      this.logQueueDepth.set(s.depth);
+      this.logRowsWritten.inc(s.written - seen.written);
+      this.logRowsDropped.inc(s.dropped - seen.dropped);
+      this.logWriteFailures.inc(s.failedWrites - seen.failedWrites);
+      seen.written = s.written;
+      seen.dropped = s.dropped;
+      seen.failedWrites = s.failedWrites;
+      this.cooldownsActive.reset();
+      for (const scope of ['channel', 'key', 'channel+model', 'key+model'])
+        this.cooldownsActive.set({ scope }, 0);
+      for (const e of sources.cooldowns()) this.cooldownsActive.inc({ scope: e.scope });
+    };
+    this.#beforeScrape = sync;
+  }
+  #beforeScrape: () => void = () => {};
+
+  /** The Prometheus text, with scrape-time values refreshed. */
+  async scrape(): Promise<string> {
+    this.#beforeScrape();
+    return this.registry.metrics();
+  }
+  readonly #children = new Map<string, unknown>();
+
+  /**
+   * A labelled child of a metric, cached: prom-client hashes the label values on every
+   * `labels()` call, and the data path records several metrics per request.
+   */
+  child<T>(metric: { labels(...v: string[]): T }, ...values: string[]): T {
+    const key = `${(metric as unknown as { name: string }).name}\u0000${values.join('\u0000')}`;
+    let c = this.#children.get(key) as T | undefined;
+    if (!c) {
+      c = metric.labels(...values);
+      if (this.#children.size < 50_000) this.#children.set(key, c);
+    }
+    return c;
+  }
 
   constructor(opts: { processMetrics?: boolean } = {}) {
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'ccload_' });

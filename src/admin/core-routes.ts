@@ -77,12 +77,14 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
       async handle(_req, res) {
         const s = app.reloader.current;
         const dbOk = app.databaseOk();
-        const degraded = !dbOk || !app.reloader.lastAttempt.ok;
+        const writer = app.logWriter.stats();
+        const degraded = !dbOk || writer.degraded || writer.failing || !app.reloader.lastAttempt.ok;
         const ready = app.ready();
         sendJson(res, ready ? 200 : 503, {
           status: ready ? (degraded ? 'degraded' : 'ok') : 'unavailable',
           config: { generation: s.generation, hash: s.hash, last_reload_ok: app.reloader.lastAttempt.ok },
-          database: dbOk ? 'ok' : 'error',
+          database: dbOk && !writer.failing ? 'ok' : 'error',
+          log_queue: { depth: writer.depth, dropped: writer.dropped, degraded: writer.degraded },
         });
       },
     },
@@ -91,7 +93,7 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
       path: '/metrics',
       access: 'public',
       async handle(_req, res) {
-        sendText(res, 200, await app.metrics.registry.metrics(), app.metrics.registry.contentType);
+        sendText(res, 200, await app.metrics.scrape(), app.metrics.registry.contentType);
       },
     },
     {

@@ -141,6 +141,9 @@ export const RoutingSchema = z
       description:
         'Every candidate cooling: soonest tries the one whose cooldown ends first; reject answers 503 with retry-after.',
     }),
+    cooling_wait: Duration(
+      'When every candidate is cooling (when_all_cooling: soonest), the longest a request waits for the first to recover; beyond it: 503 with retry-after.',
+    ).prefault('30s'),
     allow_no_channels: z.boolean().default(false).meta({
       description: 'Accept a file with no enabled channel (otherwise that is a validation error).',
     }),

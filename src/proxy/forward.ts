@@ -1,0 +1,424 @@
+/**
+ * One upstream attempt: dispatches the request through the runtime's Pool and watches the answer
+ * up to the commit point. Before commit nothing reaches the client, so any failure can still fail
+ * over; at commit the held status, headers and opening events are written and the rest streams
+ * through as it arrives (backpressure both ways: a slow client pauses the upstream). After commit
+ * a failure ends the client's stream with an `event: error` frame — never a silent truncation.
+ *
+ * Commit points: an SSE answer commits at its first content event (SseTap); a non-streaming 2xx
+ * is held whole and commits complete (so an empty or broken body still fails over); a failure
+ * status never commits here — the caller decides whether it is returned to the client.
+ *
+ * One timer per attempt, re-armed lazily: chunks only record `lastActivity`, and the timer checks
+ * which limit (first token, idle, deadline) is really due when it fires.
+ */
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { Dispatcher, Pool } from 'undici';
+import { downstreamHeaders, flatHeaders } from './headers.js';
+import { type AttemptResult, ErrorCode } from './outcome.js';
+import { SseTap, sseErrorFrame } from './sse-tap.js';
+import { type Usage, usageFromJsonBody } from './usage.js';
+
+/** Everything one attempt needs. Times are `performance.now()` milliseconds. */
+export interface AttemptInput {
+  readonly pool: Pool;
+  readonly path: string;
+  readonly headers: string[];
+  readonly body: Buffer;
+  readonly res: ServerResponse;
+  /** `routing.timeouts.first_token` and `idle`, ms. */
+  readonly firstTokenMs: number;
+  readonly idleMs: number;
+  /** Absolute deadline of the whole client request (Infinity for none). */
+  readonly deadline: number;
+  /** Extra response headers for the client (e.g. the ccload request id). */
+  readonly extraHeaders: readonly string[];
+}
+
+/** A reply held before commit, for the caller to send when it ends up being the answer. */
+export interface HeldReply {
+  readonly status: number;
+  readonly headers: string[];
+  readonly body: Buffer;
+}
+
+/** How an attempt ended. */
+export interface AttemptEnd {
+  readonly result: AttemptResult;
+  /** Whether anything was written to the client. */
+  readonly committed: boolean;
+  /** Upstream status (0 when none arrived; 499 when the client left). */
+  readonly status: number;
+  readonly ttfbMs: number | null;
+  readonly durationMs: number;
+  readonly streamed: boolean;
+  readonly usage: Usage | undefined;
+  /** The answering model as the upstream reported it. */
+  readonly model: string | undefined;
+  /** A failure status's response, held (not sent). */
+  readonly reply: HeldReply | undefined;
+}
+
+/** Largest failure body kept for classification and the client; the rest is discarded. */
+const MAX_ERROR_BODY = 1024 * 1024;
+/** Largest non-streaming 2xx body held before commit; beyond it the answer is streamed as it comes. */
+const MAX_HELD_BODY = 64 * 1024 * 1024;
+/** Largest SSE preamble held before the first content event; beyond it the stream commits early. */
+const MAX_HELD_PREAMBLE = 1024 * 1024;
+
+const NO_RESPONSE_CONNECT = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+  'CERT_HAS_EXPIRED',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'EPROTO',
+]);
+
+/** An abort reason that carries our own error code. */
+class AttemptAbort extends Error {
+  constructor(readonly ccl: ErrorCode) {
+    super(ccl);
+  }
+}
+
+type Mode = 'pending' | 'error' | 'json' | 'sse';
+
+/** Runs one attempt; resolves when it has ended (never rejects). */
+export function runAttempt(input: AttemptInput): { done: Promise<AttemptEnd>; clientGone(): void } {
+  const attempt = new Attempt(input);
+  return { done: attempt.done, clientGone: () => attempt.abort(ErrorCode.CLIENT_GONE) };
+}
+
+class Attempt implements Dispatcher.DispatchHandler {
+  readonly done: Promise<AttemptEnd>;
+  #resolve!: (end: AttemptEnd) => void;
+  readonly #in: AttemptInput;
+  readonly #start = performance.now();
+  #controller: Dispatcher.DispatchController | undefined;
+  #pendingAbort: AttemptAbort | undefined;
+  #settled = false;
+  #mode: Mode = 'pending';
+  #status = 0;
+  #headers: IncomingHttpHeaders = {};
+  #ttfb: number | null = null;
+  #lastActivity = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #committed = false;
+  #chunks: Buffer[] = [];
+  #size = 0;
+  #tap: SseTap | undefined;
+  #waitingDrain = false;
+
+  constructor(input: AttemptInput) {
+    this.#in = input;
+    this.done = new Promise((resolve) => {
+      this.#resolve = resolve;
+    });
+    this.#armAt(Math.min(this.#start + input.firstTokenMs, input.deadline));
+    input.pool.dispatch(
+      {
+        path: input.path,
+        method: 'POST',
+        headers: input.headers,
+        body: input.body,
+        idempotent: false,
+        blocking: true,
+      },
+      this,
+    );
+  }
+
+  /** Ends the attempt with `code` and aborts the upstream request. */
+  abort(code: ErrorCode, detail?: string): void {
+    if (this.#settled) return;
+    const reason = new AttemptAbort(code);
+    this.#fail(code, detail, code === ErrorCode.CLIENT_GONE ? 499 : this.#status);
+    if (this.#controller) this.#controller.abort(reason);
+    else this.#pendingAbort = reason;
+  }
+
+  // --- undici handler -------------------------------------------------------------------------
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#pendingAbort) controller.abort(this.#pendingAbort);
+  }
+
+  onResponseStart(
+    _controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+  ): void {
+    if (this.#settled || statusCode < 200) return;
+    const now = performance.now();
+    this.#ttfb = now - this.#start;
+    this.#lastActivity = now;
+    this.#status = statusCode;
+    this.#headers = headers;
+    if (statusCode >= 300) this.#mode = 'error';
+    else if (String(headers['content-type'] ?? '').startsWith('text/event-stream')) {
+      this.#mode = 'sse';
+      this.#tap = new SseTap();
+    } else this.#mode = 'json';
+    this.#rearm();
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#settled) return;
+    this.#lastActivity = performance.now();
+    switch (this.#mode) {
+      case 'sse':
+        return this.#sseData(controller, chunk);
+      case 'json':
+        if (this.#committed) return this.#write(controller, chunk);
+        this.#hold(chunk);
+        if (this.#size > MAX_HELD_BODY) this.#commit();
+        return;
+      case 'error':
+        if (this.#size < MAX_ERROR_BODY) this.#hold(chunk);
+        return;
+      default:
+        return;
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.#settled) return;
+    const { res } = this.#in;
+    switch (this.#mode) {
+      case 'error': {
+        const body = this.#body();
+        const bodyText = body.toString('utf8');
+        const headers = downstreamHeaders(this.#headers, false);
+        return this.#settle({
+          result: { kind: 'status', status: this.#status, headers: flatHeaders(this.#headers), bodyText },
+          reply: { status: this.#status, headers, body },
+        });
+      }
+      case 'json': {
+        if (this.#committed) {
+          res.end();
+          return this.#settle({ result: { kind: 'success' } });
+        }
+        const body = this.#body();
+        if (body.length === 0) {
+          return this.#settle({
+            result: {
+              kind: 'status',
+              status: this.#status,
+              headers: flatHeaders(this.#headers),
+              bodyText: '',
+            },
+          });
+        }
+        const parsed = usageFromJsonBody(body);
+        const headers = downstreamHeaders(this.#headers, false);
+        headers.push('content-length', String(body.length), ...this.#in.extraHeaders);
+        this.#committed = true;
+        res.writeHead(this.#status, headers);
+        res.end(body);
+        return this.#settle({ result: { kind: 'success' }, usage: parsed.usage, model: parsed.model });
+      }
+      case 'sse':
+        return this.#sseEnd();
+      default:
+        return this.#fail(ErrorCode.UPSTREAM_RESET, 'ended without a response');
+    }
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.#settled) return;
+    if (err instanceof AttemptAbort) return this.#fail(err.ccl);
+    const code = (err as { code?: string }).code ?? '';
+    const cause = (err as { cause?: { code?: string } }).cause?.code;
+    const detail = cause ?? code ?? err.message;
+    if (code === 'UND_ERR_CONNECT_TIMEOUT') return this.#fail(ErrorCode.CONNECT_TIMEOUT, detail);
+    if (this.#mode === 'pending' && (NO_RESPONSE_CONNECT.has(code) || NO_RESPONSE_CONNECT.has(cause ?? ''))) {
+      return this.#fail(ErrorCode.UPSTREAM_CONNECT, detail);
+    }
+    if (code === 'UND_ERR_HEADERS_TIMEOUT') return this.#fail(ErrorCode.FIRST_TOKEN_TIMEOUT, detail);
+    if (code === 'UND_ERR_BODY_TIMEOUT') return this.#fail(ErrorCode.IDLE_TIMEOUT, detail);
+    return this.#fail(ErrorCode.UPSTREAM_RESET, detail || err.message);
+  }
+
+  // --- SSE ------------------------------------------------------------------------------------
+
+  #sseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const tap = this.#tap!;
+    if (this.#committed) {
+      tap.push(chunk);
+      return this.#write(controller, chunk);
+    }
+    const crossed = tap.push(chunk) >= 0;
+    this.#hold(chunk);
+    if (tap.error && !tap.committed) {
+      this.abort(ErrorCode.UPSTREAM_SSE_ERROR, `${tap.error.type}: ${tap.error.message}`);
+      return;
+    }
+    if (crossed || this.#size > MAX_HELD_PREAMBLE) this.#commit();
+  }
+
+  #sseEnd(): void {
+    const tap = this.#tap!;
+    const { res } = this.#in;
+    if (this.#committed) {
+      if (tap.stopped) {
+        res.end();
+        return this.#settle({ result: { kind: 'success' } });
+      }
+      // The upstream's own `event: error` already reached the client; otherwise say what happened.
+      if (tap.error) res.end();
+      else res.end(sseErrorFrame('api_error', 'the upstream stream ended before message_stop'));
+      return this.#settle({
+        result: {
+          kind: 'failure',
+          code: ErrorCode.STREAM_BROKEN,
+          committed: true,
+          detail: tap.error ? `${tap.error.type}: ${tap.error.message}` : 'ended before message_stop',
+        },
+      });
+    }
+    if (tap.error) return this.#fail(ErrorCode.UPSTREAM_SSE_ERROR, `${tap.error.type}: ${tap.error.message}`);
+    return this.#fail(
+      ErrorCode.UPSTREAM_EMPTY,
+      tap.eventCount === 0 ? 'stream without events' : 'stream ended before content',
+    );
+  }
+
+  // --- commit and writing ---------------------------------------------------------------------
+
+  #hold(chunk: Buffer): void {
+    this.#chunks.push(chunk);
+    this.#size += chunk.length;
+  }
+
+  #body(): Buffer {
+    return this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#size);
+  }
+
+  /** Sends the held status, headers and bytes; from now on bytes flow straight through. */
+  #commit(): void {
+    const { res } = this.#in;
+    this.#committed = true;
+    const headers = downstreamHeaders(this.#headers, false);
+    if (this.#in.extraHeaders.length > 0) headers.push(...this.#in.extraHeaders);
+    res.writeHead(this.#status, headers);
+    const held = this.#chunks;
+    this.#chunks = [];
+    this.#size = 0;
+    let ok = true;
+    if (held.length === 1) ok = res.write(held[0]!);
+    else {
+      res.cork();
+      for (const c of held) ok = res.write(c);
+      process.nextTick(() => res.uncork());
+    }
+    if (!ok) this.#backpressure();
+    this.#rearm();
+  }
+
+  #write(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.#in.res.write(chunk) && !controller.paused) this.#backpressure();
+  }
+
+  /** The client reads slower than the upstream sends: pause the upstream until the client drains. */
+  #backpressure(): void {
+    if (this.#waitingDrain) return;
+    this.#waitingDrain = true;
+    this.#controller?.pause();
+    this.#in.res.once('drain', () => {
+      this.#waitingDrain = false;
+      this.#lastActivity = performance.now();
+      if (!this.#settled) this.#controller?.resume();
+    });
+  }
+
+  // --- timers ---------------------------------------------------------------------------------
+
+  #armAt(at: number): void {
+    clearTimeout(this.#timer);
+    if (at === Number.POSITIVE_INFINITY) return;
+    this.#timer = setTimeout(() => this.#onTimer(), Math.max(0, at - performance.now()));
+  }
+
+  /** The earliest limit that applies now. */
+  #nextDue(): { at: number; code: ErrorCode } {
+    const { firstTokenMs, idleMs, deadline } = this.#in;
+    let due = { at: deadline, code: ErrorCode.TOTAL_TIMEOUT as ErrorCode };
+    const consider = (at: number, code: ErrorCode) => {
+      if (at < due.at) due = { at, code };
+    };
+    // Before headers, or before the first content event of a stream, the first-token limit runs.
+    if (this.#mode === 'pending' || (this.#mode === 'sse' && !this.#committed)) {
+      consider(this.#start + firstTokenMs, ErrorCode.FIRST_TOKEN_TIMEOUT);
+    }
+    // Once bytes flow, silence longer than `idle` ends the attempt; a paused upstream is not silent.
+    if (this.#mode !== 'pending' && !this.#waitingDrain)
+      consider(this.#lastActivity + idleMs, ErrorCode.IDLE_TIMEOUT);
+    return due;
+  }
+
+  #rearm(): void {
+    if (!this.#settled) this.#armAt(this.#nextDue().at);
+  }
+
+  #onTimer(): void {
+    if (this.#settled) return;
+    const due = this.#nextDue();
+    if (due.at <= performance.now() + 1) this.abort(due.code);
+    else this.#armAt(due.at);
+  }
+
+  // --- ending ---------------------------------------------------------------------------------
+
+  #fail(code: ErrorCode, detail?: string, status = this.#status): void {
+    if (this.#settled) return;
+    const { res } = this.#in;
+    const committed = this.#committed;
+    if (committed && code !== ErrorCode.CLIENT_GONE && !res.writableEnded) {
+      const message =
+        code === ErrorCode.IDLE_TIMEOUT
+          ? 'the upstream stopped sending (idle timeout)'
+          : code === ErrorCode.TOTAL_TIMEOUT
+            ? 'the request deadline passed'
+            : 'the upstream stream broke off';
+      const type =
+        code === ErrorCode.IDLE_TIMEOUT || code === ErrorCode.TOTAL_TIMEOUT ? 'timeout_error' : 'api_error';
+      if (this.#mode === 'sse') res.end(sseErrorFrame(type, message));
+      else res.destroy();
+    }
+    this.#settle({ result: { kind: 'failure', code, committed, detail }, status });
+  }
+
+  #settle(end: {
+    result: AttemptResult;
+    status?: number;
+    usage?: Usage | undefined;
+    model?: string | undefined;
+    reply?: HeldReply;
+  }): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    clearTimeout(this.#timer);
+    const tap = this.#tap;
+    this.#resolve({
+      result: end.result,
+      committed: this.#committed,
+      status: end.status ?? this.#status,
+      ttfbMs: this.#ttfb === null ? null : Math.round(this.#ttfb),
+      durationMs: Math.round(performance.now() - this.#start),
+      streamed: this.#mode === 'sse',
+      usage: end.usage ?? tap?.usage,
+      model: end.model ?? tap?.model,
+      reply: end.reply,
+    });
+  }
+}

@@ -1,0 +1,452 @@
+/**
+ * The proxy's request flow for `/v1/*`: client-token auth → body (up to `server.max_body`) → model
+ * sniffed from the raw bytes → selection → attempts with failover until one answers, the request's
+ * deadline passes or `max_attempts` is spent → attempt records to the log queue. Every error ccload
+ * itself produces is Anthropic-shaped JSON; the internal cause goes to the log.
+ */
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Channel } from '../config/snapshot.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { AttemptRecord, Endpoint } from '../store/attempt.js';
+import type { LogWriter } from '../store/log-writer.js';
+import { type AttemptEnd, type HeldReply, runAttempt } from './forward.js';
+import { stripHintQuery, timeoutHint, upstreamHeaders } from './headers.js';
+import { anthropicError, classifyOutcome, clientError, ErrorCode, type Outcome } from './outcome.js';
+import { readRequestBody } from './read-body.js';
+import { rewriteModel, sniffRequest } from './request-body.js';
+import type { Runtime } from './runtime.js';
+import { type Candidate, select, type TriedAttempt } from './select.js';
+import type { ProxyState } from './state.js';
+
+/** What the proxy needs from the daemon. */
+export interface ProxyDeps {
+  /** The runtime of the current snapshot; read once per request. */
+  readonly runtime: () => Runtime;
+  readonly state: ProxyState;
+  readonly logWriter: LogWriter;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  /** Wall clock for records and cooldowns (ms since the epoch). */
+  readonly now: () => number;
+}
+
+const PREFIX = randomBytes(4).toString('hex');
+let counter = 0;
+
+/** A request id unique across restarts: a per-process prefix and a counter. */
+function newRequestId(): string {
+  counter = (counter + 1) % Number.MAX_SAFE_INTEGER;
+  return `ccl_${PREFIX}${counter.toString(36).padStart(6, '0')}`;
+}
+
+/** Sends an Anthropic-shaped error. */
+export function sendError(
+  res: ServerResponse,
+  status: number,
+  type: Parameters<typeof anthropicError>[0],
+  message: string,
+  headers: string[] = [],
+): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = anthropicError(type, message);
+  res.writeHead(status, [
+    'content-type',
+    'application/json',
+    'content-length',
+    String(Buffer.byteLength(body)),
+    ...headers,
+  ]);
+  res.end(body);
+}
+
+/** The HTTP entry of the data path. */
+export class ProxyHandler {
+  readonly #d: ProxyDeps;
+
+  constructor(deps: ProxyDeps) {
+    this.#d = deps;
+  }
+
+  /** Serves one `/v1/*` request; never throws. */
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const runtime = this.#d.runtime();
+    runtime.enter();
+    this.#d.metrics.inflight.inc();
+    let left = false;
+    const leave = () => {
+      if (left) return;
+      left = true;
+      runtime.leave();
+      this.#d.metrics.inflight.dec();
+    };
+    res.once('close', leave);
+    this.#route(runtime, req, res).catch((err: unknown) => {
+      this.#d.log.error({ err, event: 'proxy_error' }, 'proxy request failed');
+      sendError(res, 500, 'api_error', 'internal error in ccload; see its log');
+    });
+  }
+
+  async #route(runtime: Runtime, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    let endpoint: Endpoint;
+    if (path === '/v1/messages') endpoint = 'messages';
+    else if (path === '/v1/messages/count_tokens') endpoint = 'count_tokens';
+    else if (path === '/v1/models' || path.startsWith('/v1/models/')) {
+      if (req.method !== 'GET')
+        return sendError(res, 405, 'invalid_request_error', `method ${req.method} not allowed`);
+      if (!this.#authenticate(runtime, req, res)) return;
+      return this.#models(runtime, path, res);
+    } else return sendError(res, 404, 'not_found_error', `ccload does not serve ${req.method} ${path}`);
+    if (req.method !== 'POST')
+      return sendError(res, 405, 'invalid_request_error', `method ${req.method} not allowed on ${path}`);
+    const token = this.#authenticate(runtime, req, res);
+    if (token === false) return;
+    const limit = runtime.snapshot.config.server.max_body;
+    const body = await readRequestBody(req, limit);
+    if (body === 'too-large') {
+      this.#d.metrics.child(this.#d.metrics.requests, endpoint, ErrorCode.BODY_TOO_LARGE).inc();
+      return sendError(
+        res,
+        413,
+        'request_too_large',
+        `request body is larger than server.max_body (${limit} bytes)`,
+        ['connection', 'close'],
+      );
+    }
+    if (body === 'aborted') return;
+    const sniff = sniffRequest(body);
+    if (!sniff.ok) {
+      this.#d.metrics.child(this.#d.metrics.requests, endpoint, ErrorCode.BAD_REQUEST).inc();
+      return sendError(res, 400, 'invalid_request_error', sniff.message);
+    }
+    await new ProxyRequest(this.#d, runtime, req, res, endpoint, token ?? null, body, sniff).run();
+  }
+
+  /**
+   * Checks the client token (`x-api-key` or `Authorization: Bearer`; with both, either may match).
+   * Returns the token name, undefined on an open proxy, or false after answering 401.
+   */
+  #authenticate(runtime: Runtime, req: IncomingMessage, res: ServerResponse): string | undefined | false {
+    if (runtime.open) return undefined;
+    const key = req.headers['x-api-key'];
+    const auth = req.headers.authorization;
+    const bearer = auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined;
+    const found =
+      runtime.authenticate(typeof key === 'string' ? key : undefined) ?? runtime.authenticate(bearer);
+    if (found) return found.name;
+    this.#d.metrics.child(this.#d.metrics.requests, 'auth', ErrorCode.UNAUTHORIZED).inc();
+    const message =
+      runtime.snapshot.tokens.length === 0
+        ? 'ccload has no usable client token: the variables referenced in auth.tokens are empty (see the ccload log)'
+        : key === undefined && bearer === undefined
+          ? 'missing ccload client token: send it as x-api-key or Authorization: Bearer'
+          : 'invalid ccload client token';
+    sendError(res, 401, 'authentication_error', message);
+    return false;
+  }
+
+  #models(runtime: Runtime, path: string, res: ServerResponse): void {
+    if (path === '/v1/models') {
+      res.writeHead(200, [
+        'content-type',
+        'application/json',
+        'content-length',
+        String(runtime.modelsBody.length),
+      ]);
+      res.end(runtime.modelsBody);
+      return;
+    }
+    const id = decodeURIComponent(path.slice('/v1/models/'.length));
+    const list = JSON.parse(runtime.modelsBody.toString('utf8')) as { data: { id: string }[] };
+    const found = list.data.find((m) => m.id === id);
+    if (!found)
+      return sendError(res, 404, 'not_found_error', `model ${id} is not served by any enabled channel`);
+    const body = JSON.stringify(found);
+    res.writeHead(200, [
+      'content-type',
+      'application/json',
+      'content-length',
+      String(Buffer.byteLength(body)),
+    ]);
+    res.end(body);
+  }
+}
+
+/** One client request through selection and attempts. */
+class ProxyRequest {
+  readonly #d: ProxyDeps;
+  readonly #rt: Runtime;
+  readonly #req: IncomingMessage;
+  readonly #res: ServerResponse;
+  readonly #endpoint: Endpoint;
+  readonly #token: string | null;
+  readonly #body: Buffer;
+  readonly #model: string;
+  readonly #modelStart: number;
+  readonly #modelEnd: number;
+  readonly #target: string;
+  readonly #deadline: number;
+  readonly #started = performance.now();
+  readonly #id = newRequestId();
+  #gone = false;
+  #current: { clientGone(): void } | undefined;
+  #wake: (() => void) | undefined;
+
+  constructor(
+    d: ProxyDeps,
+    rt: Runtime,
+    req: IncomingMessage,
+    res: ServerResponse,
+    endpoint: Endpoint,
+    token: string | null,
+    body: Buffer,
+    sniff: { model: string; modelStart: number; modelEnd: number },
+  ) {
+    this.#d = d;
+    this.#rt = rt;
+    this.#req = req;
+    this.#res = res;
+    this.#endpoint = endpoint;
+    this.#token = token;
+    this.#body = body;
+    this.#model = sniff.model;
+    this.#modelStart = sniff.modelStart;
+    this.#modelEnd = sniff.modelEnd;
+    const { target, hints } = stripHintQuery(req.url ?? '/');
+    this.#target = target;
+    const total = rt.snapshot.config.routing.timeouts.total;
+    const hint = timeoutHint(req.headers, hints);
+    const budget = Math.min(total > 0 ? total : Number.POSITIVE_INFINITY, hint ?? Number.POSITIVE_INFINITY);
+    this.#deadline = this.#started + budget;
+    res.once('close', () => {
+      if (res.writableFinished) return;
+      this.#gone = true;
+      this.#current?.clientGone();
+      this.#wake?.();
+    });
+  }
+
+  async run(): Promise<void> {
+    const { state, now } = this.#d;
+    const routing = this.#rt.snapshot.config.routing;
+    const channels = this.#rt.snapshot.channels;
+    const tried: TriedAttempt[] = [];
+    let attempts = 0;
+    let last: { end: AttemptEnd; outcome: Outcome; channel: Channel } | undefined;
+    let waited = false;
+    let end: AttemptEnd | undefined;
+
+    while (attempts < routing.max_attempts && !this.#gone) {
+      const t = now();
+      const sel = select({
+        channels,
+        model: this.#model,
+        cooldowns: state.cooldowns,
+        rr: state.rr,
+        now: t,
+        policy: routing,
+        tried,
+      });
+      let candidate: Candidate;
+      if (sel.kind === 'none') {
+        return this.#finishError(ErrorCode.NO_CHANNEL, this.#model, []);
+      } else if (sel.kind === 'exhausted') {
+        break;
+      } else if (sel.kind === 'go') {
+        if (attempts === 0) state.advance(sel.rrAdvance);
+        candidate = sel.candidates[0]!;
+      } else {
+        const until = sel.kind === 'wait' ? sel.until : t + sel.retryAfterMs;
+        const waitMs = until - t;
+        const remaining = this.#deadline - performance.now();
+        // Wait for a cooling candidate only when nothing else is left, the wait is short and the
+        // deadline allows it — an attempt never starts on a cooling scope.
+        if (sel.kind === 'reject' || waited || waitMs > Math.min(remaining, routing.cooling_wait)) {
+          if (last) break;
+          const retryAfter = String(Math.max(1, Math.ceil(waitMs / 1000)));
+          return this.#finishError(ErrorCode.ALL_COOLING, `retry in ${retryAfter} s`, [
+            'retry-after',
+            retryAfter,
+          ]);
+        }
+        waited = true;
+        await this.#sleep(waitMs);
+        if (this.#gone) break;
+        continue;
+      }
+
+      attempts++;
+      const { channel, keyIndex } = candidate;
+      const sent = channel.mapModel(this.#model);
+      const body =
+        sent === this.#model ? this.#body : rewriteModel(this.#body, this.#modelStart, this.#modelEnd, sent);
+      const key = channel.keys.find((k) => k.index === keyIndex)!;
+      const ts = now();
+      const attempt = runAttempt({
+        pool: this.#rt.pool(channel.origin),
+        path: channel.basePath + this.#target,
+        headers: upstreamHeaders(this.#req.rawHeaders, key.value, channel.auth, body.length),
+        body,
+        res: this.#res,
+        firstTokenMs: routing.timeouts.first_token,
+        idleMs: routing.timeouts.idle,
+        deadline: this.#deadline,
+        extraHeaders: ['x-ccload-request-id', this.#id],
+      });
+      this.#current = attempt;
+      if (this.#gone) attempt.clientGone();
+      end = await attempt.done;
+      this.#current = undefined;
+
+      const outcome = classifyOutcome(end.result, {
+        endpoint: this.#endpoint,
+        now: now(),
+        requestedModel: this.#model,
+        sentModel: sent,
+      });
+      const ctx = { channel, keyIndex, model: this.#model };
+      if (outcome.ok) state.success(ctx, now());
+      else if (outcome.scope !== 'none') {
+        const entry = state.failure(outcome, ctx, routing.cooldown, now());
+        if (entry) this.#d.metrics.child(this.#d.metrics.cooldownsEntered, entry.scope, outcome.reason).inc();
+      }
+      const final = outcome.ok || !outcome.failover || end.committed;
+      this.#record(ts, attempts, channel, key.fingerprint, sent, end, outcome, final && !this.#gone);
+      if (final) return this.#finishAttempt(channel, end, outcome);
+      tried.push({ channel: channel.name, keyIndex });
+      last = { end, outcome, channel };
+      this.#d.metrics.child(this.#d.metrics.failovers, channel.name, this.#model).inc();
+    }
+
+    if (this.#gone) return this.#done(ErrorCode.CLIENT_GONE, 499);
+    if (!last) return this.#finishError(ErrorCode.NO_CHANNEL, this.#model, []);
+    // Every attempt failed: the client gets the last upstream answer, or an error naming what failed.
+    const { end: lastEnd, outcome, channel } = last;
+    if (lastEnd.reply) return this.#sendReply(lastEnd.reply, outcome);
+    const code = outcome.errorClass ?? ErrorCode.UPSTREAM_STATUS;
+    const e = clientError(code);
+    sendError(
+      this.#res,
+      e.status,
+      e.type,
+      `${e.message} (${attempts} attempt${attempts === 1 ? '' : 's'}; last: channel "${channel.name}": ${outcome.reason})`,
+    );
+    this.#done(code, e.status);
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    });
+  }
+
+  /** The attempt that ends the request: success, a committed failure, or a non-failover status. */
+  #finishAttempt(channel: Channel, end: AttemptEnd, outcome: Outcome): void {
+    if (outcome.ok || end.committed)
+      return this.#done(
+        outcome.ok ? 'ok' : (outcome.errorClass ?? ErrorCode.STREAM_BROKEN),
+        end.status,
+        end.streamed,
+      );
+    if (end.reply) return this.#sendReply(end.reply, outcome);
+    const code = outcome.errorClass ?? ErrorCode.UPSTREAM_STATUS;
+    const e = clientError(code);
+    sendError(this.#res, e.status, e.type, `${e.message} (channel "${channel.name}": ${outcome.reason})`);
+    this.#done(code, e.status);
+  }
+
+  #sendReply(reply: HeldReply, outcome: Outcome): void {
+    const res = this.#res;
+    if (!res.headersSent && !this.#gone) {
+      res.writeHead(reply.status, [
+        ...reply.headers,
+        'content-length',
+        String(reply.body.length),
+        'x-ccload-request-id',
+        this.#id,
+      ]);
+      res.end(reply.body);
+    }
+    this.#done(outcome.errorClass ?? ErrorCode.UPSTREAM_STATUS, reply.status);
+  }
+
+  #finishError(code: ErrorCode, detail: string, headers: string[]): void {
+    const e = clientError(code, detail);
+    sendError(this.#res, e.status, e.type, e.message, [...headers, 'x-ccload-request-id', this.#id]);
+    this.#done(code, e.status);
+  }
+
+  #done(result: string, status: number, streamed = false): void {
+    const m = this.#d.metrics;
+    m.child(m.requests, this.#endpoint, result).inc();
+    m.duration.observe(
+      { endpoint: this.#endpoint, streamed: streamed ? 'true' : 'false' },
+      (performance.now() - this.#started) / 1000,
+    );
+    this.#d.log.debug(
+      { event: 'request', request_id: this.#id, token: this.#token, model: this.#model, status, result },
+      'request done',
+    );
+  }
+
+  #record(
+    ts: number,
+    n: number,
+    channel: Channel,
+    keyFp: string,
+    sent: string,
+    end: AttemptEnd,
+    outcome: Outcome,
+    final: boolean,
+  ): void {
+    const usage = outcome.ok || end.committed ? end.usage : undefined;
+    const cost = usage ? this.#rt.prices.cost(sent, usage) : null;
+    const gone = end.result.kind === 'failure' && end.result.code === ErrorCode.CLIENT_GONE;
+    const record: AttemptRecord = {
+      ts,
+      requestId: this.#id,
+      token: this.#token,
+      endpoint: this.#endpoint,
+      modelRequested: this.#model,
+      modelSent: sent,
+      channel: channel.name,
+      keyFp,
+      status: gone ? 499 : end.status,
+      errorClass: outcome.errorClass ?? null,
+      attempt: n,
+      final,
+      ttfbMs: end.ttfbMs,
+      durationMs: end.durationMs,
+      streamed: end.streamed,
+      inputTokens: usage?.input ?? null,
+      outputTokens: usage?.output ?? null,
+      cacheCreationTokens: usage?.cacheCreation ?? null,
+      cacheReadTokens: usage?.cacheRead ?? null,
+      costUsd: cost,
+    };
+    this.#d.logWriter.enqueue(record);
+    const m = this.#d.metrics;
+    m.child(m.attempts, channel.name, this.#model, outcome.errorClass ?? 'ok').inc();
+    if (end.ttfbMs !== null) m.child(m.ttfb, channel.name).observe(end.ttfbMs / 1000);
+    if (usage) {
+      if (usage.input) m.child(m.tokens, channel.name, this.#model, 'input').inc(usage.input);
+      if (usage.output) m.child(m.tokens, channel.name, this.#model, 'output').inc(usage.output);
+      if (usage.cacheCreation)
+        m.child(m.tokens, channel.name, this.#model, 'cache_creation').inc(usage.cacheCreation);
+      if (usage.cacheRead) m.child(m.tokens, channel.name, this.#model, 'cache_read').inc(usage.cacheRead);
+      if (cost) m.child(m.cost, channel.name, this.#model).inc(cost);
+    }
+  }
+}

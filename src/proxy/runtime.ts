@@ -1,0 +1,129 @@
+/**
+ * The runtime of one snapshot: what the data path derives from it once rather than per request
+ * (token digests, the /v1/models answer, the price book) and the undici Pools it owns, one per
+ * upstream origin. A request enters the runtime current at its start and keeps it; a reload
+ * retires the old runtime, whose pools close once its last request has left.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { Pool } from 'undici';
+import type { ClientToken, Snapshot } from '../config/snapshot.js';
+import { PriceBook } from './cost.js';
+
+/** Extra slack of undici's own timeouts over ours: they are only a backstop. */
+const BACKSTOP_MS = 5000;
+
+/** Per-snapshot data-path state. */
+export class Runtime {
+  readonly snapshot: Snapshot;
+  readonly prices: PriceBook;
+  /** True when no client token is configured at all: the proxy is open (warned at load). */
+  readonly open: boolean;
+  /** The `GET /v1/models` body. */
+  readonly modelsBody: Buffer;
+  readonly #tokens: { token: ClientToken; digest: Buffer }[];
+  readonly #pools = new Map<string, Pool>();
+  #inflight = 0;
+  #retired = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(snapshot: Snapshot) {
+    this.snapshot = snapshot;
+    this.prices = new PriceBook(snapshot.config.pricing);
+    this.#tokens = snapshot.tokens.map((token) => ({ token, digest: sha256(token.value) }));
+    this.open = snapshot.tokens.length === 0 && snapshot.config.auth.tokens.length === 0;
+    this.modelsBody = Buffer.from(JSON.stringify(modelList(snapshot)));
+  }
+
+  /** Requests using this runtime now. */
+  get inflight(): number {
+    return this.#inflight;
+  }
+
+  /**
+   * The client token matching `given`, compared in constant time against every token (the given
+   * value is hashed first, so neither content nor length leaks).
+   */
+  authenticate(given: string | undefined): ClientToken | undefined {
+    if (given === undefined || given === '') return undefined;
+    const digest = sha256(given);
+    let found: ClientToken | undefined;
+    for (const t of this.#tokens) if (timingSafeEqual(digest, t.digest) && !found) found = t.token;
+    return found;
+  }
+
+  /** The pool for an upstream origin, created on first use with this snapshot's connect timeout. */
+  pool(origin: string): Pool {
+    let pool = this.#pools.get(origin);
+    if (!pool) {
+      const t = this.snapshot.config.routing.timeouts;
+      pool = new Pool(origin, {
+        connect: { timeout: t.connect },
+        headersTimeout: t.first_token + BACKSTOP_MS,
+        bodyTimeout: t.idle + BACKSTOP_MS,
+        keepAliveTimeout: 30_000,
+        pipelining: 1,
+      });
+      this.#pools.set(origin, pool);
+    }
+    return pool;
+  }
+
+  /** A request starts using this runtime. */
+  enter(): void {
+    this.#inflight++;
+  }
+
+  /** A request is done with this runtime; the last one out of a retired runtime closes it. */
+  leave(): void {
+    this.#inflight--;
+    if (this.#retired && this.#inflight === 0) void this.#close();
+  }
+
+  /** No new requests will enter; pools close when the last in-flight request leaves. */
+  retire(): Promise<void> {
+    this.#retired = true;
+    return this.#inflight === 0 ? this.#close() : new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  readonly #waiters: (() => void)[] = [];
+
+  /** Closes every pool now, aborting what is still running (shutdown after the drain). */
+  destroy(): Promise<void> {
+    this.#retired = true;
+    return Promise.all([...this.#pools.values()].map((p) => p.destroy())).then(() => undefined);
+  }
+
+  #close(): Promise<void> {
+    this.#closing ??= Promise.all([...this.#pools.values()].map((p) => p.close())).then(() => {
+      for (const w of this.#waiters.splice(0)) w();
+    });
+    return this.#closing;
+  }
+}
+
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+/**
+ * The Anthropic models list answered locally: every exact model name or model_map alias some
+ * enabled, usable channel serves (globs cannot be listed), in file order.
+ */
+function modelList(snapshot: Snapshot) {
+  const ids: string[] = [];
+  const seen = new Set<string>();
+  const add = (id: string) => {
+    if (!seen.has(id) && !/[*?]/.test(id)) {
+      seen.add(id);
+      ids.push(id);
+    }
+  };
+  for (const c of snapshot.channels) {
+    if (!c.enabled || c.problems.length > 0) continue;
+    for (const m of c.models ?? []) add(m);
+    for (const m of Object.keys(c.modelMap)) add(m);
+  }
+  const created = new Date(snapshot.loadedAt).toISOString();
+  const data = ids.map((id) => ({ type: 'model', id, display_name: id, created_at: created }));
+  return { data, has_more: false, first_id: ids[0] ?? null, last_id: ids[ids.length - 1] ?? null };
+}
