@@ -191,13 +191,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         resolve();
       });
     });
-    closers.push(
-      () =>
-        new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeIdleConnections();
-        }),
-    );
+    // Shutdown: stop accepting, let requests and streams in flight finish within
+    // server.drain_timeout, end the rest (an `event: error` frame for a committed stream), then
+    // drop the connections that are left (idle keep-alives, admin long-polls).
+    closers.push(async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await proxy.drain(reloader.current.config.server.drain_timeout);
+      server.closeAllConnections();
+      await closed;
+    });
     const addr = server.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     const url = `http://${host}:${addr.port}`;

@@ -1,18 +1,89 @@
 /**
- * The daemon's structured log: pino JSON lines on stdout. Secrets never reach it — callers log
- * names and fingerprints, and the redact paths below are a second line of defence.
+ * The daemon's structured log: pino JSON lines on stdout by default. When stdout is a terminal
+ * the lines are rendered for people (`HH:MM:SS.mmm LEVEL message key=value …`), and when it is the
+ * systemd journal each line carries a syslog priority prefix (`<6>message key=value …`) so
+ * `journalctl -p warning` works. `CCLOAD_LOG_FORMAT=json|pretty|journal` overrides the choice.
+ * Secrets never reach the log — callers log names and fingerprints, and the redact paths below
+ * are a second line of defence.
  */
+import { fstatSync } from 'node:fs';
 import { type Logger, pino } from 'pino';
 
 export type { Logger };
 
-/** Creates the root logger. `destination` defaults to stdout (fd 1). */
-export function createLogger(opts: { level?: string; destination?: pino.DestinationStream } = {}): Logger {
+/** How log lines are written. */
+export type LogFormat = 'json' | 'pretty' | 'journal';
+
+const LEVELS: Record<number, [string, number]> = {
+  10: ['TRACE', 7],
+  20: ['DEBUG', 7],
+  30: ['INFO', 6],
+  40: ['WARN', 4],
+  50: ['ERROR', 3],
+  60: ['FATAL', 2],
+};
+const SKIP = new Set(['level', 'time', 'msg', 'service', 'pid', 'hostname']);
+
+/** The format for stdout given the environment: explicit, else journal, else TTY, else JSON. */
+export function detectFormat(env: Readonly<Record<string, string | undefined>> = process.env): LogFormat {
+  const asked = env['CCLOAD_LOG_FORMAT'];
+  if (asked === 'json' || asked === 'pretty' || asked === 'journal') return asked;
+  const journal = env['JOURNAL_STREAM'];
+  if (journal) {
+    try {
+      const st = fstatSync(1);
+      if (journal === `${st.dev}:${st.ino}`) return 'journal';
+    } catch {
+      // not a file descriptor we can inspect: fall through
+    }
+  }
+  return process.stdout.isTTY ? 'pretty' : 'json';
+}
+
+function value(v: unknown): string {
+  if (typeof v === 'string') return /[\s"=]/.test(v) || v === '' ? JSON.stringify(v) : v;
+  if (v && typeof v === 'object') return JSON.stringify(v);
+  return String(v);
+}
+
+/** Renders one pino JSON line for people (`pretty`) or for the journal. */
+export function formatLine(json: string, format: 'pretty' | 'journal'): string {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return json;
+  }
+  const [name, prio] = LEVELS[Number(o['level'])] ?? [String(o['level']), 6];
+  const fields: string[] = [];
+  for (const [k, v] of Object.entries(o)) {
+    if (SKIP.has(k) || v === undefined || v === null) continue;
+    if (k === 'err' && v && typeof v === 'object') {
+      const e = v as { message?: string; code?: string };
+      fields.push(`err=${value(e.code ? `${e.code}: ${e.message}` : e.message)}`);
+    } else fields.push(`${k}=${value(v)}`);
+  }
+  const text = `${String(o['msg'] ?? '')}${fields.length ? ` ${fields.join(' ')}` : ''}`;
+  if (format === 'journal') return `<${prio}>${text}\n`;
+  const time = typeof o['time'] === 'number' ? new Date(o['time']).toISOString().slice(11, 23) : '';
+  return `${time} ${name.padEnd(5)} ${text}\n`;
+}
+
+/** Creates the root logger. `destination` defaults to stdout in the detected format. */
+export function createLogger(
+  opts: { level?: string; destination?: pino.DestinationStream; format?: LogFormat } = {},
+): Logger {
+  const format = opts.format ?? detectFormat();
+  let destination = opts.destination;
+  if (!destination) {
+    if (format === 'json') destination = pino.destination({ fd: 1, sync: false });
+    else destination = { write: (line: string) => void process.stdout.write(formatLine(line, format)) };
+  }
   return pino(
     {
       level: opts.level ?? 'info',
       base: { service: 'ccload' },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: format === 'json' ? pino.stdTimeFunctions.isoTime : pino.stdTimeFunctions.epochTime,
       redact: {
         paths: [
           '*.api_key',
@@ -24,9 +95,9 @@ export function createLogger(opts: { level?: string; destination?: pino.Destinat
         ],
         censor: '[redacted]',
       },
-      formatters: { level: (label) => ({ level: label }) },
+      formatters: { level: (label, number) => (format === 'json' ? { level: label } : { level: number }) },
     },
-    opts.destination ?? pino.destination({ fd: 1, sync: false }),
+    destination,
   );
 }
 

@@ -33,6 +33,8 @@ export interface AttemptInput {
   readonly deadline: number;
   /** Extra response headers for the client (e.g. the ccload request id). */
   readonly extraHeaders: readonly string[];
+  /** Called once when the answer starts reaching the client; `streamed` for SSE. */
+  readonly onCommit?: (streamed: boolean) => void;
 }
 
 /** A reply held before commit, for the caller to send when it ends up being the answer. */
@@ -82,6 +84,13 @@ const NO_RESPONSE_CONNECT = new Set([
   'EPROTO',
 ]);
 
+/** The `event: error` a committed stream ends with, per failure. */
+const COMMITTED_FAILURE: Partial<Record<ErrorCode, [string, string]>> = {
+  [ErrorCode.IDLE_TIMEOUT]: ['timeout_error', 'the upstream stopped sending (idle timeout)'],
+  [ErrorCode.TOTAL_TIMEOUT]: ['timeout_error', 'the request deadline passed'],
+  [ErrorCode.SHUTDOWN]: ['overloaded_error', 'ccload is shutting down; the answer was cut short'],
+};
+
 /** An abort reason that carries our own error code. */
 class AttemptAbort extends Error {
   constructor(readonly ccl: ErrorCode) {
@@ -92,9 +101,17 @@ class AttemptAbort extends Error {
 type Mode = 'pending' | 'error' | 'json' | 'sse';
 
 /** Runs one attempt; resolves when it has ended (never rejects). */
-export function runAttempt(input: AttemptInput): { done: Promise<AttemptEnd>; clientGone(): void } {
+export function runAttempt(input: AttemptInput): {
+  done: Promise<AttemptEnd>;
+  clientGone(): void;
+  abort(code: ErrorCode): void;
+} {
   const attempt = new Attempt(input);
-  return { done: attempt.done, clientGone: () => attempt.abort(ErrorCode.CLIENT_GONE) };
+  return {
+    done: attempt.done,
+    clientGone: () => attempt.abort(ErrorCode.CLIENT_GONE),
+    abort: (code) => attempt.abort(code),
+  };
 }
 
 class Attempt implements Dispatcher.DispatchHandler {
@@ -223,6 +240,7 @@ class Attempt implements Dispatcher.DispatchHandler {
         const headers = downstreamHeaders(this.#headers, false);
         headers.push('content-length', String(body.length), ...this.#in.extraHeaders);
         this.#committed = true;
+        this.#in.onCommit?.(false);
         res.writeHead(this.#status, headers);
         res.end(body);
         return this.#settle({ result: { kind: 'success' }, usage: parsed.usage, model: parsed.model });
@@ -308,6 +326,7 @@ class Attempt implements Dispatcher.DispatchHandler {
   #commit(): void {
     const { res } = this.#in;
     this.#committed = true;
+    this.#in.onCommit?.(this.#mode === 'sse');
     const headers = downstreamHeaders(this.#headers, false);
     if (this.#in.extraHeaders.length > 0) headers.push(...this.#in.extraHeaders);
     res.writeHead(this.#status, headers);
@@ -384,14 +403,7 @@ class Attempt implements Dispatcher.DispatchHandler {
     const { res } = this.#in;
     const committed = this.#committed;
     if (committed && code !== ErrorCode.CLIENT_GONE && !res.writableEnded) {
-      const message =
-        code === ErrorCode.IDLE_TIMEOUT
-          ? 'the upstream stopped sending (idle timeout)'
-          : code === ErrorCode.TOTAL_TIMEOUT
-            ? 'the request deadline passed'
-            : 'the upstream stream broke off';
-      const type =
-        code === ErrorCode.IDLE_TIMEOUT || code === ErrorCode.TOTAL_TIMEOUT ? 'timeout_error' : 'api_error';
+      const [type, message] = COMMITTED_FAILURE[code] ?? ['api_error', 'the upstream stream broke off'];
       if (this.#mode === 'sse') res.end(sseErrorFrame(type, message));
       else res.destroy();
     }

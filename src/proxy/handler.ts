@@ -67,9 +67,46 @@ export function sendError(
 /** The HTTP entry of the data path. */
 export class ProxyHandler {
   readonly #d: ProxyDeps;
+  /** Client requests past auth and body reading, being routed now. */
+  readonly #active = new Set<ProxyRequest>();
+  #draining = false;
+  #idle: (() => void) | undefined;
 
   constructor(deps: ProxyDeps) {
     this.#d = deps;
+  }
+
+  /** Requests being routed now. */
+  get active(): number {
+    return this.#active.size;
+  }
+
+  /**
+   * Graceful shutdown: new requests get 503 at once; requests in flight may finish for up to
+   * `timeoutMs`; then the rest are ended (a committed stream with an `event: error` frame, an
+   * uncommitted request with a 503) and recorded. Resolves when every request has ended.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.#draining = true;
+    if (this.#active.size > 0) {
+      const idle = new Promise<void>((resolve) => {
+        this.#idle = resolve;
+      });
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<'timeout'>((resolve) => {
+        timer = setTimeout(() => resolve('timeout'), timeoutMs);
+      });
+      const r = await Promise.race([idle, timeout]);
+      clearTimeout(timer);
+      if (r === 'timeout') {
+        this.#d.log.warn(
+          { event: 'drain_timeout', active: this.#active.size },
+          `drain timeout: ending ${this.#active.size} request(s) still running`,
+        );
+        for (const p of this.#active) p.shutdown();
+        await idle;
+      }
+    }
   }
 
   /** Serves one `/v1/*` request; never throws. */
@@ -106,6 +143,10 @@ export class ProxyHandler {
     } else return sendError(res, 404, 'not_found_error', `ccload does not serve ${req.method} ${path}`);
     if (req.method !== 'POST')
       return sendError(res, 405, 'invalid_request_error', `method ${req.method} not allowed on ${path}`);
+    if (this.#draining) {
+      const e = clientError(ErrorCode.SHUTDOWN);
+      return sendError(res, e.status, e.type, e.message, ['retry-after', '5', 'connection', 'close']);
+    }
     const token = this.#authenticate(runtime, req, res);
     if (token === false) return;
     const limit = runtime.snapshot.config.server.max_body;
@@ -126,7 +167,14 @@ export class ProxyHandler {
       this.#d.metrics.child(this.#d.metrics.requests, endpoint, ErrorCode.BAD_REQUEST).inc();
       return sendError(res, 400, 'invalid_request_error', sniff.message);
     }
-    await new ProxyRequest(this.#d, runtime, req, res, endpoint, token ?? null, body, sniff).run();
+    const p = new ProxyRequest(this.#d, runtime, req, res, endpoint, token ?? null, body, sniff);
+    this.#active.add(p);
+    try {
+      await p.run();
+    } finally {
+      this.#active.delete(p);
+      if (this.#active.size === 0) this.#idle?.();
+    }
   }
 
   /**
@@ -196,8 +244,14 @@ class ProxyRequest {
   readonly #started = performance.now();
   readonly #id = newRequestId();
   #gone = false;
-  #current: { clientGone(): void } | undefined;
+  #stopping = false;
+  #current: ReturnType<typeof runAttempt> | undefined;
   #wake: (() => void) | undefined;
+  /** For the request's log line: attempts made, and the channel and attempt that ended it. */
+  #attempts = 0;
+  #channel: string | null = null;
+  #last: AttemptEnd | undefined;
+  #streaming = false;
 
   constructor(
     d: ProxyDeps,
@@ -233,6 +287,13 @@ class ProxyRequest {
     });
   }
 
+  /** Ends the request now (shutdown after the drain timeout). */
+  shutdown(): void {
+    this.#stopping = true;
+    this.#current?.abort(ErrorCode.SHUTDOWN);
+    this.#wake?.();
+  }
+
   async run(): Promise<void> {
     const { state, now } = this.#d;
     const routing = this.#rt.snapshot.config.routing;
@@ -243,7 +304,7 @@ class ProxyRequest {
     let waited = false;
     let end: AttemptEnd | undefined;
 
-    while (attempts < routing.max_attempts && !this.#gone) {
+    while (attempts < routing.max_attempts && !this.#gone && !this.#stopping) {
       const t = now();
       const sel = select({
         channels,
@@ -278,7 +339,7 @@ class ProxyRequest {
         }
         waited = true;
         await this.#sleep(waitMs);
-        if (this.#gone) break;
+        if (this.#gone || this.#stopping) break;
         continue;
       }
 
@@ -299,11 +360,20 @@ class ProxyRequest {
         idleMs: routing.timeouts.idle,
         deadline: this.#deadline,
         extraHeaders: ['x-ccload-request-id', this.#id],
+        onCommit: (streamed) => {
+          if (!streamed) return;
+          this.#streaming = true;
+          this.#d.metrics.inflightStreams.inc();
+        },
       });
       this.#current = attempt;
       if (this.#gone) attempt.clientGone();
+      else if (this.#stopping) attempt.abort(ErrorCode.SHUTDOWN);
       end = await attempt.done;
       this.#current = undefined;
+      this.#attempts = attempts;
+      this.#channel = channel.name;
+      this.#last = end;
 
       const outcome = classifyOutcome(end.result, {
         endpoint: this.#endpoint,
@@ -326,6 +396,8 @@ class ProxyRequest {
     }
 
     if (this.#gone) return this.#done(ErrorCode.CLIENT_GONE, 499);
+    if (this.#stopping && !last)
+      return this.#finishError(ErrorCode.SHUTDOWN, 'retry shortly', ['retry-after', '5']);
     if (!last) return this.#finishError(ErrorCode.NO_CHANNEL, this.#model, []);
     // Every attempt failed: the client gets the last upstream answer, or an error naming what failed.
     const { end: lastEnd, outcome, channel } = last;
@@ -382,23 +454,42 @@ class ProxyRequest {
     this.#done(outcome.errorClass ?? ErrorCode.UPSTREAM_STATUS, reply.status);
   }
 
-  #finishError(code: ErrorCode, detail: string, headers: string[]): void {
+  #finishError(code: ErrorCode, detail: string | undefined, headers: string[]): void {
     const e = clientError(code, detail);
     sendError(this.#res, e.status, e.type, e.message, [...headers, 'x-ccload-request-id', this.#id]);
     this.#done(code, e.status);
   }
 
+  /** Counts the request and writes its one log line (operators read these; issue "Operations"). */
   #done(result: string, status: number, streamed = false): void {
     const m = this.#d.metrics;
+    const ms = performance.now() - this.#started;
     m.child(m.requests, this.#endpoint, result).inc();
-    m.duration.observe(
-      { endpoint: this.#endpoint, streamed: streamed ? 'true' : 'false' },
-      (performance.now() - this.#started) / 1000,
-    );
-    this.#d.log.debug(
-      { event: 'request', request_id: this.#id, token: this.#token, model: this.#model, status, result },
-      'request done',
-    );
+    m.duration.observe({ endpoint: this.#endpoint, streamed: streamed ? 'true' : 'false' }, ms / 1000);
+    if (this.#streaming) m.inflightStreams.dec();
+    const end = this.#last;
+    const u = end?.usage;
+    const line = {
+      event: 'request',
+      request_id: this.#id,
+      token: this.#token,
+      endpoint: this.#endpoint,
+      model: this.#model,
+      channel: this.#channel,
+      status,
+      result,
+      attempts: this.#attempts,
+      ttfb_ms: end?.ttfbMs ?? null,
+      duration_ms: Math.round(ms),
+      streamed,
+      input_tokens: u?.input,
+      output_tokens: u?.output,
+      cache_read_tokens: u?.cacheRead,
+      cache_creation_tokens: u?.cacheCreation,
+    };
+    const msg = `${this.#endpoint} ${this.#model} -> ${this.#channel ?? '-'} ${status} in ${Math.round(ms)} ms`;
+    if (result === 'ok') this.#d.log.info(line, msg);
+    else this.#d.log.warn(line, msg);
   }
 
   #record(

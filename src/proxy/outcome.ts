@@ -39,6 +39,8 @@ export const ErrorCode = {
   BODY_TOO_LARGE: 'CCL_BODY_TOO_LARGE',
   /** Missing or unknown client token. */
   UNAUTHORIZED: 'CCL_UNAUTHORIZED',
+  /** ccload is shutting down and the drain timeout passed (or the request arrived while draining). */
+  SHUTDOWN: 'CCL_SHUTDOWN',
 } as const;
 
 /** One of the stable error codes. */
@@ -257,6 +259,7 @@ const FAILURE_REASON: Readonly<Record<ErrorCode, string>> = {
   CCL_BAD_REQUEST: 'bad request',
   CCL_BODY_TOO_LARGE: 'body too large',
   CCL_UNAUTHORIZED: 'unauthorized',
+  CCL_SHUTDOWN: 'ccload shutting down',
 };
 
 /** The scope a transport/stream failure cools; `none` where the upstream is not at fault. */
@@ -281,6 +284,7 @@ const FAILURE_SCOPE: Readonly<Record<ErrorCode, CooldownScope | 'none'>> = {
   CCL_BAD_REQUEST: 'none',
   CCL_BODY_TOO_LARGE: 'none',
   CCL_UNAUTHORIZED: 'none',
+  CCL_SHUTDOWN: 'none',
 };
 
 /** Codes that are a stream breaking once committed; a committed failure is reported as `CCL_STREAM_BROKEN`. */
@@ -377,6 +381,7 @@ const CLIENT_ERRORS: Readonly<Record<ErrorCode, ClientError>> = {
   CCL_BAD_REQUEST: { status: 400, type: 'invalid_request_error', message: 'invalid request' },
   CCL_BODY_TOO_LARGE: { status: 413, type: 'request_too_large', message: 'request body too large' },
   CCL_UNAUTHORIZED: { status: 401, type: 'authentication_error', message: 'invalid or missing ccload token' },
+  CCL_SHUTDOWN: { status: 503, type: 'overloaded_error', message: 'ccload is shutting down; retry shortly' },
 };
 
 /**
