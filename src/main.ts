@@ -101,10 +101,16 @@ async function reload(file: string): Promise<number> {
     result?: string;
     generation?: number;
     hash?: string;
+    loaded_at?: string;
+    source?: string;
     errors?: { file: string; line: number; col: number; path: string; message: string }[];
   };
   if (res.status === 200) {
     process.stdout.write(`${body.result} generation ${body.generation} ${body.hash}\n`);
+    // The file watcher usually applies an edit before this command even starts: say so.
+    if (body.result === 'unchanged' && body.source && body.source !== 'startup') {
+      process.stderr.write(`(this config was applied at ${body.loaded_at} after a ${body.source} trigger)\n`);
+    }
     return EXIT.ok;
   }
   if (res.status === 422) {

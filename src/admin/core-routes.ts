@@ -205,7 +205,14 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
             errors: o.errors.map(issueJson),
           });
         } else {
-          sendJson(res, 200, { result: o.result, generation: o.generation, hash: o.hash });
+          const s = app.reloader.current;
+          sendJson(res, 200, {
+            result: o.result,
+            generation: o.generation,
+            hash: o.hash,
+            loaded_at: iso(s.loadedAt),
+            source: s.source,
+          });
         }
       },
     },
