@@ -6,7 +6,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { LoginThrottle } from './admin/auth.js';
 import { coreRoutes } from './admin/core-routes.js';
+import { pageRoutes } from './admin/page-routes.js';
 import { AdminRouter } from './admin/router.js';
+import { staticRoutes } from './admin/ui.js';
 import type { App } from './app.js';
 import { loadConfigFile } from './config/load.js';
 import { Reloader } from './config/reloader.js';
@@ -91,6 +93,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     });
     closers.push(() => db.close());
     const state = new StateStore(db);
+    await state
+      .recordReload({
+        at: initial.loadedAt,
+        source: 'startup',
+        result: 'applied',
+        generation: initial.generation,
+        hash: initial.hash,
+        durationMs: null,
+        errors: [],
+      })
+      .catch((err: unknown) => log.warn({ err }, 'could not record the start-up load in the database'));
     const metrics = new Metrics({ processMetrics: opts.processMetrics });
     metrics.startup(initial);
 
@@ -175,7 +188,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     });
 
     const throttle = new LoginThrottle();
-    const admin = new AdminRouter(app, coreRoutes(app, throttle));
+    const admin = new AdminRouter(app, [...coreRoutes(app, throttle), ...staticRoutes(), ...pageRoutes(app)]);
     const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
       void dispatch(req, res);
     });
