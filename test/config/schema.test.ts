@@ -25,6 +25,16 @@ t.test(
   },
 );
 
+t.test("README's configuration reference is fresh (run `npm run schema`)", async (t) => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  t.ok(
+    readme.includes(REFERENCE_START) && readme.includes(REFERENCE_END),
+    'README has the reference markers',
+  );
+  t.equal(readme, withReference(readme));
+  t.match(readme, '| `channels[].model_map` | map |');
+});
+
 t.test('zod and the published JSON Schema (ajv, draft 2020-12) agree on every fixture', async (t) => {
   const ajv = new Ajv2020({ strict: true, allErrors: true });
   ajv.addKeyword('x-secret');
