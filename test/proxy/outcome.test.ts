@@ -284,6 +284,7 @@ t.test('client-facing errors', async (t) => {
     [ErrorCode.BAD_REQUEST, 400, 'invalid_request_error'],
     [ErrorCode.BODY_TOO_LARGE, 413, 'request_too_large'],
     [ErrorCode.UNAUTHORIZED, 401, 'authentication_error'],
+    [ErrorCode.SHUTDOWN, 503, 'overloaded_error'],
   ];
   t.equal(rows.length, Object.keys(ErrorCode).length, 'every code is mapped');
   for (const [code, s, type] of rows) t.match(clientError(code), { status: s, type }, code);
