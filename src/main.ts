@@ -11,6 +11,7 @@ import { loadConfigFile } from './config/load.js';
 import { formatIssue } from './config/snapshot.js';
 import { controlFilePath, readControlFile } from './control.js';
 import { ConfigInvalidError, type Daemon, startDaemon } from './daemon.js';
+import { importCcloadCommand } from './import/import-command.js';
 
 /** Exit codes: sysexits.h where one fits. */
 const EXIT = { ok: 0, fail: 1, usage: 64, software: 70, config: 78 } as const;
@@ -19,6 +20,8 @@ const USAGE = `usage:
   ccload [serve] [--config FILE]    run the daemon (FILE: --config, else $CCLOAD_CONFIG, else ./ccload.yaml)
   ccload check [FILE]               validate a config like a reload would; exit 0 valid, 1 invalid
   ccload reload [--config FILE]     ask the running daemon to reload; exit 0 applied/unchanged, 1 rejected
+  ccload import-ccload DB [--out FILE] [--env-file FILE] [--force]
+                                    convert a Go ccLoad database's channels to ccload.yaml (keys to an env file)
   ccload --help | --version`;
 
 /** Loads `.env` from the working directory; variables already set win (config.md). */
@@ -158,6 +161,15 @@ async function serve(file: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'import-ccload') {
+    const io = {
+      cwd: process.cwd(),
+      stdout: (s: string) => process.stdout.write(s),
+      stderr: (s: string) => process.stderr.write(s),
+    };
+    process.exitCode = await importCcloadCommand(process.argv.slice(3), io);
+    return;
+  }
   const parsed = parseArgs(process.argv.slice(2));
   if (parsed === 'help') {
     process.stdout.write(`${USAGE}\n`);
