@@ -12,6 +12,7 @@ import { formatIssue } from './config/snapshot.js';
 import { controlFilePath, readControlFile } from './control.js';
 import { ConfigInvalidError, type Daemon, startDaemon } from './daemon.js';
 import { importCcloadCommand } from './import/import-command.js';
+import { attachSystemd } from './systemd.js';
 
 /** Exit codes: sysexits.h where one fits. */
 const EXIT = { ok: 0, fail: 1, usage: 64, software: 70, config: 78 } as const;
@@ -140,8 +141,10 @@ async function serve(file: string): Promise<void> {
     process.stderr.write(`ccload: cannot start: ${(err as Error).message}\n`);
     process.exit(EXIT.software);
   }
+  const systemd = attachSystemd(daemon, process.env);
   process.on('SIGHUP', () => {
-    void daemon.app.reloader.request('signal');
+    void systemd?.reloading();
+    void daemon.app.reloader.request('signal').then(() => systemd?.reloaded());
   });
   let stopping = false;
   const stop = (signal: string) => {
@@ -151,6 +154,7 @@ async function serve(file: string): Promise<void> {
     }
     stopping = true;
     daemon.app.log.info({ event: 'shutdown', signal }, 'shutting down');
+    void systemd?.stopping();
     void daemon.close().then(
       () => process.exit(EXIT.ok),
       () => process.exit(EXIT.software),
