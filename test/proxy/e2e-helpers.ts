@@ -1,0 +1,400 @@
+/**
+ * Helpers of the proxy's end-to-end tests: fake upstreams as channels, a real daemon on a config
+ * built from a few options, a raw node:http client that timestamps every body chunk, and readers
+ * of the `attempts` table and of SSE bodies.
+ */
+import http, { type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Daemon } from '../../src/daemon.js';
+import { claudeCodeRequest } from '../../src/dev/anthropic-shapes.js';
+import {
+  type FakeUpstream,
+  type FakeUpstreamOptions,
+  startFakeUpstream,
+} from '../../src/dev/fake-upstream.js';
+import { rowToAttempt, type StoredAttempt } from '../../src/store/attempt.js';
+import { startTestDaemon } from '../daemon/helpers.js';
+import type { Teardownable } from '../helpers/tmp.js';
+import { waitFor } from '../helpers/wait.js';
+
+/** The model most tests request. */
+export const MODEL = 'claude-sonnet-5-5';
+
+/** The client token of `proxyConfig` unless `tokens` say otherwise. */
+export const CLIENT_TOKEN = 'ccl-e2e-client-token-7f3a9c';
+
+/** A recognisable channel key: `sk-ant-e2e-<channel>-<i>-…`, long enough that a leak cannot be a coincidence. */
+export function channelKey(channel: string, i = 0): string {
+  return `sk-ant-e2e-${channel}-${i}-SECRETc0ffee${i}d00d`;
+}
+
+/** One channel of a test config. */
+export interface ChannelSpec {
+  name: string;
+  url: string;
+  /** Default: one key, `channelKey(name)`. */
+  keys?: string[];
+  priority?: number;
+  models?: string[];
+  modelMap?: Record<string, string>;
+  enabled?: boolean;
+  auth?: 'x-api-key' | 'bearer' | 'both';
+}
+
+/** `routing` of a test config; durations as the config writes them (`600ms`). Short by default. */
+export interface RoutingSpec {
+  connect?: string;
+  first_token?: string;
+  idle?: string;
+  total?: string;
+  base?: string;
+  max?: string;
+  max_attempts?: number;
+  when_all_cooling?: 'soonest' | 'reject';
+  cooling_wait?: string;
+}
+
+/** Options of `proxyConfig`. */
+export interface ProxyConfigOptions {
+  channels: ChannelSpec[];
+  /** Client tokens; default one token `CLIENT_TOKEN` named `e2e`; `[]` = an open proxy. */
+  tokens?: { name: string; token: string }[];
+  routing?: RoutingSpec;
+  /** `server.max_body`. */
+  maxBody?: string;
+}
+
+/** The short timeouts of the e2e suite: first token and idle 600 ms, cooldown 300 ms doubling to 2 s. */
+export const ROUTING: Required<RoutingSpec> = {
+  connect: '1s',
+  first_token: '600ms',
+  idle: '600ms',
+  total: '0',
+  base: '300ms',
+  max: '2s',
+  max_attempts: 5,
+  when_all_cooling: 'soonest',
+  cooling_wait: '1s',
+};
+
+const q = (s: string) => JSON.stringify(s);
+
+/**
+ * A ccload.yaml for the e2e tests. Keys and tokens are literal (the daemon warns, into a silent
+ * logger): the test reads them back from the same helpers to search responses for leaks.
+ */
+export function proxyConfig(o: ProxyConfigOptions): string {
+  const r = { ...ROUTING, ...o.routing };
+  const tokens = o.tokens ?? [{ name: 'e2e', token: CLIENT_TOKEN }];
+  const lines = [
+    'version: 1',
+    'server:',
+    '  listen: 127.0.0.1:0',
+    '  database: file:state/ccload.db',
+    ...(o.maxBody ? [`  max_body: ${o.maxBody}`] : []),
+    'admin:',
+    '  password: ${TEST_PASS}',
+    'auth:',
+    tokens.length === 0 ? '  tokens: []' : '  tokens:',
+    ...tokens.flatMap((tk) => [`    - name: ${q(tk.name)}`, `      token: ${q(tk.token)}`]),
+    'routing:',
+    `  cooldown: { base: ${r.base}, max: ${r.max} }`,
+    '  timeouts:',
+    `    connect: ${r.connect}`,
+    `    first_token: ${r.first_token}`,
+    `    idle: ${r.idle}`,
+    `    total: ${r.total}`,
+    `  max_attempts: ${r.max_attempts}`,
+    `  when_all_cooling: ${r.when_all_cooling}`,
+    `  cooling_wait: ${r.cooling_wait}`,
+    'channels:',
+  ];
+  for (const c of o.channels) {
+    const keys = c.keys ?? [channelKey(c.name)];
+    lines.push(`  - name: ${q(c.name)}`, `    url: ${q(c.url)}`, '    keys:');
+    for (const k of keys) lines.push(`      - ${q(k)}`);
+    lines.push(`    priority: ${c.priority ?? 10}`);
+    if (c.models) lines.push(`    models: [${c.models.map(q).join(', ')}]`);
+    if (c.modelMap) {
+      lines.push('    model_map:');
+      for (const [from, to] of Object.entries(c.modelMap)) lines.push(`      ${q(from)}: ${q(to)}`);
+    }
+    if (c.auth) lines.push(`    auth: ${c.auth}`);
+    if (c.enabled === false) lines.push('    enabled: false');
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** Starts `n` fake upstreams (closed in teardown). */
+export async function startUpstreams(
+  t: Teardownable,
+  n: number,
+  opts?: FakeUpstreamOptions,
+): Promise<FakeUpstream[]> {
+  const fakes = await Promise.all(Array.from({ length: n }, () => startFakeUpstream(opts)));
+  for (const f of fakes) t.teardown(() => f.close());
+  return fakes;
+}
+
+/** A loopback URL where nothing listens: a port bound and released again. */
+export async function closedPortUrl(): Promise<string> {
+  const server = http.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `http://127.0.0.1:${port}`;
+}
+
+/** A running daemon for a test. */
+export interface TestProxy {
+  daemon: Daemon;
+  url: string;
+  dir: string;
+  file: string;
+}
+
+/** Starts a daemon on `proxyConfig(o)` (or on config text) in a temp dir; closed in teardown. */
+export async function startProxy(
+  t: Teardownable,
+  o: ProxyConfigOptions | string,
+  at?: { dir: string; file: string },
+): Promise<TestProxy> {
+  const text = typeof o === 'string' ? o : proxyConfig(o);
+  const started = await startTestDaemon(t, text, at ? { dir: at.dir, file: at.file } : {});
+  return { daemon: started.daemon, url: started.daemon.url, dir: started.dir, file: started.file };
+}
+
+/** One body chunk as the client received it. */
+export interface Chunk {
+  /** `performance.now()` at arrival. */
+  at: number;
+  data: Buffer;
+}
+
+/** What the client got. Times are `performance.now()` ms. */
+export interface ClientResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  rawHeaders: string[];
+  body: Buffer;
+  chunks: Chunk[];
+  sentAt: number;
+  headersAt: number;
+  endedAt: number;
+  /** The response did not end cleanly (socket error or our own abort). */
+  broken: boolean;
+  /** `x-ccload-request-id`, when present. */
+  requestId: string | undefined;
+  text(): string;
+  json(): unknown;
+  /** Every byte of the head (status line values and headers) and body, for leak searches. */
+  allBytes(): Buffer;
+}
+
+/** Options of `send`. */
+export interface SendOptions {
+  method?: string;
+  path?: string;
+  /** Request headers; default `content-type: application/json` and the client token as x-api-key. */
+  headers?: Record<string, string | string[]>;
+  /** Replace the default headers entirely instead of merging into them. */
+  rawHeadersOnly?: boolean;
+  body?: Buffer | string | object;
+  /** Give up (destroy the request and reject) after this long; default 8000 ms. */
+  timeoutMs?: number;
+  /** Destroy the request once this returns true for the chunks so far (client disconnect). */
+  abortWhen?: (chunks: readonly Chunk[]) => boolean;
+  /**
+   * Destroy the request when this settles (a client disconnect at a moment of the test's choosing);
+   * `send` then rejects with "aborted by the test" unless the response had already ended.
+   */
+  abortOn?: Promise<unknown>;
+}
+
+/** Default client headers: JSON and the e2e client token. */
+export function clientHeaders(
+  extra: Record<string, string | string[]> = {},
+): Record<string, string | string[]> {
+  return { 'content-type': 'application/json', 'x-api-key': CLIENT_TOKEN, ...extra };
+}
+
+/**
+ * One request with node:http on a fresh connection, recording the raw response: every body chunk
+ * timestamped on arrival. Resolves when the response ends, breaks, or `abortWhen` aborted it.
+ */
+export function send(baseUrl: string, o: SendOptions = {}): Promise<ClientResponse> {
+  const body =
+    o.body === undefined
+      ? undefined
+      : Buffer.isBuffer(o.body)
+        ? o.body
+        : Buffer.from(typeof o.body === 'string' ? o.body : JSON.stringify(o.body));
+  const headers = o.rawHeadersOnly ? { ...o.headers } : clientHeaders(o.headers);
+  const method = o.method ?? (body ? 'POST' : 'GET');
+  const url = new URL(o.path ?? '/v1/messages', baseUrl);
+  const timeoutMs = o.timeoutMs ?? 8000;
+  return new Promise((resolve, reject) => {
+    const sentAt = performance.now();
+    const chunks: Chunk[] = [];
+    let settled = false;
+    const req = http.request(url, { method, headers, agent: false });
+    const timer = setTimeout(() => {
+      req.destroy();
+      fail(new Error(`${method} ${url.pathname}: no complete response within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const fail = (err: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(err);
+    };
+    req.on('error', (err) => fail(err));
+    void o.abortOn?.finally(() => {
+      req.destroy();
+      fail(new Error('aborted by the test'));
+    });
+    req.on('response', (res) => {
+      const headersAt = performance.now();
+      let broken = false;
+      const finish = () => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        const all = Buffer.concat(chunks.map((c) => c.data));
+        const rid = res.headers['x-ccload-request-id'];
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          rawHeaders: res.rawHeaders,
+          body: all,
+          chunks,
+          sentAt,
+          headersAt,
+          endedAt: performance.now(),
+          broken,
+          requestId: typeof rid === 'string' ? rid : undefined,
+          text: () => all.toString('utf8'),
+          json: () => JSON.parse(all.toString('utf8')) as unknown,
+          allBytes: () =>
+            Buffer.concat([
+              Buffer.from(`${res.statusCode} ${res.statusMessage}\n`),
+              Buffer.from(res.rawHeaders.join('\n')),
+              all,
+            ]),
+        });
+      };
+      res.on('data', (data: Buffer) => {
+        chunks.push({ at: performance.now(), data });
+        if (o.abortWhen?.(chunks)) {
+          broken = true;
+          req.destroy();
+          finish();
+        }
+      });
+      res.on('end', finish);
+      res.on('error', () => {
+        broken = true;
+        finish();
+      });
+      res.on('close', () => {
+        if (!res.complete) broken = true;
+        finish();
+      });
+    });
+    if (body) req.end(body);
+    else req.end();
+  });
+}
+
+/** A Claude Code–shaped request (≈43 KB body, its headers plus the e2e client token). */
+export function claudeCode(
+  model = MODEL,
+  stream = true,
+  bodyBytes = 43_000,
+): { headers: Record<string, string>; body: Buffer } {
+  const r = claudeCodeRequest({ model, stream, bodyBytes });
+  return { headers: { ...r.headers, 'x-api-key': CLIENT_TOKEN }, body: r.body };
+}
+
+/** A small Messages API body. */
+export function messagesBody(model = MODEL, stream = false): Buffer {
+  return Buffer.from(
+    JSON.stringify({ model, max_tokens: 64, messages: [{ role: 'user', content: 'hi' }], stream }),
+  );
+}
+
+/**
+ * The rows of `attempts` (oldest first), after flushing the log writer; only one client request's
+ * when `requestId` is given. With `atLeast`, waits (bounded) until that many rows are there: a
+ * record is queued once its attempt has ended, which can be just after the client saw the end.
+ */
+export async function attempts(
+  daemon: Daemon,
+  o: { requestId?: string | undefined; atLeast?: number } = {},
+): Promise<StoredAttempt[]> {
+  let rows: StoredAttempt[] = [];
+  const read = async () => {
+    await daemon.app.logWriter.flush();
+    const rs =
+      o.requestId === undefined
+        ? await daemon.app.db.client.execute('SELECT * FROM attempts ORDER BY id')
+        : await daemon.app.db.client.execute({
+            sql: 'SELECT * FROM attempts WHERE request_id = ? ORDER BY id',
+            args: [o.requestId],
+          });
+    rows = rs.rows.map(rowToAttempt);
+    return rows.length >= (o.atLeast ?? 0);
+  };
+  await waitFor(read, { timeoutMs: 3000, message: `${o.atLeast ?? 0} attempt rows` });
+  return rows;
+}
+
+/** The cooldown entries of the daemon now, as `scope:channel[#key][|model]` strings, sorted. */
+export function coolingScopes(daemon: Daemon, now = Date.now()): string[] {
+  const out: string[] = [];
+  for (const e of daemon.app.proxyState.cooldowns.entries.values()) {
+    if (e.until <= now) continue;
+    const key = e.keyIndex === undefined ? '' : `#${e.keyIndex}`;
+    const model = e.model === undefined ? '' : `|${e.model}`;
+    out.push(`${e.scope}:${e.channel}${key}${model}`);
+  }
+  return out.sort();
+}
+
+/** One parsed SSE event: its name and raw data. */
+export interface ParsedEvent {
+  event: string;
+  data: string;
+}
+
+/** The events of an SSE body (LF line ends, as the fake and ccload write them). */
+export function sseEvents(body: Buffer | string): ParsedEvent[] {
+  const text = typeof body === 'string' ? body : body.toString('utf8');
+  const out: ParsedEvent[] = [];
+  for (const block of text.split('\n\n')) {
+    if (block.trim() === '') continue;
+    let event = 'message';
+    const data: string[] = [];
+    for (const line of block.split('\n')) {
+      if (line.startsWith('event:')) event = line.slice(6).trim();
+      else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+    }
+    out.push({ event, data: data.join('\n') });
+  }
+  return out;
+}
+
+/** The Anthropic error shape `{"type":"error","error":{"type","message"}}`, or undefined when the body is not one. */
+export function anthropicErrorOf(body: Buffer | string): { type: string; message: string } | undefined {
+  try {
+    const j = JSON.parse(typeof body === 'string' ? body : body.toString('utf8')) as {
+      type?: unknown;
+      error?: { type?: unknown; message?: unknown };
+    };
+    if (j.type !== 'error' || typeof j.error?.type !== 'string' || typeof j.error.message !== 'string')
+      return undefined;
+    return { type: j.error.type, message: j.error.message };
+  } catch {
+    return undefined;
+  }
+}

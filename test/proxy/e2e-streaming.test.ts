@@ -1,0 +1,203 @@
+/**
+ * End to end, streams after the commit point: a cut or stalled stream ends with `event: error`
+ * (never a clean-looking end), malformed events pass through untouched, and a client that hangs up
+ * gets its upstream request aborted at once and logged as 499.
+ */
+
+import t, { type Test } from 'tap';
+import { messageStreamEvents, type SseEvent } from '../../src/dev/anthropic-shapes.js';
+import type { FakeRequest } from '../../src/dev/fake-upstream.js';
+import { DEFAULT_USAGE, okStream } from '../../src/dev/fake-upstream.js';
+import { ErrorCode } from '../../src/proxy/outcome.js';
+import { deadline, onceWithin } from '../helpers/wait.js';
+import {
+  anthropicErrorOf,
+  attempts,
+  channelKey,
+  claudeCode,
+  coolingScopes,
+  MODEL,
+  send,
+  sseEvents,
+  startProxy,
+  startUpstreams,
+} from './e2e-helpers.js';
+
+const TEXT = 'alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma';
+
+/** Two channels, a (priority 20) and b (priority 10), on fresh fakes. */
+async function twoChannels(t: Test) {
+  const [a, b] = await startUpstreams(t, 2);
+  const proxy = await startProxy(t, {
+    channels: [
+      { name: 'a', url: a!.url, priority: 20 },
+      { name: 'b', url: b!.url, priority: 10 },
+    ],
+  });
+  return { a: a!, b: b!, ...proxy };
+}
+
+t.test('a stream cut after some deltas ends with event: error, no message_stop, no failover', async (t) => {
+  const { a, b, url, daemon } = await twoChannels(t);
+  a.enqueue(okStream(MODEL, { text: TEXT, cutAfter: 6 }));
+  const req = claudeCode(MODEL, true);
+  const res = await send(url, { headers: req.headers, body: req.body });
+  t.equal(res.status, 200, 'the stream had committed');
+  const events = sseEvents(res.body);
+  t.same(
+    events.map((e) => e.event),
+    [
+      'message_start',
+      'content_block_start',
+      'ping',
+      'content_block_delta',
+      'content_block_delta',
+      'content_block_delta',
+      'error',
+    ],
+    'the deltas, then an error frame',
+  );
+  t.equal(anthropicErrorOf(events.at(-1)!.data)?.type, 'api_error');
+  t.notOk(res.text().includes('message_stop'), 'never a clean end');
+  t.equal(b.requests.length, 0, 'no failover after the commit point');
+  const rows = await attempts(daemon, { requestId: res.requestId, atLeast: 1 });
+  t.same(
+    rows.map((r) => [r.channel, r.status, r.errorClass, r.final, r.streamed]),
+    [['a', 200, ErrorCode.STREAM_BROKEN, true, true]],
+  );
+  t.same(coolingScopes(daemon), ['channel+model:a|claude-sonnet-5-5'], 'the channel is cooled for the model');
+});
+
+t.test(
+  'a stream that stalls after commit ends at idle with event: error, and the upstream is aborted',
+  async (t) => {
+    const { a, b, url, daemon } = await twoChannels(t);
+    a.enqueue(okStream(MODEL, { text: TEXT, stallAfter: 5 }));
+    const aborted = onceWithin(a, 'aborted', 3000);
+    const req = claudeCode(MODEL, true);
+    const res = await send(url, { headers: req.headers, body: req.body });
+    t.equal(res.status, 200);
+    const events = sseEvents(res.body);
+    t.same(
+      events.map((e) => e.event),
+      ['message_start', 'content_block_start', 'ping', 'content_block_delta', 'content_block_delta', 'error'],
+    );
+    const err = anthropicErrorOf(events.at(-1)!.data);
+    t.equal(err?.type, 'timeout_error');
+    t.match(err?.message, /idle/);
+    // The error frame arrives one `idle` (600 ms) after the last bytes, not earlier, not much later.
+    const lastDelta = res.chunks.at(-2)!.at;
+    const silence = res.chunks.at(-1)!.at - lastDelta;
+    t.ok(silence >= 550 && silence < 1100, `error frame ${silence.toFixed(0)} ms after the last delta`);
+    const [rec] = (await aborted) as [FakeRequest];
+    t.ok(rec.aborted, 'the stalled upstream request was aborted');
+    t.equal(b.requests.length, 0);
+    const rows = await attempts(daemon, { requestId: res.requestId, atLeast: 1 });
+    t.same(
+      rows.map((r) => [r.status, r.errorClass]),
+      [[200, ErrorCode.IDLE_TIMEOUT]],
+    );
+  },
+);
+
+t.test('malformed SSE events pass through untouched and the daemon stays healthy', async (t) => {
+  const { a, url, daemon } = await twoChannels(t);
+  const good = messageStreamEvents({ model: MODEL, text: TEXT, usage: DEFAULT_USAGE });
+  const bad: SseEvent[] = [
+    {
+      event: 'content_block_delta',
+      data: '{"type":"content_block_delta","index":0,"delta":{"type":"text_del',
+    },
+    { event: 'content_block_delta', data: '%%% not json at all %%%' },
+    { event: 'mystery_event', data: '{"type":"mystery_event","payload":[1,2,' },
+    { event: 'message_delta', data: '{"type":"message_delta","usage":{"output_tokens":"lots"}}' },
+  ];
+  // The bad events go right after the first text delta, so they cross the commit point too.
+  const events = [...good.slice(0, 4), ...bad, ...good.slice(4)];
+  const behaviour = { kind: 'stream' as const, events, chunking: 'random' as const, seed: 7 };
+  a.setDefault(behaviour);
+  const req = claudeCode(MODEL, true);
+  const via = await send(url, { headers: req.headers, body: req.body });
+  const direct = await send(a.url, {
+    headers: { ...req.headers, 'x-api-key': channelKey('a') },
+    rawHeadersOnly: true,
+    body: req.body,
+  });
+  t.equal(via.status, 200);
+  t.notOk(via.broken);
+  t.same(via.body, direct.body, 'byte-identical to the upstream’s stream');
+  t.equal(sseEvents(via.body).at(-1)?.event, 'message_stop');
+  const rows = await attempts(daemon, { requestId: via.requestId, atLeast: 1 });
+  t.same([rows[0]?.status, rows[0]?.errorClass], [200, null], 'a success');
+
+  // A stream of garbage before any content event fails over rather than being committed.
+  a.enqueue({
+    kind: 'stream',
+    events: [
+      { event: 'message_start', data: '{{{{' },
+      { event: 'x', data: 'y' },
+    ],
+  });
+  const after = await send(url, { headers: req.headers, body: req.body });
+  t.equal(after.status, 200);
+  t.equal(sseEvents(after.body).at(-1)?.event, 'message_stop', 'answered by the next channel');
+  const health = await send(url, { path: '/health' });
+  t.equal(health.status, 200, 'health is fine');
+  t.equal((health.json() as { status: string }).status, 'ok');
+});
+
+t.test('client disconnect mid-stream aborts the upstream request within 100 ms, logged as 499', async (t) => {
+  const { a, b, url, daemon } = await twoChannels(t);
+  a.enqueue(okStream(MODEL, { text: `${TEXT} ${TEXT} ${TEXT}`, delayMs: 60 }));
+  const aborted = onceWithin(a, 'aborted', 3000);
+  const req = claudeCode(MODEL, true);
+  let hungUpAt = 0;
+  const res = await send(url, {
+    headers: req.headers,
+    body: req.body,
+    abortWhen: (chunks) => {
+      const seen = Buffer.concat(chunks.map((c) => c.data)).toString('utf8');
+      if ((seen.match(/event: content_block_delta/g) ?? []).length < 2) return false;
+      hungUpAt = performance.now();
+      return true;
+    },
+  });
+  t.ok(res.broken, 'the client hung up mid-stream');
+  const [rec] = (await aborted) as [FakeRequest];
+  const lag = rec.abortedAt! - hungUpAt;
+  t.ok(lag < 100, `upstream aborted ${lag.toFixed(1)} ms after the client left`);
+  t.ok(rec.sentEvents < 20, `the upstream stopped early (${rec.sentEvents} events sent)`);
+  const rows = await attempts(daemon, { requestId: res.requestId, atLeast: 1 });
+  t.same(
+    rows.map((r) => [r.channel, r.status, r.errorClass]),
+    [['a', 499, ErrorCode.CLIENT_GONE]],
+  );
+  t.same(coolingScopes(daemon), [], 'nothing cooled: the upstream was not at fault');
+  t.equal(b.requests.length, 0, 'and nothing retried');
+});
+
+t.test('client disconnect before the commit point aborts the upstream too, without failover', async (t) => {
+  const { a, b, url, daemon } = await twoChannels(t);
+  a.enqueue({ kind: 'never' });
+  const aborted = onceWithin(a, 'aborted', 3000);
+  const arrived = a.nextRequest(3000);
+  let hungUpAt = 0;
+  const req = claudeCode(MODEL, true);
+  const sent = send(url, {
+    headers: req.headers,
+    body: req.body,
+    abortOn: arrived.then(() => {
+      hungUpAt = performance.now();
+    }),
+  });
+  await t.rejects(sent, /aborted by the test/);
+  const [rec] = (await aborted) as [FakeRequest];
+  t.ok(rec.abortedAt! - hungUpAt < 100, `aborted ${(rec.abortedAt! - hungUpAt).toFixed(1)} ms after`);
+  const rows = await deadline(attempts(daemon, { atLeast: 1 }), 3000, 'the attempt row');
+  t.same(
+    rows.map((r) => [r.channel, r.status, r.errorClass, r.final]),
+    [['a', 499, ErrorCode.CLIENT_GONE, false]],
+  );
+  t.equal(b.requests.length, 0, 'no failover for a client that left');
+  t.same(coolingScopes(daemon), []);
+});
