@@ -409,6 +409,7 @@ class ProxyRequest {
       e.status,
       e.type,
       `${e.message} (${attempts} attempt${attempts === 1 ? '' : 's'}; last: channel "${channel.name}": ${outcome.reason})`,
+      ['x-ccload-request-id', this.#id],
     );
     this.#done(code, e.status);
   }
@@ -435,7 +436,10 @@ class ProxyRequest {
     if (end.reply) return this.#sendReply(end.reply, outcome);
     const code = outcome.errorClass ?? ErrorCode.UPSTREAM_STATUS;
     const e = clientError(code);
-    sendError(this.#res, e.status, e.type, `${e.message} (channel "${channel.name}": ${outcome.reason})`);
+    sendError(this.#res, e.status, e.type, `${e.message} (channel "${channel.name}": ${outcome.reason})`, [
+      'x-ccload-request-id',
+      this.#id,
+    ]);
     this.#done(code, e.status);
   }
 

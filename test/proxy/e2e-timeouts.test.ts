@@ -151,3 +151,29 @@ t.test('timeout hints cap the request and are not forwarded', async (t) => {
     ],
   );
 });
+
+t.test('regression: ccload’s own error after upstream attempts carries x-ccload-request-id', async (t) => {
+  const [a, b] = await startUpstreams(t, 2);
+  const { url, daemon } = await startProxy(t, {
+    channels: [
+      { name: 'a', url: a!.url, priority: 20 },
+      { name: 'b', url: b!.url, priority: 10 },
+    ],
+  });
+  // 504 from the request's own deadline (the attempt that ends the request without an answer).
+  a!.setDefault({ kind: 'never' });
+  const late = await send(url, { headers: { 'x-timeout-ms': '200' }, body: messagesBody() });
+  // 502 after every attempt failed without an upstream answer.
+  a!.setDefault({ kind: 'reset' });
+  b!.setDefault({ kind: 'reset' });
+  const reset = await send(url, { body: messagesBody() });
+  for (const [res, status, n] of [
+    [late, 504, 1],
+    [reset, 502, 2],
+  ] as const) {
+    t.equal(res.status, status);
+    t.match(res.requestId, /^ccl_/, `${status}: the request id is sent`);
+    const rows = await attempts(daemon, { requestId: res.requestId, atLeast: n });
+    t.equal(rows.length, n, `${status}: it names the request’s attempts`);
+  }
+});
