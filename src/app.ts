@@ -3,6 +3,7 @@
  * parameter, so they can be composed without importing the composition root.
  */
 import type { Reloader } from './config/reloader.js';
+import type { WriteBack } from './config/write-back.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { ProxyState } from './proxy/state.js';
@@ -28,4 +29,6 @@ export interface App {
   readonly logWriter: LogWriter;
   /** Cooldowns and round-robin pointers. */
   readonly proxyState: ProxyState;
+  /** Applies channel edits to ccload.yaml (write-back), one at a time. */
+  readonly writeBack: WriteBack;
 }

@@ -5,6 +5,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { LoginThrottle } from './admin/auth.js';
+import { channelRoutes } from './admin/channel-routes.js';
 import { coreRoutes } from './admin/core-routes.js';
 import { pageRoutes } from './admin/page-routes.js';
 import { AdminRouter } from './admin/router.js';
@@ -14,6 +15,7 @@ import { loadConfigFile } from './config/load.js';
 import { Reloader } from './config/reloader.js';
 import { type ConfigIssue, formatIssue, type Snapshot } from './config/snapshot.js';
 import { type ConfigWatcher, watchConfig } from './config/watcher.js';
+import { WriteBack } from './config/write-back.js';
 import { controlFilePath, newControlToken, removeControlFile, writeControlFile } from './control.js';
 import { sendJson } from './http/respond.js';
 import { createLogger, type Logger } from './log.js';
@@ -177,6 +179,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       databaseOk: () => dbOk,
       logWriter,
       proxyState,
+      writeBack: new WriteBack({ input, reloader, log, now }),
     };
     const proxy = new ProxyHandler({
       runtime: () => runtime,
@@ -188,7 +191,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     });
 
     const throttle = new LoginThrottle();
-    const admin = new AdminRouter(app, [...coreRoutes(app, throttle), ...staticRoutes(), ...pageRoutes(app)]);
+    const admin = new AdminRouter(app, [
+      ...coreRoutes(app, throttle),
+      ...staticRoutes(),
+      ...pageRoutes(app),
+      ...channelRoutes(app),
+    ]);
     const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
       void dispatch(req, res);
     });

@@ -1,0 +1,523 @@
+/**
+ * The channels admin JSON API (interfaces.md): the channel list with runtime state, write-back of
+ * channel edits to ccload.yaml (through `App.writeBack`), clearing a channel's cooldowns, and a
+ * channel test that costs nothing upstream (`count_tokens`).
+ *
+ * Key values never appear in an answer: a key is shown as its fingerprint (`…abcd`) and, when the
+ * file writes it as a `${...}` reference, as that reference. Upstream error text in a test result
+ * is scrubbed of the channel's key values before it is returned.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Client } from 'undici';
+import { z } from 'zod';
+import type { App } from '../app.js';
+import type { Channel, Snapshot } from '../config/snapshot.js';
+import type { ChannelChanges, ChannelEdit, WriteBackResult } from '../config/write-back.js';
+import { BodyTooLarge, readBody, sendJson } from '../http/respond.js';
+import { activeEntries } from '../proxy/cooldown.js';
+import { upstreamHeaders } from '../proxy/headers.js';
+import { configWritable, issueJson } from './core-routes.js';
+import type { Route } from './router.js';
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** A URL as the admin API shows it: any password in it replaced (a URL is not a secret field, but may hold one). */
+export function displayUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (!u.password) return url;
+    u.password = '***';
+    return u.toString().replace(/\/$/, url.endsWith('/') ? '/' : '');
+  } catch {
+    return url;
+  }
+}
+
+/** One channel of `GET /admin/channels`. */
+export function channelJson(
+  c: Channel,
+  snapshot: Snapshot,
+  app: Pick<App, 'proxyState'>,
+  now: number,
+  sources?: { field: 'api_key' | 'keys' | undefined; refs: readonly (string | null)[] },
+) {
+  const active = activeEntries(app.proxyState.cooldowns, now, snapshot.channels).filter(
+    (e) => e.channel === c.name,
+  );
+  const cooling = (scope: string, keyIndex?: number) =>
+    active
+      .filter((e) => e.scope === scope && (keyIndex === undefined || e.keyIndex === keyIndex))
+      .reduce((max, e) => Math.max(max, e.until), 0);
+  const channelUntil = cooling('channel');
+  return {
+    name: c.name,
+    index: c.index,
+    url: displayUrl(c.url),
+    priority: c.priority,
+    models: c.models ?? null,
+    model_map: c.modelMap,
+    enabled: c.enabled,
+    auth: c.auth,
+    problems: c.problems,
+    ...(channelUntil > now ? { cooling_until: iso(channelUntil), remaining_ms: channelUntil - now } : {}),
+    keys: c.keys.map((k) => {
+      const until = cooling('key', k.index);
+      return {
+        index: k.index,
+        fingerprint: k.fingerprint,
+        ...(until > now ? { cooling_until: iso(until), remaining_ms: until - now } : {}),
+      };
+    }),
+    // How the file writes the keys (references only; null for a literal). Positions are those of
+    // the file, which `{ keep: i }` in an edit refers to; absent when the file changed since the load.
+    ...(sources ? { key_field: sources.field ?? null, key_refs: sources.refs } : {}),
+    cooldowns: active.map((e) => ({
+      scope: e.scope,
+      ...(e.model !== undefined ? { model: e.model } : {}),
+      ...(e.keyIndex !== undefined ? { key_index: e.keyIndex } : {}),
+      until: iso(e.until),
+      remaining_ms: e.until - now,
+      reason: e.reason,
+      failures: e.failures,
+    })),
+  };
+}
+
+/** The `GET /admin/channels` body: every channel of the serving snapshot with its runtime state. */
+export async function channelList(app: App) {
+  const snapshot = app.reloader.current;
+  const now = app.now();
+  const file = await app.writeBack.keySources();
+  const sources = file?.hash === snapshot.hash ? file.channels : undefined;
+  return {
+    hash: snapshot.hash,
+    generation: snapshot.generation,
+    writable: await configWritable(app),
+    channels: snapshot.channels.map((c) => channelJson(c, snapshot, app, now, sources?.get(c.name))),
+  };
+}
+
+// --- Request bodies -----------------------------------------------------------------------------
+
+const Auth = z.enum(['x-api-key', 'bearer', 'both']);
+const KeyInput = z.union([z.string(), z.strictObject({ keep: z.number().int().nonnegative() })]);
+const Models = z.array(z.string());
+const ModelMap = z.record(z.string(), z.string());
+
+const NewChannelBody = z.strictObject({
+  name: z.string(),
+  url: z.string(),
+  api_key: z.string().optional(),
+  keys: z.array(z.string()).optional(),
+  auth: Auth.optional(),
+  priority: z.number().optional(),
+  models: Models.optional(),
+  model_map: ModelMap.optional(),
+  enabled: z.boolean().optional(),
+});
+
+const ChangesBody = z.strictObject({
+  name: z.string().optional(),
+  url: z.string().optional(),
+  api_key: KeyInput.nullable().optional(),
+  keys: z.array(KeyInput).nullable().optional(),
+  auth: Auth.nullable().optional(),
+  priority: z.number().nullable().optional(),
+  models: Models.nullable().optional(),
+  model_map: ModelMap.nullable().optional(),
+  enabled: z.boolean().nullable().optional(),
+});
+
+const TestBody = z.strictObject({
+  key_index: z.number().int().nonnegative().optional(),
+  model: z.string().min(1).optional(),
+});
+
+/** The edit a `POST /admin/channels` body asks for, or a message saying what is wrong with it. */
+export function addEditFromBody(body: unknown): ChannelEdit | string {
+  const r = NewChannelBody.safeParse(body);
+  if (!r.success) return bodyError(r.error);
+  return { action: 'add', channel: r.data };
+}
+
+/**
+ * The edit a `PUT /admin/channels/{name}` body asks for. A body that only sets `enabled` or only
+ * `priority` becomes the enable/disable/set-priority action (its commit message says so).
+ */
+export function updateEditFromBody(name: string, body: unknown): ChannelEdit | string {
+  const r = ChangesBody.safeParse(body);
+  if (!r.success) return bodyError(r.error);
+  const changes = Object.fromEntries(
+    Object.entries(r.data).filter(([, v]) => v !== undefined),
+  ) as ChannelChanges;
+  const fields = Object.keys(changes);
+  if (fields.length === 0) return 'the body names no field to change';
+  if (fields.length === 1 && typeof changes.enabled === 'boolean') {
+    return { action: changes.enabled ? 'enable' : 'disable', name };
+  }
+  if (fields.length === 1 && typeof changes.priority === 'number') {
+    return { action: 'set-priority', name, priority: changes.priority };
+  }
+  return { action: 'update', name, changes };
+}
+
+function bodyError(error: z.ZodError): string {
+  return error.issues
+    .map((i) => {
+      const path = i.path.map(String).join('.');
+      const keys = i.code === 'unrecognized_keys' ? `: ${i.keys.join(', ')}` : '';
+      return `${path ? `${path}: ` : ''}${i.message}${keys}`;
+    })
+    .join('; ');
+}
+
+async function readJson(req: IncomingMessage, res: ServerResponse): Promise<unknown | typeof NO_BODY> {
+  let raw: Buffer;
+  try {
+    raw = await readBody(req, 1024 * 1024);
+  } catch (err) {
+    if (err instanceof BodyTooLarge) {
+      sendJson(res, 413, { error: 'too_large', message: 'request body larger than 1 MiB' });
+      return NO_BODY;
+    }
+    throw err;
+  }
+  const text = raw.toString('utf8').trim();
+  if (text === '') return {};
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    sendJson(res, 400, { error: 'bad_request', message: 'the body is not valid JSON' });
+    return NO_BODY;
+  }
+}
+
+const NO_BODY = Symbol('no body');
+
+/** The hash of an `If-Match` header (`sha256:…`, quoted or not; `*` and absence mean any). */
+export function ifMatchHash(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const v = header.trim().replace(/^W\//, '');
+  if (v === '' || v === '*') return undefined;
+  return v.replace(/^"(.*)"$/, '$1');
+}
+
+/** Answers a write-back verdict: 412/403/422/404/400/500, or `success` with the new hash. */
+function answerWrite(
+  res: ServerResponse,
+  r: WriteBackResult,
+  success: 200 | 201 | 204,
+  extra: Record<string, string> = {},
+) {
+  if (!r.ok) {
+    const body: Record<string, unknown> = { error: r.error, message: r.message };
+    if (r.error === 'conflict') body['hash'] = r.hash;
+    if (r.error === 'invalid') body['errors'] = r.errors.map(issueJson);
+    sendJson(res, r.status, body);
+    return;
+  }
+  if (r.reload === 'rejected') {
+    // Validated, written, then rejected by the reload: only if the environment or a ${file:}
+    // changed in between. The file holds the edit; the previous config keeps serving.
+    sendJson(res, 500, {
+      error: 'reload_rejected',
+      message: 'the edit was written but the reload rejected the file; the previous config keeps serving',
+      hash: r.hash,
+      generation: r.generation,
+      errors: r.reloadErrors.map(issueJson),
+    });
+    return;
+  }
+  const headers: Record<string, string> = {
+    etag: `"${r.hash}"`,
+    'x-ccload-generation': String(r.generation),
+    ...(r.commit ? { 'x-ccload-commit': r.commit } : {}),
+    ...extra,
+  };
+  if (success === 204) {
+    res.writeHead(204, { ...headers, 'cache-control': 'no-store' });
+    res.end();
+    return;
+  }
+  sendJson(
+    res,
+    success,
+    {
+      hash: r.hash,
+      generation: r.generation,
+      changed: r.changed,
+      reload: r.reload,
+      ...(r.commit ? { commit: r.commit } : {}),
+      ...(r.commitError ? { commit_error: r.commitError } : {}),
+      ...(r.normalised ? { normalised: true } : {}),
+      warnings: r.warnings.map(issueJson),
+    },
+    headers,
+  );
+}
+
+// --- Channel test -------------------------------------------------------------------------------
+
+/** The verdict of testing one key of a channel. */
+export interface KeyTestResult {
+  readonly key_index: number;
+  readonly fingerprint: string;
+  readonly ok: boolean;
+  /** Upstream HTTP status; 0 when none arrived. */
+  readonly status: number;
+  readonly duration_ms: number;
+  readonly input_tokens?: number;
+  readonly error?: string;
+}
+
+/** The largest upstream answer a test reads. */
+const MAX_TEST_BODY = 64 * 1024;
+
+/** The first model a channel names exactly (no glob), else its first model_map alias. */
+export function testModel(c: Channel): string | undefined {
+  return c.models?.find((m) => !/[*?]/.test(m)) ?? Object.keys(c.modelMap).find((m) => !/[*?]/.test(m));
+}
+
+/**
+ * Tests one key: `POST <channel>/v1/messages/count_tokens` with a one-word message, sent the way
+ * the proxy sends (same key header style, `model_map` applied), through a client of its own so the
+ * proxy's pools and cooldowns are untouched. count_tokens is free upstream.
+ */
+export async function testKey(
+  snapshot: Snapshot,
+  c: Channel,
+  keyIndex: number,
+  model: string,
+): Promise<KeyTestResult> {
+  const key = c.keys.find((k) => k.index === keyIndex)!;
+  const t = snapshot.config.routing.timeouts;
+  const body = Buffer.from(
+    JSON.stringify({ model: c.mapModel(model), messages: [{ role: 'user', content: 'ping' }] }),
+  );
+  const raw = [
+    'content-type',
+    'application/json',
+    'anthropic-version',
+    '2023-06-01',
+    'user-agent',
+    'ccload-channel-test',
+  ];
+  const client = new Client(c.origin, {
+    connect: { timeout: t.connect },
+    headersTimeout: t.first_token,
+    bodyTimeout: t.idle,
+  });
+  const started = performance.now();
+  const base = { key_index: key.index, fingerprint: key.fingerprint };
+  const elapsed = () => Math.round(performance.now() - started);
+  const scrub = (s: string) => {
+    let out = s;
+    for (const k of c.keys) if (k.value) out = out.split(k.value).join(k.fingerprint);
+    return out.slice(0, 500);
+  };
+  try {
+    const res = await client.request({
+      path: `${c.basePath}/v1/messages/count_tokens`,
+      method: 'POST',
+      headers: upstreamHeaders(raw, key.value, c.auth, body.length),
+      body,
+      signal: AbortSignal.timeout(t.connect + t.first_token + t.idle),
+    });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length;
+      if (size > MAX_TEST_BODY) break;
+      chunks.push(chunk as Buffer);
+    }
+    const text = Buffer.concat(chunks).toString('utf8');
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    const tokens = (json as { input_tokens?: unknown } | undefined)?.input_tokens;
+    if (res.statusCode === 200 && typeof tokens === 'number') {
+      return { ...base, ok: true, status: 200, duration_ms: elapsed(), input_tokens: tokens };
+    }
+    const message = (json as { error?: { message?: unknown } } | undefined)?.error?.message;
+    const error =
+      typeof message === 'string'
+        ? `HTTP ${res.statusCode}: ${message}`
+        : res.statusCode === 200
+          ? 'HTTP 200 without input_tokens (not an Anthropic count_tokens answer)'
+          : `HTTP ${res.statusCode}${text ? `: ${text.replace(/\s+/g, ' ').slice(0, 200)}` : ''}`;
+    return { ...base, ok: false, status: res.statusCode, duration_ms: elapsed(), error: scrub(error) };
+  } catch (err) {
+    const e = err as { code?: string; cause?: { code?: string }; message?: string; name?: string };
+    const code = e.cause?.code ?? e.code ?? e.name ?? 'error';
+    return {
+      ...base,
+      ok: false,
+      status: 0,
+      duration_ms: elapsed(),
+      error: scrub(`${code}: ${e.message ?? ''}`.trim()),
+    };
+  } finally {
+    await client.destroy().catch(() => {});
+  }
+}
+
+// --- Routes -------------------------------------------------------------------------------------
+
+const ONE = /^\/admin\/channels\/([^/]+)$/;
+const CLEAR = /^\/admin\/channels\/([^/]+)\/cooldown\/clear$/;
+const TEST = /^\/admin\/channels\/([^/]+)\/test$/;
+
+/** The channels route table. */
+export function channelRoutes(app: App): Route[] {
+  const find = (name: string) => app.reloader.current.channels.find((c) => c.name === name);
+  return [
+    {
+      method: 'GET',
+      path: '/admin/channels',
+      access: 'session',
+      async handle(_req, res) {
+        sendJson(res, 200, await channelList(app));
+      },
+    },
+    {
+      method: 'POST',
+      path: '/admin/channels',
+      access: 'session',
+      async handle(req, res) {
+        const body = await readJson(req, res);
+        if (body === NO_BODY) return;
+        const edit = addEditFromBody(body);
+        if (typeof edit === 'string') return sendJson(res, 400, { error: 'bad_request', message: edit });
+        const r = await app.writeBack.apply(edit, ifMatchHash(req.headers['if-match']));
+        const name = edit.action === 'add' ? edit.channel.name : '';
+        answerWrite(res, r, 201, { location: `/admin/channels/${encodeURIComponent(name)}` });
+      },
+    },
+    {
+      method: 'GET',
+      path: ONE,
+      access: 'session',
+      async handle(_req, res, ctx) {
+        const list = await channelList(app);
+        const c = list.channels.find((x) => x.name === ctx.params[0]);
+        if (!c)
+          return sendJson(res, 404, {
+            error: 'not_found',
+            message: `no channel named ${JSON.stringify(ctx.params[0])}`,
+          });
+        sendJson(res, 200, {
+          hash: list.hash,
+          generation: list.generation,
+          writable: list.writable,
+          channel: c,
+        });
+      },
+    },
+    {
+      method: 'PUT',
+      path: ONE,
+      access: 'session',
+      async handle(req, res, ctx) {
+        const body = await readJson(req, res);
+        if (body === NO_BODY) return;
+        const edit = updateEditFromBody(ctx.params[0]!, body);
+        if (typeof edit === 'string') return sendJson(res, 400, { error: 'bad_request', message: edit });
+        answerWrite(res, await app.writeBack.apply(edit, ifMatchHash(req.headers['if-match'])), 200);
+      },
+    },
+    {
+      method: 'DELETE',
+      path: ONE,
+      access: 'session',
+      async handle(req, res, ctx) {
+        const edit: ChannelEdit = { action: 'delete', name: ctx.params[0]! };
+        answerWrite(res, await app.writeBack.apply(edit, ifMatchHash(req.headers['if-match'])), 204);
+      },
+    },
+    {
+      method: 'POST',
+      path: CLEAR,
+      access: 'session',
+      handle(_req, res, ctx) {
+        const name = ctx.params[0]!;
+        const cleared = app.proxyState.clearChannel(name);
+        if (cleared === 0 && !find(name)) {
+          return sendJson(res, 404, {
+            error: 'not_found',
+            message: `no channel named ${JSON.stringify(name)}`,
+          });
+        }
+        app.log.info(
+          { event: 'cooldown_cleared', channel: name, cleared },
+          `cooldowns of channel "${name}" cleared`,
+        );
+        sendJson(res, 200, { channel: name, cleared });
+      },
+    },
+    {
+      method: 'POST',
+      path: TEST,
+      access: 'session',
+      async handle(req, res, ctx) {
+        const name = ctx.params[0]!;
+        const body = await readJson(req, res);
+        if (body === NO_BODY) return;
+        const parsed = TestBody.safeParse(body);
+        if (!parsed.success)
+          return sendJson(res, 400, { error: 'bad_request', message: bodyError(parsed.error) });
+        const snapshot = app.reloader.current;
+        const c = snapshot.channels.find((x) => x.name === name);
+        if (!c)
+          return sendJson(res, 404, {
+            error: 'not_found',
+            message: `no channel named ${JSON.stringify(name)}`,
+          });
+        const { key_index, model: asked } = parsed.data;
+        if (c.keys.length === 0) {
+          return sendJson(res, 400, { error: 'bad_request', message: `channel "${name}" has no usable key` });
+        }
+        if (key_index !== undefined && !c.keys.some((k) => k.index === key_index)) {
+          return sendJson(res, 400, {
+            error: 'bad_request',
+            message: `channel "${name}" has ${c.keys.length} key(s); key_index ${key_index} does not exist`,
+          });
+        }
+        const model = asked ?? testModel(c);
+        if (!model) {
+          return sendJson(res, 400, {
+            error: 'bad_request',
+            message: `channel "${name}" names no exact model (only globs or every model): give one as {"model": "..."}`,
+          });
+        }
+        const keys = key_index !== undefined ? [key_index] : c.keys.map((k) => k.index);
+        const results: KeyTestResult[] = [];
+        for (const k of keys) results.push(await testKey(snapshot, c, k, model));
+        const failed = results.find((r) => !r.ok);
+        const first = failed ?? results[0]!;
+        app.log.info(
+          {
+            event: 'channel_test',
+            channel: name,
+            model,
+            ok: !failed,
+            results: results.map((r) => [r.key_index, r.status]),
+          },
+          `channel "${name}" tested: ${failed ? 'failed' : 'ok'}`,
+        );
+        sendJson(res, 200, {
+          channel: name,
+          model,
+          ok: !failed,
+          status: first.status,
+          duration_ms: results.reduce((s, r) => s + r.duration_ms, 0),
+          ...(results[0]?.input_tokens !== undefined ? { input_tokens: results[0].input_tokens } : {}),
+          ...(failed?.error ? { error: failed.error } : {}),
+          keys: results,
+        });
+      },
+    },
+  ];
+}
