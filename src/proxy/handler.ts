@@ -303,6 +303,9 @@ class ProxyRequest {
     let last: { end: AttemptEnd; outcome: Outcome; channel: Channel } | undefined;
     let waited = false;
     let end: AttemptEnd | undefined;
+    // A failed-over attempt is recorded once it is known whether its answer is the one the client
+    // gets (every later attempt failed without an answer of its own): that makes it `final`.
+    let unrecorded: ((final: boolean) => void) | undefined;
 
     while (attempts < routing.max_attempts && !this.#gone && !this.#stopping) {
       const t = now();
@@ -344,6 +347,8 @@ class ProxyRequest {
       }
 
       attempts++;
+      unrecorded?.(false);
+      unrecorded = undefined;
       const { channel, keyIndex } = candidate;
       const sent = channel.mapModel(this.#model);
       const body =
@@ -388,13 +393,19 @@ class ProxyRequest {
         if (entry) this.#d.metrics.child(this.#d.metrics.cooldownsEntered, entry.scope, outcome.reason).inc();
       }
       const final = outcome.ok || !outcome.failover || end.committed;
-      this.#record(ts, attempts, channel, key.fingerprint, sent, end, outcome, final && !this.#gone);
-      if (final) return this.#finishAttempt(channel, end, outcome);
+      if (final) {
+        this.#record(ts, attempts, channel, key.fingerprint, sent, end, outcome, !this.#gone);
+        return this.#finishAttempt(channel, end, outcome);
+      }
+      const n = attempts;
+      const ended = end;
+      unrecorded = (f) => this.#record(ts, n, channel, key.fingerprint, sent, ended, outcome, f);
       tried.push({ channel: channel.name, keyIndex });
       last = { end, outcome, channel };
       this.#d.metrics.child(this.#d.metrics.failovers, channel.name, this.#model).inc();
     }
 
+    unrecorded?.(!this.#gone && last?.end.reply !== undefined);
     if (this.#gone) return this.#done(ErrorCode.CLIENT_GONE, 499);
     if (this.#stopping && !last)
       return this.#finishError(ErrorCode.SHUTDOWN, 'retry shortly', ['retry-after', '5']);

@@ -514,3 +514,54 @@ t.test('the official SDK shape (Bearer, no beta) fails over like Claude Code doe
   t.equal(b!.requests[0]?.headers['anthropic-version'], '2026-10-21');
   t.equal(b!.requests[0]?.headers['anthropic-beta'], undefined);
 });
+
+t.test('regression: the failed attempt whose answer reaches the client is recorded final', async (t) => {
+  const [a, b] = await startUpstreams(t, 2);
+  const { url, daemon } = await startProxy(t, {
+    channels: [
+      { name: 'a', url: a!.url, priority: 20 },
+      { name: 'b', url: b!.url, priority: 10 },
+    ],
+    routing: { base: '50ms' },
+  });
+  // Every attempt failed with a status: the client gets the last one, so that attempt is final.
+  a!.setDefault({ kind: 'status', status: 503 });
+  b!.setDefault({ kind: 'status', status: 529 });
+  const surfaced = await send(url, { body: messagesBody() });
+  t.equal(surfaced.status, 529);
+  let rows = await attempts(daemon, { requestId: surfaced.requestId, atLeast: 2 });
+  t.same(
+    rows.map((r) => [r.channel, r.final]),
+    [
+      ['a', false],
+      ['b', true],
+    ],
+  );
+  // Nothing answered (resets): ccload answers itself, and no attempt is final.
+  await waitFor(() => coolingScopes(daemon).length === 0, { timeoutMs: 2000, message: 'cooldown over' });
+  a!.setDefault({ kind: 'reset' });
+  b!.setDefault({ kind: 'reset' });
+  const own = await send(url, { body: messagesBody() });
+  t.equal(own.status, 502);
+  rows = await attempts(daemon, { requestId: own.requestId, atLeast: 2 });
+  t.same(
+    rows.map((r) => [r.channel, r.final]),
+    [
+      ['a', false],
+      ['b', false],
+    ],
+  );
+  // A failover that ends in a success: only the success is final.
+  await waitFor(() => coolingScopes(daemon).length === 0, { timeoutMs: 2000, message: 'cooldown over' });
+  b!.setDefault({ kind: 'answer' });
+  const ok = await send(url, { body: messagesBody() });
+  t.equal(ok.status, 200);
+  rows = await attempts(daemon, { requestId: ok.requestId, atLeast: 2 });
+  t.same(
+    rows.map((r) => [r.channel, r.status, r.final]),
+    [
+      ['a', 0, false],
+      ['b', 200, true],
+    ],
+  );
+});
