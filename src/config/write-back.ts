@@ -382,7 +382,13 @@ function plan(doc: Document, edit: ChannelEdit): Plan | Refusal {
       ops.push({ key: field, value: v as OpValue });
     }
   }
-  return { kind: 'fields', index, ops };
+  // A form sends every field back: a field whose value does not change is not touched at all
+  // (re-creating an anchored list would needlessly expand the aliases that share it).
+  const current = nodeJs(doc, map) as Record<string, unknown>;
+  const changing = ops.filter((op) =>
+    'remove' in op ? Object.hasOwn(current, op.key) : !isDeepStrictEqual(jsOf(op.value), current[op.key]),
+  );
+  return { kind: 'fields', index, ops: changing };
 }
 
 /** The refusal for a key value that is neither a reference nor one of the channel's current keys. */
@@ -820,9 +826,10 @@ function matchLines(a: readonly string[], b: readonly string[]): Int32Array | un
   const max = Math.min(n + m, MAX_DIFF);
   const off = max + 1;
   const v = new Int32Array(2 * max + 3);
+  // Per step d only the diagonals -d..d matter: O(D²) memory instead of O(D·(N+M)).
   const trace: Int32Array[] = [];
   for (let d = 0; d <= max; d++) {
-    trace.push(v.slice());
+    trace.push(v.slice(off - d, off + d + 1));
     for (let k = -d; k <= d; k += 2) {
       let x =
         k === -d || (k !== d && v[off + k - 1]! < v[off + k + 1]!) ? v[off + k + 1]! : v[off + k - 1]! + 1;
@@ -833,7 +840,7 @@ function matchLines(a: readonly string[], b: readonly string[]): Int32Array | un
       }
       v[off + k] = x;
       if (x >= n && y >= m) {
-        backtrack(trace, off, d, n, m, (xa, yb) => {
+        backtrack(trace, d, n, m, (xa, yb) => {
           match[start + xa] = start + yb;
         });
         return match;
@@ -846,7 +853,6 @@ function matchLines(a: readonly string[], b: readonly string[]): Int32Array | un
 /** Walks Myers' trace back from (n, m), reporting every diagonal (matched) step. */
 function backtrack(
   trace: Int32Array[],
-  off: number,
   dEnd: number,
   n: number,
   m: number,
@@ -855,10 +861,11 @@ function backtrack(
   let x = n;
   let y = m;
   for (let d = dEnd; d > 0; d--) {
+    // trace[d] holds diagonals -d..d of the state before step d, at index k + d.
     const v = trace[d]!;
     const k = x - y;
-    const prevK = k === -d || (k !== d && v[off + k - 1]! < v[off + k + 1]!) ? k + 1 : k - 1;
-    const prevX = v[off + prevK]!;
+    const prevK = k === -d || (k !== d && v[d + k - 1]! < v[d + k + 1]!) ? k + 1 : k - 1;
+    const prevX = v[d + prevK]!;
     const prevY = prevX - prevK;
     while (x > prevX && y > prevY) {
       x--;

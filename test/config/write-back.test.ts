@@ -149,7 +149,38 @@ t.test('applying an edit again changes nothing', async (t) => {
     changes: { models: ['claude-sonnet-4-5', 'claude-sonnet-4'], keys: [{ keep: 0 }, '${RELAY_KEY_2}'] },
   });
   t.match(again, { ok: true, changed: false }, 'a form sent back unchanged changes nothing (no restyling)');
+  const form = edited(source, {
+    action: 'update',
+    name: 'relay',
+    changes: {
+      url: 'https://relay.example.com/api',
+      priority: 6,
+      models: ['claude-sonnet-4-5', 'claude-sonnet-4'],
+      keys: [{ keep: 0 }, { keep: 1 }],
+      auth: 'bearer',
+    },
+  });
+  t.same(
+    lineDiff(source, form),
+    { removed: ['    priority: 5'], added: ['    priority: 6'] },
+    'a whole form with one change: only that line (the anchored list and its alias untouched)',
+  );
 });
+
+t.test(
+  'a layout the line merge cannot reproduce: yaml renders the whole file, the data is exact',
+  async (t) => {
+    const source = fixture('irregular.yaml');
+    const r = editConfigText(source, { action: 'set-priority', name: 'a', priority: 7 });
+    t.match(r, { ok: true, changed: true, normalised: true });
+    const want = parse(source) as { channels: Record<string, unknown>[] };
+    want.channels[0]!['priority'] = 7;
+    if (r.ok) t.same(parse(r.text), want, 'exactly the edited data');
+    const placed = editConfigText(source, { action: 'disable', name: 'b' });
+    t.match(placed, { ok: true, normalised: false }, 'where the merge can place the lines, it still does');
+    if (placed.ok) t.same(lineDiff(source, placed.text), { removed: [], added: ['    enabled: false'] });
+  },
+);
 
 t.test('unknown keys, anchors, block scalars and comments survive every action', async (t) => {
   const source = fixture('unknown-keys.yaml');
@@ -335,6 +366,70 @@ t.test('refusals of the text edit', async (t) => {
       ok: false,
       error: 'bad_request',
     },
+  );
+});
+
+t.test('200 random edits in a row: always the exact data, always a minimal merge', async (t) => {
+  // A seeded PRNG (mulberry32) so a failure replays.
+  let seed = 20261126;
+  const rand = () => {
+    seed = (seed + 0x6d2b79f5) >>> 0;
+    let x = seed;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+  const pick = <T>(list: readonly T[]): T => list[Math.floor(rand() * list.length)]!;
+  const models = ['claude-opus-4-1', 'claude-sonnet-4-5', 'claude-haiku-4-5', 'claude-*', 'x-1'];
+  let text = fixture('channels.yaml');
+  let added = 0;
+  let normalised = 0;
+  for (let i = 0; i < 200; i++) {
+    const names = (parse(text) as { channels: { name: string }[] }).channels.map((c) => c.name);
+    const name = pick(names);
+    const subset = models.filter(() => rand() < 0.5);
+    const edit: ChannelEdit = pick<() => ChannelEdit>([
+      () => ({ action: 'set-priority', name, priority: Math.floor(rand() * 20) }),
+      () => ({ action: rand() < 0.5 ? 'enable' : 'disable', name }),
+      () => ({ action: 'update', name, changes: { models: subset.length ? subset : null } }),
+      () => ({ action: 'update', name, changes: { model_map: rand() < 0.3 ? null : { 'claude-*': 'x-1' } } }),
+      () => ({
+        action: 'update',
+        name,
+        changes: { url: `https://u${i}.example.com`, auth: pick(['bearer', null]) },
+      }),
+      () => ({
+        action: 'update',
+        name,
+        changes: { keys: ['${K1}', '${K2}'].slice(0, 1 + Math.floor(rand() * 2)) },
+      }),
+      () => ({ action: 'update', name, changes: { api_key: '${K3}' } }),
+      () =>
+        names.length > 2
+          ? { action: 'delete', name }
+          : {
+              action: 'add',
+              channel: { name: `added-${++added}`, url: 'https://a.example', api_key: '${K4}' },
+            },
+      () => ({
+        action: 'add',
+        channel: { name: `added-${++added}`, url: 'https://a.example', models: subset },
+      }),
+    ])();
+    const r = editConfigText(text, edit);
+    if (!r.ok) {
+      t.fail(`step ${i}: ${describeEdit(edit)} refused: ${r.message}`);
+      break;
+    }
+    if (r.normalised) normalised++;
+    text = r.text;
+  }
+  t.equal(normalised, 0, 'never fell back to the whole-file rendering');
+  t.match(text, /^# yaml-language-server: \$schema=/, 'the header comment is still first');
+  t.match(
+    text,
+    /\n {2}claude-opus-\*: {3}\{ input: 15, output: 75 \}\n$/,
+    'untouched lines keep their bytes',
   );
 });
 
