@@ -342,6 +342,15 @@ class ProxyRequest {
         }
         waited = true;
         await this.#sleep(waitMs);
+        // The timer measures monotonic time and `now()` is the wall clock: the timer can fire a
+        // little before `now()` reaches `until` (ms truncation, NTP slewing), and the next
+        // selection would see the candidate still cooling and give up on it. Sleep out such a
+        // remainder (bounded; a clock that did not move, a manual test clock, is left alone).
+        for (let i = 0; i < 3 && !this.#gone && !this.#stopping; i++) {
+          const rest = until - now();
+          if (rest <= 0 || rest >= waitMs) break;
+          await this.#sleep(rest + 1);
+        }
         if (this.#gone || this.#stopping) break;
         continue;
       }

@@ -565,3 +565,33 @@ t.test('regression: the failed attempt whose answer reaches the client is record
     ],
   );
 });
+
+t.test(
+  'regression: a request that waited for the soonest cooldown is served, though its timer fired early',
+  async (t) => {
+    // A timer measures monotonic time; cooldowns are in wall-clock time, which may run a little slow
+    // (NTP slewing; ms truncation makes a timer fire up to 1 ms early even without it). Here the
+    // daemon's clock runs at 95 %, so waking after `until - now` real ms is always a bit early.
+    const origin = Date.now();
+    const now = () => Math.floor(origin + (Date.now() - origin) * 0.95);
+    const [a] = await startUpstreams(t, 1);
+    const { url, daemon } = await startProxy(
+      t,
+      {
+        channels: [{ name: 'a', url: a!.url }],
+        routing: { base: '300ms', cooling_wait: '1s', when_all_cooling: 'soonest' },
+      },
+      { now },
+    );
+    a!.enqueue({ kind: 'status', status: 500 });
+    const first = await send(url, { body: messagesBody() });
+    t.equal(first.status, 500, 'the only channel failed and is cooling');
+    const until = [...daemon.app.proxyState.cooldowns.entries.values()][0]!.until;
+
+    const second = await send(url, { body: messagesBody() });
+    t.equal(second.status, 200, 'served once the cooldown ended, not refused as all-cooling');
+    t.equal(a!.requests.length, 2, 'the channel was tried again');
+    const rows = await attempts(daemon, { requestId: second.requestId, atLeast: 1 });
+    t.ok(rows[0]!.ts >= until, 'and not before its cooldown ended (by the daemon’s clock)');
+  },
+);

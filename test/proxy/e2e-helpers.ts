@@ -153,14 +153,22 @@ export interface TestProxy {
   file: string;
 }
 
-/** Starts a daemon on `proxyConfig(o)` (or on config text) in a temp dir; closed in teardown. */
+/**
+ * Starts a daemon on `proxyConfig(o)` (or on config text) in a temp dir; closed in teardown. With
+ * `at.dir` and `at.file` it starts on an existing folder and file (a restart); `at.now` replaces
+ * the daemon's wall clock.
+ */
 export async function startProxy(
   t: Teardownable,
   o: ProxyConfigOptions | string,
-  at?: { dir: string; file: string },
+  at: { dir?: string; file?: string; now?: () => number } = {},
 ): Promise<TestProxy> {
   const text = typeof o === 'string' ? o : proxyConfig(o);
-  const started = await startTestDaemon(t, text, at ? { dir: at.dir, file: at.file } : {});
+  const started = await startTestDaemon(t, text, {
+    ...(at.dir ? { dir: at.dir } : {}),
+    ...(at.file ? { file: at.file } : {}),
+    ...(at.now ? { now: at.now } : {}),
+  });
   return { daemon: started.daemon, url: started.daemon.url, dir: started.dir, file: started.file };
 }
 
