@@ -1,0 +1,157 @@
+/**
+ * What the benchmark reads about other processes, and how it starts them: CPU time and RSS from
+ * /proc (Linux only), an RSS sampler, and Node children that report "ready" over IPC. Every server
+ * and load generator runs in its own process, so /proc/<pid>/stat gives its CPU alone — all of its
+ * threads (libuv pool, GC helpers) included.
+ */
+import { type ChildProcess, execFileSync, fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+/** Kernel clock ticks per second, the unit of utime/stime in /proc/<pid>/stat (100 on Linux x86). */
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** The resolution of {@link cpuMicros}: one clock tick, in µs. */
+export const CPU_RESOLUTION_US = 1e6 / CLK_TCK;
+
+/** User + system CPU time the process `pid` has used so far, in µs; NaN when it is gone. */
+export function cpuMicros(pid: number): number {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return Number.NaN;
+  }
+  // The command name (field 2) is in parentheses and may contain spaces: count fields after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // After the name, field 3 (state) is index 0, so utime (14) is index 11 and stime (15) index 12.
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
+}
+
+/** Resident set size of the process `pid` in bytes; NaN when it is gone. */
+export function rssBytes(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** CPU snapshots of several processes at once, keyed by a role name ('target', 'upstream', 'load'). */
+export type CpuSnapshot = Record<string, number>;
+
+/** Reads {@link cpuMicros} of every named pid. */
+export function snapshotCpu(pids: Record<string, number>): CpuSnapshot {
+  const out: CpuSnapshot = {};
+  for (const [name, pid] of Object.entries(pids)) out[name] = cpuMicros(pid);
+  return out;
+}
+
+/** Per-role CPU µs spent between two snapshots. */
+export function cpuDelta(before: CpuSnapshot, after: CpuSnapshot): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of Object.keys(before)) out[k] = (after[k] ?? Number.NaN) - (before[k] ?? Number.NaN);
+  return out;
+}
+
+/** RSS of one process before, at its peak during, and at the end of a measured stretch (bytes). */
+export interface RssTrace {
+  before: number;
+  peak: number;
+  after: number;
+}
+
+/** Samples the RSS of `pid` every `everyMs` until `stop()`; /proc reads cost the sampled process nothing. */
+export function sampleRss(pid: number, everyMs = 100): { stop(): RssTrace } {
+  const before = rssBytes(pid);
+  let peak = before;
+  const timer = setInterval(() => {
+    const v = rssBytes(pid);
+    if (v > peak) peak = v;
+  }, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      const after = rssBytes(pid);
+      return { before, peak: Math.max(peak, after), after };
+    },
+  };
+}
+
+/** Resolves after `ms`. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A Node child started with an IPC channel; `ready` is the first message it sends. */
+export interface NodeChild<Ready> {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly ready: Ready;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves when the process has exited. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Waits for `child` to exit, up to `ms`; true when it did. */
+export function exited(child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const onExit = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    const timer = setTimeout(() => {
+      child.off('exit', onExit);
+      resolve(false);
+    }, ms);
+    child.once('exit', onExit);
+  });
+}
+
+/** Stops `child`: SIGTERM, and SIGKILL if it is still there after `graceMs`. */
+export async function stopChild(child: ChildProcess, graceMs = 5000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  if (!(await exited(child, graceMs))) {
+    child.kill('SIGKILL');
+    await exited(child, 2000);
+  }
+}
+
+/**
+ * Forks the compiled module `modulePath` with `args`, and waits up to `timeoutMs` for its first IPC
+ * message (its "ready" report). stdout is ignored, stderr passes through so crashes are visible.
+ */
+export async function forkNode<Ready>(
+  modulePath: string,
+  args: string[],
+  opts: { timeoutMs?: number; execArgv?: string[] } = {},
+): Promise<NodeChild<Ready>> {
+  const child = fork(modulePath, args, {
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    execArgv: opts.execArgv ?? [],
+  });
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const ready = await new Promise<Ready>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${modulePath} did not report ready within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.once('message', (m) => {
+      clearTimeout(timer);
+      resolve(m as Ready);
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${modulePath} exited before it was ready (${signal ?? code})`));
+    });
+  });
+  child.removeAllListeners('exit');
+  return { child, pid: child.pid!, ready, stop: (graceMs) => stopChild(child, graceMs) };
+}
