@@ -52,7 +52,7 @@ export function channelJson(
   return {
     name: c.name,
     index: c.index,
-    url: displayUrl(c.url),
+    url: c.keys.reduce((u, k) => (k.value ? u.split(k.value).join(k.fingerprint) : u), displayUrl(c.url)),
     priority: c.priority,
     models: c.models ?? null,
     model_map: c.modelMap,

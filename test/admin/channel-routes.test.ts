@@ -110,6 +110,12 @@ channels:
     url: ${o.upstream}/relay
     api_key: ${LITERAL}
     enabled: false
+
+  # credentials inside the URL are shown masked
+  - name: in-url
+    url: https://ops:hunter2-SECRET@relay.example.com/k/\${EU_KEY}
+    api_key: \${EU_KEY}
+    enabled: false
 `;
 }
 
@@ -133,7 +139,7 @@ async function setup(t: Teardownable, o: { admin?: string; dir?: string } = {}) 
   return { ...started, upstream, dead, api, cookie };
 }
 
-const SECRETS = [...Object.values(KEYS), LITERAL];
+const SECRETS = [...Object.values(KEYS), LITERAL, 'hunter2-SECRET'];
 
 t.test('the list: snapshot, runtime state, fingerprints and references, never a key value', async (t) => {
   const { daemon, api, file } = await setup(t);
@@ -149,8 +155,9 @@ t.test('the list: snapshot, runtime state, fingerprints and references, never a 
   t.equal(a.json.writable, true);
   t.same(
     a.json.channels.map((c: { name: string }) => c.name),
-    ['main', 'dead', 'literal'],
+    ['main', 'dead', 'literal', 'in-url'],
   );
+  t.equal(a.json.channels[3].url, 'https://ops:***@relay.example.com/k/…0004', 'password and key masked');
   const [main, , literal] = a.json.channels;
   t.match(main, {
     name: 'main',
@@ -214,7 +221,7 @@ t.test('create, update, delete: with and without If-Match, and the refusals', as
   t.equal(updated.status, 200, updated.text);
   t.equal(updated.json.generation, 3);
   const listed = (await api('GET', '/admin/channels')).json;
-  t.match(listed.channels[3], {
+  t.match(listed.channels[4], {
     name,
     priority: 4,
     enabled: false,
@@ -231,7 +238,7 @@ t.test('create, update, delete: with and without If-Match, and the refusals', as
   // 422: the loader's errors, file untouched.
   const bad = await api('PUT', path, { body: { url: 'not a url' } });
   t.equal(bad.status, 422);
-  t.match(bad.json, { error: 'invalid', errors: [{ path: 'channels[3].url', line: Number, col: Number }] });
+  t.match(bad.json, { error: 'invalid', errors: [{ path: 'channels[4].url', line: Number, col: Number }] });
   const dup = await api('POST', '/admin/channels', { body: { name: 'main', url: 'https://x.example' } });
   t.equal(dup.status, 422);
   t.match(dup.json.errors, [{ message: /duplicate channel name "main"/ }]);
