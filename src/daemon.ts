@@ -9,6 +9,7 @@ import { channelRoutes } from './admin/channel-routes.js';
 import { coreRoutes } from './admin/core-routes.js';
 import { pageRoutes } from './admin/page-routes.js';
 import { AdminRouter } from './admin/router.js';
+import { statsRoutes } from './admin/stats-routes.js';
 import { staticRoutes } from './admin/ui.js';
 import type { App } from './app.js';
 import { loadConfigFile } from './config/load.js';
@@ -26,6 +27,8 @@ import { Runtime } from './proxy/runtime.js';
 import { ProxyState } from './proxy/state.js';
 import { type Database, openDatabase } from './store/db.js';
 import { LogWriter } from './store/log-writer.js';
+import { RetentionTimer } from './store/retention.js';
+import { backfillRollups, rollupStatements } from './store/rollup.js';
 import { pruneSessions } from './store/sessions.js';
 import { StateStore } from './store/state-store.js';
 
@@ -109,9 +112,19 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const metrics = new Metrics({ processMetrics: opts.processMetrics });
     metrics.startup(initial);
 
-    const logWriter = new LogWriter(db, { log });
+    // Rollups are upserted in the same write batch as the attempts they count.
+    const logWriter = new LogWriter(db, { log, extraStatements: rollupStatements });
     logWriter.start();
     closers.push(() => logWriter.close());
+    // Attempts written before the rollup tables existed are folded in once, in the background.
+    const backfillStop = new AbortController();
+    const backfill = backfillRollups(db, { log, signal: backfillStop.signal }).catch((err: unknown) =>
+      log.warn({ err }, 'rollup backfill failed; it resumes at the next start'),
+    );
+    closers.push(async () => {
+      backfillStop.abort();
+      await backfill;
+    });
     const proxyState = new ProxyState(state, log);
     await proxyState.start();
     closers.push(() => proxyState.close());
@@ -195,6 +208,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       ...coreRoutes(app, throttle),
       ...staticRoutes(),
       ...pageRoutes(app),
+      ...statsRoutes(app),
       ...channelRoutes(app),
     ]);
     const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
@@ -239,6 +253,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     }, 30_000);
     ping.unref();
     closers.push(() => clearInterval(ping));
+    const retention = new RetentionTimer(db, {
+      retentionMs: () => reloader.current.config.store.retention,
+      now,
+      log,
+    });
+    retention.start();
+    closers.push(() => retention.close());
 
     let watcher: ConfigWatcher | undefined;
     if (opts.watch !== false) {

@@ -33,8 +33,13 @@ export interface LogWriterOptions {
   readonly retryMaxMs?: number;
   /** Default bound for `close()`. */
   readonly closeTimeoutMs?: number;
-  /** Called with each batch of records after it has been written (e.g. to maintain rollups). */
+  /** Called with each batch of records after it has been written. */
   readonly onBatch?: (rows: readonly AttemptRecord[]) => void;
+  /**
+   * More statements for the write batch of each flush (e.g. rollup upserts), committed or failed
+   * together with that flush's INSERTs. If it throws, the rows are written without them (logged once).
+   */
+  readonly extraStatements?: (rows: readonly AttemptRecord[]) => InStatement[];
   readonly log?: StoreLog;
   /** Time source for `lastWriteAt` and the close deadline. */
   readonly clock?: () => number;
@@ -80,6 +85,7 @@ export class LogWriter {
   readonly #retryMaxMs: number;
   readonly #closeTimeoutMs: number;
   readonly #onBatch: ((rows: readonly AttemptRecord[]) => void) | undefined;
+  readonly #extraStatements: ((rows: readonly AttemptRecord[]) => InStatement[]) | undefined;
   readonly #log: StoreLog;
   readonly #clock: () => number;
   readonly #sqlByRows = new Map<number, string>();
@@ -100,6 +106,7 @@ export class LogWriter {
   #lastWriteAt: number | undefined;
   #backoffMs = 0;
   #hookFailed = false;
+  #extraFailed = false;
   #lateLogged = false;
 
   #started = false;
@@ -120,6 +127,7 @@ export class LogWriter {
     this.#retryMaxMs = Math.max(this.#retryMinMs, opts.retryMaxMs ?? 5000);
     this.#closeTimeoutMs = opts.closeTimeoutMs ?? 5000;
     this.#onBatch = opts.onBatch;
+    this.#extraStatements = opts.extraStatements;
     this.#log = opts.log ?? db.log ?? silentLog;
     this.#clock = opts.clock ?? Date.now;
   }
@@ -323,6 +331,19 @@ export class LogWriter {
       const args = [];
       for (const r of chunk) args.push(...attemptToRow(r));
       stmts.push({ sql: this.#insertSql(chunk.length), args });
+    }
+    if (this.#extraStatements) {
+      try {
+        stmts.push(...this.#extraStatements(rows));
+      } catch (err) {
+        if (!this.#extraFailed) {
+          this.#extraFailed = true;
+          this.#log.error(
+            { err },
+            'attempt log extraStatements threw; rows written without them (logged once)',
+          );
+        }
+      }
     }
     return stmts;
   }
