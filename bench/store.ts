@@ -9,7 +9,7 @@
  * temp folder and reuses it on the next `--keep` run (for iterating on queries); `--skip-writer` skips (1).
  */
 import { rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { InStatement, InValue } from '@libsql/client';
@@ -160,16 +160,24 @@ async function fill(db: Database, total: number, now: number): Promise<number> {
   return performance.now() - t0;
 }
 
-/** Median wall time (ms) of `runs` calls. */
-async function median(fn: () => Promise<unknown>, runs = 5): Promise<number> {
-  const times: number[] = [];
+/**
+ * Median wall time and median CPU time (ms) of `runs` calls. The local SQLite work runs on this
+ * thread, so CPU time is what a query costs even when a busy machine stretches the wall time.
+ */
+async function median(fn: () => Promise<unknown>, runs = 5): Promise<[number, number]> {
+  const wall: number[] = [];
+  const cpu: number[] = [];
   for (let i = 0; i < runs; i++) {
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     await fn();
-    times.push(performance.now() - t0);
+    wall.push(performance.now() - t0);
+    const c = process.cpuUsage(c0);
+    cpu.push((c.user + c.system) / 1000);
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(runs / 2)]!;
+  wall.sort((a, b) => a - b);
+  cpu.sort((a, b) => a - b);
+  return [wall[Math.floor(runs / 2)]!, cpu[Math.floor(runs / 2)]!];
 }
 
 function table(head: string[], rows: string[][]): void {
@@ -200,7 +208,7 @@ async function main(): Promise<void> {
   const count = async (table: string) =>
     Number((await db.client.execute(`SELECT count(*) FROM ${table}`)).rows[0]?.[0]);
   console.log(
-    `# (2) ${total} attempts over 30 days inserted with rollups in ${(fillMs / 1000).toFixed(1)} s; ` +
+    `# (2) ${total} attempts over 30 days ${reuse ? 'reused' : `inserted with rollups in ${(fillMs / 1000).toFixed(1)} s`}; ` +
       `prune pass ${pruneMs.toFixed(0)} ms (${pruned.attempts} attempts, ${pruned.rollups} rollup rows)`,
   );
   console.log(
@@ -236,8 +244,16 @@ async function main(): Promise<void> {
     ['logs 30 d, page 1 (+ count)', () => queryLogs(db, { hours: 720, limit: 100, offset: 0 }, now)],
   ];
   const rows: string[][] = [];
-  for (const [name, fn] of q) rows.push([name, (await median(fn)).toFixed(1)]);
-  table(['query', 'median ms'], rows);
+  for (const [name, fn] of q) {
+    const [wall, cpu] = await median(fn);
+    rows.push([name, wall.toFixed(1), cpu.toFixed(1)]);
+  }
+  table(['query', 'wall ms', 'cpu ms'], rows);
+  console.log(
+    `# median of 5 runs; load average at the end: ${loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')}`,
+  );
   db.close();
   if (!KEEP) removeDb(file);
 }

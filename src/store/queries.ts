@@ -282,40 +282,51 @@ function logEntry(row: Row): LogEntry {
 // Aggregates over the rollups
 
 /**
- * Per-group sums computed inside each segment (`inner`) and added up across segments (`outer`),
- * named as the rows come out: success/error attempts, requests by outcome, tokens and cost.
+ * The sums a query can ask of the rollups, computed inside each segment and added up across
+ * segments under the same name. Errors are totals minus successes, so they cost no SUM of their own.
  */
-const SUMS: readonly { readonly name: string; readonly inner: string }[] = [
-  { name: 'attempts', inner: 'SUM(attempts)' },
-  { name: 'success', inner: 'SUM(CASE WHEN status_class = 2 THEN attempts ELSE 0 END)' },
-  { name: 'error', inner: 'SUM(CASE WHEN status_class = 2 THEN 0 ELSE attempts END)' },
-  { name: 'requests', inner: 'SUM(requests)' },
-  { name: 'ok_requests', inner: 'SUM(CASE WHEN status_class = 2 THEN requests ELSE 0 END)' },
-  { name: 'failed_requests', inner: 'SUM(CASE WHEN status_class = 2 THEN 0 ELSE requests END)' },
-  { name: 'input_tokens', inner: 'SUM(input_tokens)' },
-  { name: 'output_tokens', inner: 'SUM(output_tokens)' },
-  { name: 'cache_creation_tokens', inner: 'SUM(cache_creation_tokens)' },
-  { name: 'cache_read_tokens', inner: 'SUM(cache_read_tokens)' },
-  { name: 'cost_usd', inner: 'TOTAL(cost_usd)' },
+const SUMS = {
+  attempts: 'SUM(attempts)',
+  ok_attempts: 'SUM(CASE WHEN status_class = 2 THEN attempts ELSE 0 END)',
+  requests: 'SUM(requests)',
+  ok_requests: 'SUM(CASE WHEN status_class = 2 THEN requests ELSE 0 END)',
+  input_tokens: 'SUM(input_tokens)',
+  output_tokens: 'SUM(output_tokens)',
+  cache_creation_tokens: 'SUM(cache_creation_tokens)',
+  cache_read_tokens: 'SUM(cache_read_tokens)',
+  cost_usd: 'TOTAL(cost_usd)',
+} as const;
+type SumName = keyof typeof SUMS;
+const USAGE_SUMS: readonly SumName[] = [
+  'input_tokens',
+  'output_tokens',
+  'cache_creation_tokens',
+  'cache_read_tokens',
+  'cost_usd',
 ];
-const INNER_SUMS = SUMS.map((x) => `${x.inner} AS ${x.name}`).join(', ');
-const OUTER_SUMS = SUMS.map((x) => `TOTAL(${x.name}) AS ${x.name}`).join(', ');
+const innerSums = (names: readonly SumName[]) => names.map((k) => `${SUMS[k]} AS ${k}`).join(', ');
+const outerSums = (names: readonly SumName[]) => names.map((k) => `TOTAL(${k}) AS ${k}`).join(', ');
 
-/** The rollup sums over `segments` grouped by `groupBy` (none: one row). */
+/** The primary key of the rollup tables: rows are stored in this order. */
+const ROLLUP_PK = ['bucket', 'channel', 'model', 'token', 'status_class'] as const;
+
+/**
+ * The rollup sums over `segments` grouped by `groupBy`, ordered by it. Inside each segment the rows
+ * are grouped by the shortest primary-key prefix that holds `groupBy`, which SQLite streams in
+ * key order without a sort; only the much smaller result is then grouped by `groupBy`.
+ */
 async function rollupSums(
   db: StoreDb,
   segments: readonly Segment[],
-  groupBy: string | undefined,
+  groupBy: readonly (typeof ROLLUP_PK)[number][],
+  sums: readonly SumName[],
   conds: Cond[] = [],
 ): Promise<Row[]> {
-  const cols = groupBy ? `${groupBy}, ${INNER_SUMS}` : INNER_SUMS;
-  const u = unionOf('rollup', segments, cols, conds, groupBy);
-  const outer = groupBy ? `${groupBy}, ${OUTER_SUMS}` : OUTER_SUMS;
-  return select(
-    db,
-    `SELECT ${outer} FROM (${u.sql})${groupBy ? ` GROUP BY ${groupBy} ORDER BY ${groupBy}` : ''}`,
-    u.args,
-  );
+  const depth = Math.max(1, ...groupBy.map((c) => ROLLUP_PK.indexOf(c) + 1));
+  const inner = ROLLUP_PK.slice(0, depth).join(', ');
+  const u = unionOf('rollup', segments, `${inner}, ${innerSums(sums)}`, conds, inner);
+  const g = groupBy.join(', ');
+  return select(db, `SELECT ${g}, ${outerSums(sums)} FROM (${u.sql}) GROUP BY ${g} ORDER BY ${g}`, u.args);
 }
 
 /** Token and cost totals, as every aggregate reports them. */
@@ -372,7 +383,13 @@ export async function queryStats(db: StoreDb, q: StatsQuery, now: number): Promi
   if (q.channel !== undefined) conds.push({ sql: 'channel = ?', args: [q.channel] });
   if (q.model !== undefined) conds.push({ sql: 'model = ?', args: [q.model] });
 
-  const countRows = await rollupSums(db, segments, 'channel, model', conds);
+  const countRows = await rollupSums(
+    db,
+    segments,
+    ['channel', 'model'],
+    ['attempts', 'ok_attempts', 'requests', ...USAGE_SUMS],
+    conds,
+  );
   const bins = [...DURATION_BINS, ...TTFB_BINS];
   const lat = unionOf(
     'latency',
@@ -391,9 +408,9 @@ export async function queryStats(db: StoreDb, q: StatsQuery, now: number): Promi
   for (const r of latRows) latency.set(`${r['channel']}\u0000${r['model']}`, r);
 
   return countRows.map((r) => {
-    const success = n(r['success']);
-    const error = n(r['error']);
-    const total = success + error;
+    const success = n(r['ok_attempts']);
+    const total = n(r['attempts']);
+    const error = total - success;
     const l = latency.get(`${r['channel']}\u0000${r['model']}`);
     const dur = l ? DURATION_BINS.map((b) => n(l[b])) : [];
     const ttfb = l ? TTFB_BINS.map((b) => n(l[b])) : [];
@@ -475,11 +492,11 @@ export async function queryTrend(
   }
   // Grouped by the tier's own bucket, which follows the primary key (no sort), then folded into
   // the trend's buckets here.
-  const rows = await rollupSums(db, segments, 'bucket');
+  const rows = await rollupSums(db, segments, ['bucket'], ['requests', 'ok_requests', ...USAGE_SUMS]);
   const byBucket = new Map<number, Row>();
   const fold = [
+    'requests',
     'ok_requests',
-    'failed_requests',
     'input_tokens',
     'output_tokens',
     'cache_creation_tokens',
@@ -498,7 +515,12 @@ export async function queryTrend(
     const r = byBucket.get(start);
     out.push(
       r
-        ? { ts: iso(start), success: n(r['ok_requests']), error: n(r['failed_requests']), ...totals(r) }
+        ? {
+            ts: iso(start),
+            success: n(r['ok_requests']),
+            error: n(r['requests']) - n(r['ok_requests']),
+            ...totals(r),
+          }
         : {
             ts: iso(start),
             success: 0,
@@ -533,12 +555,17 @@ export async function queryUsage(
   now: number,
 ): Promise<UsageRow[]> {
   const w = hoursWindow(q.hours, now);
-  const rows = await rollupSums(db, coverWindow(w.from, w.to, now), 'token');
+  const rows = await rollupSums(
+    db,
+    coverWindow(w.from, w.to, now),
+    ['token'],
+    ['attempts', 'requests', 'ok_requests', ...USAGE_SUMS],
+  );
   return rows.map((r) => ({
     token: dim(r['token']),
     requests: n(r['requests']),
     success: n(r['ok_requests']),
-    error: n(r['failed_requests']),
+    error: n(r['requests']) - n(r['ok_requests']),
     attempts: n(r['attempts']),
     ...totals(r),
   }));
@@ -563,16 +590,13 @@ export async function querySummary(
   now: number,
 ): Promise<Summary> {
   const w = hoursWindow(q.hours, now);
-  const u = unionOf(
-    'rollup',
-    coverWindow(w.from, w.to, now),
-    `channel, model, ${INNER_SUMS}`,
-    [],
-    'channel, model',
-  );
+  // Grouped by a primary-key prefix inside each segment (streamed, no sort), then counted.
+  const inner = 'bucket, channel, model';
+  const sums = innerSums(['requests', 'ok_requests']);
+  const u = unionOf('rollup', coverWindow(w.from, w.to, now), `${inner}, ${sums}`, [], inner);
   const rows = await select(
     db,
-    'SELECT TOTAL(requests) AS requests, TOTAL(ok_requests) AS ok, TOTAL(failed_requests) AS failed, ' +
+    'SELECT TOTAL(requests) AS requests, TOTAL(ok_requests) AS ok, ' +
       `COUNT(DISTINCT NULLIF(channel, '')) AS channels, COUNT(DISTINCT NULLIF(model, '')) AS models FROM (${u.sql})`,
     u.args,
   );
@@ -580,7 +604,7 @@ export async function querySummary(
   return {
     total_requests: n(r?.['requests']),
     success_requests: n(r?.['ok']),
-    error_requests: n(r?.['failed']),
+    error_requests: n(r?.['requests']) - n(r?.['ok']),
     active_channels: n(r?.['channels']),
     active_models: n(r?.['models']),
     hours: q.hours,
