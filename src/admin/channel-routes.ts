@@ -11,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Client } from 'undici';
 import { z } from 'zod';
 import type { App } from '../app.js';
+import { redactReference } from '../config/secrets.js';
 import type { Channel, Snapshot } from '../config/snapshot.js';
 import type { ChannelChanges, ChannelEdit, WriteBackResult } from '../config/write-back.js';
 import { BodyTooLarge, readBody, sendJson } from '../http/respond.js';
@@ -70,7 +71,12 @@ export function channelJson(
     }),
     // How the file writes the keys (references only; null for a literal). Positions are those of
     // the file, which `{ keep: i }` in an edit refers to; absent when the file changed since the load.
-    ...(sources ? { key_field: sources.field ?? null, key_refs: sources.refs } : {}),
+    ...(sources
+      ? {
+          key_field: sources.field ?? null,
+          key_refs: sources.refs.map((r) => (r === null ? null : redactReference(r))),
+        }
+      : {}),
     cooldowns: active.map((e) => ({
       scope: e.scope,
       ...(e.model !== undefined ? { model: e.model } : {}),

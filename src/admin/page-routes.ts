@@ -1,27 +1,204 @@
 /**
  * The dashboard's routes: whole pages (session required; anonymous visitors are sent to /login)
- * and the htmx fragments they swap. A page is composed from the same fragment functions.
+ * and the htmx fragments they swap. A page is composed from the same fragment functions. Actions
+ * post forms and get the refreshed fragment back, with a notice saying what happened.
  */
+import type { IncomingMessage } from 'node:http';
 import type { App } from '../app.js';
+import type { ChannelEdit } from '../config/write-back.js';
+import { readBody } from '../http/respond.js';
+import { testKey, testModel } from './channel-routes.js';
 import { configWritable } from './core-routes.js';
-import { html } from './html.js';
+import { type Html, html } from './html.js';
 import { banner } from './pages/banner.js';
+import { channelForm, editFromForm, findChannel } from './pages/channel-form.js';
+import { channelsPanel, type Notice, testResultHtml, writeBackNotice } from './pages/channels-page.js';
 import { configBody } from './pages/config-page.js';
-import { layout } from './pages/layout.js';
+import { layout, type PageName } from './pages/layout.js';
 import type { Route } from './router.js';
 import { sendHtml } from './ui.js';
 
+const ACTION = /^\/ui\/channels\/([^/]+)\/(enable|disable|delete|clear|priority|test|edit)$/;
+
+async function form(req: IncomingMessage): Promise<URLSearchParams> {
+  return new URLSearchParams((await readBody(req, 256 * 1024)).toString('utf8'));
+}
+
 /** The page and fragment routes. */
 export function pageRoutes(app: App): Route[] {
+  const page = (title: string, active: PageName, body: Html) =>
+    layout({ title, active, banner: banner(app), body });
+
+  /** Runs a write-back edit and answers with the refreshed channels panel. */
+  const edit = async (e: ChannelEdit, hash: string | null, what: string) => {
+    const r = await app.writeBack.apply(e, hash ?? undefined);
+    return {
+      status: r.ok ? 200 : r.status,
+      panel: await channelsPanel(app, { notice: writeBackNotice(r, what) }),
+    };
+  };
+
   return [
+    {
+      method: 'GET',
+      path: '/channels',
+      access: 'session',
+      page: true,
+      async handle(_req, res) {
+        sendHtml(res, 200, page('Channels', 'channels', html`<h1>Channels</h1>${await channelsPanel(app)}`));
+      },
+    },
+    {
+      method: 'GET',
+      path: '/ui/channels',
+      access: 'session',
+      async handle(_req, res) {
+        sendHtml(res, 200, await channelsPanel(app));
+      },
+    },
+    {
+      method: 'GET',
+      path: '/channels/new',
+      access: 'session',
+      page: true,
+      async handle(_req, res) {
+        const writable = await configWritable(app);
+        const body = writable
+          ? channelForm({ hash: app.reloader.current.hash })
+          : html`<p class="notice notice-info">Edits are off: see the Config page for why.</p>`;
+        sendHtml(res, 200, page('Add channel', 'channels', html`<h1>Channels</h1>${body}`));
+      },
+    },
+    {
+      method: 'GET',
+      path: '/channels/edit',
+      access: 'session',
+      page: true,
+      async handle(_req, res, ctx) {
+        const name = ctx.url.searchParams.get('name') ?? '';
+        const { hash, channel } = await findChannel(app, name);
+        const body = channel
+          ? channelForm({ hash, channel })
+          : html`<p class="notice notice-error">No channel named <code>${name}</code>. <a href="/channels">Back</a></p>`;
+        sendHtml(res, channel ? 200 : 404, page('Edit channel', 'channels', html`<h1>Channels</h1>${body}`));
+      },
+    },
+    {
+      method: 'POST',
+      path: '/ui/channels/new',
+      access: 'session',
+      async handle(req, res) {
+        const f = await form(req);
+        const e = editFromForm(f, undefined);
+        if (typeof e === 'string') {
+          const error = html`<p class="notice notice-error">${e}</p>`;
+          return sendHtml(res, 400, channelForm({ hash: f.get('hash') ?? '', error }));
+        }
+        const r = await app.writeBack.apply(e, f.get('hash') ?? undefined);
+        if (!r.ok) {
+          const n = writeBackNotice(r, `Add ${e.action === 'add' ? e.channel.name : ''}`);
+          return sendHtml(
+            res,
+            r.status,
+            channelForm({
+              hash: f.get('hash') ?? '',
+              error: html`<div class="notice notice-error">${n.body}</div>`,
+            }),
+          );
+        }
+        const n = writeBackNotice(r, `Added channel ${e.action === 'add' ? e.channel.name : ''}`);
+        sendHtml(
+          res,
+          200,
+          html`<section class="panel" id="form-panel"><div class="notice notice-${n.kind}">${n.body}</div><a class="button" href="/channels">Back to channels</a></section>`,
+        );
+      },
+    },
+    {
+      method: 'POST',
+      path: ACTION,
+      access: 'session',
+      async handle(req, res, ctx) {
+        const [name, action] = ctx.params as [string, string];
+        const f = await form(req);
+        const hash = f.get('hash');
+        if (action === 'edit') {
+          const { channel } = await findChannel(app, name);
+          if (!channel)
+            return sendHtml(
+              res,
+              404,
+              html`<p class="notice notice-error">No channel named <code>${name}</code>.</p>`,
+            );
+          const e = editFromForm(f, channel);
+          if (typeof e === 'string') {
+            return sendHtml(
+              res,
+              400,
+              channelForm({
+                hash: hash ?? '',
+                channel,
+                error: html`<p class="notice notice-error">${e}</p>`,
+              }),
+            );
+          }
+          const r = await app.writeBack.apply(e, hash ?? undefined);
+          const n = writeBackNotice(r, `Saved channel ${name}`);
+          if (!r.ok) {
+            return sendHtml(
+              res,
+              r.status,
+              channelForm({
+                hash: hash ?? '',
+                channel,
+                error: html`<div class="notice notice-error">${n.body}</div>`,
+              }),
+            );
+          }
+          return sendHtml(
+            res,
+            200,
+            html`<section class="panel" id="form-panel"><div class="notice notice-${n.kind}">${n.body}</div><a class="button" href="/channels">Back to channels</a></section>`,
+          );
+        }
+        if (action === 'test') return sendHtml(res, 200, await test(app, name, f.get('model')));
+        if (action === 'clear') {
+          const n = app.proxyState.clearChannel(name);
+          app.log.info(
+            { event: 'cooldown_cleared', channel: name, cleared: n },
+            `cooldowns of channel "${name}" cleared`,
+          );
+          const notice: Notice = {
+            kind: 'ok',
+            body: html`Cleared ${n} cooldown${n === 1 ? '' : 's'} of <strong>${name}</strong> (runtime state only; the file is unchanged).`,
+          };
+          return sendHtml(res, 200, await channelsPanel(app, { notice }));
+        }
+        let e: ChannelEdit;
+        let what: string;
+        if (action === 'priority') {
+          const priority = Number(f.get('priority'));
+          if (!Number.isInteger(priority)) {
+            const notice: Notice = { kind: 'error', body: html`Priority must be a whole number.` };
+            return sendHtml(res, 400, await channelsPanel(app, { notice }));
+          }
+          e = { action: 'set-priority', name, priority };
+          what = `Priority of ${name} set to ${priority}`;
+        } else {
+          e = { action: action as 'enable' | 'disable' | 'delete', name };
+          what = `${action === 'enable' ? 'Enabled' : action === 'disable' ? 'Disabled' : 'Deleted'} ${name}`;
+        }
+        const r = await edit(e, hash, what);
+        sendHtml(res, r.status, r.panel);
+      },
+    },
     {
       method: 'GET',
       path: '/config',
       access: 'session',
       page: true,
       async handle(_req, res) {
-        const body = await configBody(app, await configWritable(app));
-        sendHtml(res, 200, layout({ title: 'Config', active: 'config', banner: banner(app), body }));
+        sendHtml(res, 200, page('Config', 'config', await configBody(app, await configWritable(app))));
       },
     },
     {
@@ -48,4 +225,22 @@ export function pageRoutes(app: App): Route[] {
       },
     },
   ];
+}
+
+/** Tests every key of a channel with a free count_tokens call; cooldowns are not touched. */
+async function test(app: App, name: string, asked: string | null): Promise<Html> {
+  const snapshot = app.reloader.current;
+  const c = snapshot.channels.find((x) => x.name === name);
+  if (!c) return testResultHtml(name, { ok: false, message: 'no such channel' });
+  if (c.keys.length === 0)
+    return testResultHtml(name, { ok: false, message: 'the channel has no usable key' });
+  const model = asked?.trim() || testModel(c);
+  if (!model) return testResultHtml(name, { ok: false, message: 'name a model to test with' });
+  const keys = [];
+  for (const k of c.keys) keys.push(await testKey(snapshot, c, k.index, model));
+  app.log.info(
+    { event: 'channel_test', channel: name, model, results: keys.map((k) => [k.key_index, k.status]) },
+    `channel "${name}" tested`,
+  );
+  return testResultHtml(name, { ok: keys.every((k) => k.ok), model, keys });
 }

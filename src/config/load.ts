@@ -12,7 +12,7 @@ import { compileGlob } from './glob.js';
 import { expand } from './interpolate.js';
 import { type ConfigPath, formatPath, locate } from './locate.js';
 import { type Config, ConfigSchema, configJsonSchema } from './schema.js';
-import { fingerprint, isSecretPath } from './secrets.js';
+import { fingerprint, holdsLiteralSecret, isSecretPath } from './secrets.js';
 import type { Channel, ChannelKey, ClientToken, ConfigIssue, ReloadSource, Snapshot } from './snapshot.js';
 
 /** What the loader needs besides the file. */
@@ -94,10 +94,12 @@ export function loadConfigText(text: string, input: LoadInput, hash = hashConten
       at(path, message);
       badRefs.add(formatPath(path));
     }
-    if (!x.referenced && x.value !== '' && isSecretPath(path)) {
+    if (x.value !== '' && isSecretPath(path) && holdsLiteralSecret(value)) {
       at(
         path,
-        'a literal secret in the file: write a ${NAME} or ${file:PATH} reference instead (a file meant for git should not hold keys)',
+        x.referenced
+          ? 'a secret as the default of a reference (${NAME:-secret}): the default is in the file; drop it or use ${NAME} / ${file:PATH}'
+          : 'a literal secret in the file: write a ${NAME} or ${file:PATH} reference instead (a file meant for git should not hold keys)',
         'warning',
       );
     }

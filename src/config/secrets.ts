@@ -49,6 +49,23 @@ export function fingerprint(secret: string): string {
 }
 
 /**
+ * A `${…}` reference as it may be shown: the variable or file it names stays visible, but a
+ * default value (`${NAME:-default}`) on a secret is itself a secret and shows as its fingerprint.
+ */
+export function redactReference(value: string): string {
+  return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*):-([^}]*)\}/g, (_m, name: string, def: string) =>
+    def === '' ? `\${${name}:-}` : `\${${name}:-${fingerprint(def)}}`,
+  );
+}
+
+/** True when a secret's text holds a literal: no reference at all, or a reference with a default value. */
+export function holdsLiteralSecret(value: string): boolean {
+  if (value === '') return false;
+  if (!value.includes('${')) return true;
+  return /\$\{[A-Za-z_][A-Za-z0-9_]*:-[^}]+\}/.test(value);
+}
+
+/**
  * The config text with every literal secret replaced by its fingerprint. `${...}` references stay
  * visible (they name a variable, not a value). Comments and layout are kept.
  */
@@ -71,6 +88,9 @@ export function redactYaml(text: string): string {
       const value = node.value;
       if (typeof value === 'string' && value !== '' && !value.includes('${')) {
         node.value = `${fingerprint(value)} (redacted literal)`;
+        changed = true;
+      } else if (typeof value === 'string' && holdsLiteralSecret(value)) {
+        node.value = redactReference(value);
         changed = true;
       } else if (typeof value === 'number') {
         node.value = '… (redacted literal)';
@@ -95,9 +115,19 @@ function redactBrokenYaml(text: string): string {
       if (inKeys >= 0 && indent >= 0 && indent <= inKeys && !/^\s*-/.test(line)) inKeys = -1;
       const m = /^(\s*(?:-\s+)?(api_key|token|password|database_token)\s*:\s*)(\S.*)$/.exec(line);
       if (m && !m[3]!.includes('${')) return `${m[1]}… (redacted literal)`;
+      if (m) return `${m[1]}${redactReference(m[3]!)}`;
       if (/^\s*(?:-\s+)?keys\s*:\s*$/.test(line)) inKeys = indent;
+      const flow = /^(\s*(?:-\s+)?keys\s*:\s*)\[(.*)\](.*)$/.exec(line);
+      if (flow) {
+        const items = flow[2]!.split(',').map((raw) => {
+          const v = raw.trim().replace(/^["']|["']$/g, '');
+          return v.includes('${') ? ` "${redactReference(v)}"` : ' "… (redacted literal)"';
+        });
+        return `${flow[1]}[${items.join(',').trim()}]${flow[3]}`;
+      }
       const item = /^(\s*-\s+)(\S.*)$/.exec(line);
       if (inKeys >= 0 && item && !item[2]!.includes('${')) return `${item[1]}… (redacted literal)`;
+      if (inKeys >= 0 && item) return `${item[1]}${redactReference(item[2]!)}`;
       return line;
     })
     .join('\n');

@@ -85,3 +85,31 @@ t.test('the JSON Schema is strict and carries descriptions', async (t) => {
   t.match(JSON.stringify(s.properties['routing']), /when_all_cooling/);
   t.match(JSON.stringify(s.properties['channels']), /Higher first/);
 });
+
+t.test('redaction keeps references visible and hides secrets, defaults included', async (t) => {
+  const { redactYaml, redactReference } = await import('../../src/config/secrets.js');
+  const text = `# keep this comment
+channels:
+  - name: a
+    api_key: sk-ant-literal-0000abcd  # literal
+    url: https://x.example
+  - name: b
+    keys: ["\${K1}", "\${K2:-sk-default-secret-7777}", sk-inline-literal-5555]
+auth:
+  tokens:
+    - { name: t, token: "\${TOK:-}" }
+`;
+  const out = redactYaml(text);
+  t.notMatch(out, 'sk-ant-literal-0000abcd');
+  t.notMatch(out, 'sk-default-secret');
+  t.notMatch(out, 'sk-inline-literal');
+  t.match(out, '…abcd');
+  t.match(out, '${K1}');
+  t.match(out, '${K2:-…7777}');
+  t.match(out, '${TOK:-}');
+  t.match(out, '# keep this comment');
+  t.equal(redactReference('${file:/run/creds/key}'), '${file:/run/creds/key}');
+  const broken = redactYaml(`${text}\n  bad: [\n`);
+  t.notMatch(broken, 'sk-ant-literal-0000abcd', 'an unparsable file is redacted line by line');
+  t.notMatch(broken, 'sk-default-secret');
+});
