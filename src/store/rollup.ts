@@ -168,16 +168,45 @@ function upsertSql(table: string, columns: readonly string[], key: readonly stri
 }
 
 const sqlCache = new Map<string, string>();
-function cachedUpsert(table: string, latency: boolean, rows: number): string {
+function rollupUpsert(table: string, rows: number): string {
   const k = `${table}:${rows}`;
   let sql = sqlCache.get(k);
   if (sql === undefined) {
-    sql = latency
-      ? upsertSql(table, LATENCY_COLUMNS, LATENCY_KEY, rows)
-      : upsertSql(table, ROLLUP_COLUMNS, ROLLUP_KEY, rows);
+    sql = upsertSql(table, ROLLUP_COLUMNS, ROLLUP_KEY, rows);
     sqlCache.set(k, sql);
   }
   return sql;
+}
+
+/**
+ * The latency upserts of one tier. Each statement names only the bins some of its rows touch: a
+ * flush fills a handful of the 170 bin columns, and SQLite's cost to prepare and run an upsert
+ * grows with the columns it lists (all of them made the latency upserts most of a flush's cost).
+ */
+function latencyStatements(table: string, rows: readonly LatAcc[]): InStatement[] {
+  const out: InStatement[] = [];
+  for (let s = 0; s < rows.length; s += LATENCY_ROWS_PER_STATEMENT) {
+    const chunk = rows.slice(s, s + LATENCY_ROWS_PER_STATEMENT);
+    const dBins: number[] = [];
+    const tBins: number[] = [];
+    for (let b = 0; b < BIN_COUNT; b++) {
+      if (chunk.some((l) => l.d[b] !== 0)) dBins.push(b);
+      if (chunk.some((l) => l.t[b] !== 0)) tBins.push(b);
+    }
+    const columns = [
+      ...LATENCY_COLUMNS.slice(0, 7),
+      ...dBins.map((b) => DURATION_BINS[b]!),
+      ...tBins.map((b) => TTFB_BINS[b]!),
+    ];
+    const args: InValue[] = [];
+    for (const l of chunk) {
+      args.push(...l.key, l.durN, l.durSum, l.ttfbN, l.ttfbSum);
+      for (const b of dBins) args.push(l.d[b]!);
+      for (const b of tBins) args.push(l.t[b]!);
+    }
+    out.push({ sql: upsertSql(table, columns, LATENCY_KEY, chunk.length), args });
+  }
+  return out;
 }
 
 /** Counters of one rollup row being built. */
@@ -293,15 +322,9 @@ export function rollupStatements(rows: readonly AttemptRecord[]): InStatement[] 
       for (const a of chunk) {
         args.push(...a.key, a.attempts, a.requests, a.input, a.output, a.cacheCreation, a.cacheRead, a.cost);
       }
-      out.push({ sql: cachedUpsert(`rollup_${tier}`, false, chunk.length), args });
+      out.push({ sql: rollupUpsert(`rollup_${tier}`, chunk.length), args });
     }
-    const lats = [...latency[i]!.values()];
-    for (let s = 0; s < lats.length; s += LATENCY_ROWS_PER_STATEMENT) {
-      const chunk = lats.slice(s, s + LATENCY_ROWS_PER_STATEMENT);
-      const args: InValue[] = [];
-      for (const l of chunk) args.push(...l.key, l.durN, l.durSum, l.ttfbN, l.ttfbSum, ...l.d, ...l.t);
-      out.push({ sql: cachedUpsert(`latency_${tier}`, true, chunk.length), args });
-    }
+    out.push(...latencyStatements(`latency_${tier}`, [...latency[i]!.values()]));
   }
   return out;
 }
