@@ -154,9 +154,12 @@ async function serve(file: string): Promise<void> {
     }
     stopping = true;
     daemon.app.log.info({ event: 'shutdown', signal }, 'shutting down');
-    void systemd?.stopping();
+    const told = systemd?.stopping();
     void daemon.close().then(
-      () => process.exit(EXIT.ok),
+      async () => {
+        await told;
+        process.exit(EXIT.ok);
+      },
       () => process.exit(EXIT.software),
     );
   };

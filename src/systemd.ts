@@ -106,6 +106,15 @@ export function systemdNotifier(
   };
 }
 
+/** Resolves when `p` does or after `ms`, whichever comes first. */
+function within(p: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  return Promise.race([p, expired]).finally(() => clearTimeout(timer));
+}
+
 /** The status line of a serving snapshot: generation, hash prefix, channels, address. */
 export function servingStatus(snapshot: Snapshot, url: string): string {
   const enabled = snapshot.channels.filter((c) => c.enabled).length;
@@ -129,7 +138,7 @@ export interface SystemdHooks {
   reloading(): Promise<void>;
   /** After a SIGHUP reload finished (applied, unchanged or rejected: the daemon serves either way). */
   reloaded(): Promise<void>;
-  /** At the start of shutdown. */
+  /** At the start of shutdown; resolves once sent, or after 1 s (exit need not wait longer). */
   stopping(): Promise<void>;
 }
 
@@ -160,6 +169,6 @@ export function attachSystemd(
     reloading: () => notifier.reloading('reloading the configuration (SIGHUP)'),
     // The outcome event fires before the reload's promise resolves, so `latest` describes this reload.
     reloaded: () => notifier.ready(latest),
-    stopping: () => notifier.stopping('draining in-flight requests'),
+    stopping: () => within(notifier.stopping('draining in-flight requests'), 1000),
   };
 }

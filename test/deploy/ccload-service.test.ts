@@ -201,10 +201,20 @@ channels:
   t.teardown(() => daemon.kill('SIGKILL'));
   const exited = finished(daemon, 'ExecStart');
   let listening = false;
+  let output = '';
   createInterface({ input: daemon.stdout! }).on('line', (l) => {
+    output += `${l}\n`;
     if (l.includes('"event":"listening"')) listening = true;
   });
-  await waitFor(() => listening, { timeoutMs: 20_000, message: 'the daemon listening' });
+  daemon.stderr?.on('data', (s: string) => (output += s));
+  await waitFor(() => listening || daemon.exitCode !== null, {
+    timeoutMs: 30_000,
+    message: 'the daemon start',
+  }).catch(() => {});
+  if (!listening) {
+    t.fail(`the daemon did not start (exit code ${daemon.exitCode}):\n${output}`);
+    return;
+  }
 
   const applied = await finished(execLine('ExecReload=', vars, extra), 'ExecReload');
   t.equal(applied.code, 0, `an unchanged config reloads: ${applied.out}`);
