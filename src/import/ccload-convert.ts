@@ -33,6 +33,11 @@ export interface PlannedChannel {
   readonly models: readonly string[] | undefined;
   readonly modelMap: Readonly<Record<string, string>> | undefined;
   readonly keys: readonly PlannedKey[];
+  /**
+   * How the key is sent. The Go ccLoad sent both x-api-key and Authorization: Bearer, which relays
+   * expect; Anthropic's own API documents x-api-key only, so its channels keep just that.
+   */
+  readonly auth: 'x-api-key' | 'both';
   /** Remarks written as comments above the channel. */
   readonly notes: readonly string[];
 }
@@ -429,6 +434,7 @@ export function planImport(db: CcloadDbRows): ImportPlan {
       models,
       modelMap: Object.keys(modelMap).length > 0 ? modelMap : undefined,
       keys,
+      auth: parsed.hostname === 'api.anthropic.com' ? 'x-api-key' : 'both',
       notes,
     });
   }
@@ -465,7 +471,7 @@ export function renderChannelsYaml(plan: ImportPlan, opts: RenderOptions): strin
       const out: Record<string, unknown> = { name: c.name, url: c.url };
       if (c.keys.length === 1) out['api_key'] = `\${${c.keys[0]!.env}}`;
       else if (c.keys.length > 1) out['keys'] = c.keys.map((k) => `\${${k.env}}`);
-      out['auth'] = 'both';
+      out['auth'] = c.auth;
       out['priority'] = c.priority;
       if (c.models) out['models'] = [...c.models];
       if (c.modelMap) out['model_map'] = { ...c.modelMap };
@@ -491,7 +497,12 @@ export function renderChannelsYaml(plan: ImportPlan, opts: RenderOptions): strin
         if (isSeq(node)) node.flow = true;
       }
       const auth = map.get('auth', true) as Scalar | undefined;
-      if (auth) auth.comment = ' the Go ccLoad sent the key as both x-api-key and Authorization: Bearer';
+      if (auth) {
+        auth.comment =
+          c.auth === 'both'
+            ? ' as the Go ccLoad did: x-api-key and Authorization: Bearer'
+            : " Anthropic's API takes x-api-key (the Go ccLoad also sent a Bearer header)";
+      }
     });
   }
   const header = [

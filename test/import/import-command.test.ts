@@ -98,7 +98,7 @@ t.test('seed schema: channels, keys in a 0600 env file, the old database untouch
       enabled: true,
       models: ['claude-sonnet-4-5', 'claude-opus-4-1'],
       modelMap: {},
-      auth: 'both',
+      auth: 'x-api-key',
       keys: [KEYS.main],
     },
     {
@@ -232,7 +232,7 @@ t.test('latest schema: channel_models, oauth channels skipped, per-key model lim
       enabled: true,
       models: ['claude-3-5-haiku-latest', 'claude-sonnet-4-5'],
       modelMap: { 'claude-3-5-haiku-latest': 'claude-haiku-4-5' },
-      auth: 'both',
+      auth: 'x-api-key',
       keys: [KEYS.main, KEYS.backup],
     },
   ]);
