@@ -369,6 +369,13 @@ export function coolingScopes(daemon: Daemon, now = Date.now()): string[] {
   return out.sort();
 }
 
+/** The ends (ms since the epoch) of the channel's active cooldowns, any scope. */
+export function coolingUntils(daemon: Daemon, channel: string, now = Date.now()): number[] {
+  return [...daemon.app.proxyState.cooldowns.entries.values()]
+    .filter((e) => e.channel === channel && e.until > now)
+    .map((e) => e.until);
+}
+
 /** One parsed SSE event: its name and raw data. */
 export interface ParsedEvent {
   event: string;

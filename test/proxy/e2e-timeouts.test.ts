@@ -37,7 +37,7 @@ async function twoChannels(t: Test) {
 /** Asserts the request took about one first_token: at least it, and not much more. */
 function aboutFirstToken(t: Test, ms: number, what: string): void {
   t.ok(
-    ms >= FIRST_TOKEN - 20 && ms < FIRST_TOKEN + 500,
+    ms >= FIRST_TOKEN - 20 && ms < FIRST_TOKEN + 800,
     `${what}: ${ms.toFixed(0)} ms (first_token ${FIRST_TOKEN})`,
   );
 }
@@ -110,6 +110,8 @@ t.test('timeout hints cap the request and are not forwarded', async (t) => {
       { name: 'a', url: a!.url, priority: 20 },
       { name: 'b', url: b!.url, priority: 10 },
     ],
+    // first_token well above the short hints, so "ended at the hint" cannot be mistaken for it.
+    routing: { first_token: '1s' },
   });
   a!.setDefault({ kind: 'never' });
   b!.setDefault({ kind: 'never' });
@@ -123,7 +125,7 @@ t.test('timeout hints cap the request and are not forwarded', async (t) => {
     const took = res.endedAt - res.sentAt;
     t.equal(res.status, 504, `${name}: 504`);
     t.equal(anthropicErrorOf(res.body)?.type, 'timeout_error');
-    t.ok(took >= 230 && took < 550, `${name}: ended after ${took.toFixed(0)} ms, before first_token`);
+    t.ok(took >= 230 && took < 900, `${name}: ended after ${took.toFixed(0)} ms, before first_token`);
     const got = a!.requests.at(-1)!;
     t.equal(got.headers['x-timeout-ms'], undefined, `${name}: no x-timeout-ms upstream`);
     t.equal(got.headers['x-timeout-s'], undefined, `${name}: no x-timeout-s upstream`);
@@ -137,10 +139,10 @@ t.test('timeout hints cap the request and are not forwarded', async (t) => {
   );
 
   // A hint longer than first_token: the first attempt ends at first_token, the next at the deadline.
-  const res = await send(url, { headers: { 'x-timeout-ms': '900' }, body: messagesBody(MODEL, true) });
+  const res = await send(url, { headers: { 'x-timeout-ms': '1500' }, body: messagesBody(MODEL, true) });
   const took = res.endedAt - res.sentAt;
   t.equal(res.status, 504);
-  t.ok(took >= 880 && took < 1300, `two attempts within the 900 ms deadline: ${took.toFixed(0)} ms`);
+  t.ok(took >= 1480 && took < 2100, `two attempts within the 1500 ms deadline: ${took.toFixed(0)} ms`);
   t.equal(b!.requests.length, 1, 'the second channel was tried');
   const rows = (await attempts(daemon, { atLeast: 5 })).slice(-2);
   t.same(

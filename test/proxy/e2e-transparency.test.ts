@@ -110,10 +110,10 @@ t.test('stream chunks reach the client as the upstream sends them, after the com
   t.ok(deltas.length >= 5, `${deltas.length} text deltas`);
   // Before commit ccload holds message_start/content_block_start/ping; from the first delta on,
   // every event leaves as it comes: consecutive deltas arrive about `delay` apart, not in a burst.
-  for (let i = 1; i < deltas.length; i++) {
-    const gap = deltas[i]!.at - deltas[i - 1]!.at;
-    t.ok(gap >= delay * 0.6, `delta ${i} arrived ${gap.toFixed(0)} ms after the previous one`);
-  }
+  // (One short gap is tolerated: a loaded machine may deliver two writes in one read.)
+  const gaps = deltas.slice(1).map((d, i) => d.at - deltas[i]!.at);
+  const spaced = gaps.filter((g) => g >= delay * 0.5).length;
+  t.ok(spaced >= gaps.length - 1, `gaps between deltas: ${gaps.map((g) => g.toFixed(0)).join(', ')} ms`);
   const first = deltas[0]!.at;
   const last = arrivals[arrivals.length - 1]!.at;
   t.ok(
