@@ -356,7 +356,12 @@ class Attempt implements Dispatcher.DispatchHandler {
     this.#in.res.once('drain', () => {
       this.#waitingDrain = false;
       this.#lastActivity = performance.now();
-      if (!this.#settled) this.#controller?.resume();
+      if (this.#settled) return;
+      this.#controller?.resume();
+      // A timer that fired during the wait found no idle limit to run (a paused upstream is not
+      // silent) and was not re-armed: without this, a stall after the client caught up would only
+      // end at undici's backstop, seconds past `idle`.
+      this.#rearm();
     });
   }
 

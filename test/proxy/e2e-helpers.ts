@@ -217,6 +217,8 @@ export interface SendOptions {
    * `send` then rejects with "aborted by the test" unless the response had already ended.
    */
   abortOn?: Promise<unknown>;
+  /** A slow reader: stop reading for this long after the first body chunk, then read on. */
+  pauseAfterFirstChunkMs?: number;
 }
 
 /** Default client headers: JSON and the e2e client token. */
@@ -293,6 +295,10 @@ export function send(baseUrl: string, o: SendOptions = {}): Promise<ClientRespon
       };
       res.on('data', (data: Buffer) => {
         chunks.push({ at: performance.now(), data });
+        if (chunks.length === 1 && o.pauseAfterFirstChunkMs) {
+          res.pause();
+          setTimeout(() => res.resume(), o.pauseAfterFirstChunkMs);
+        }
         if (o.abortWhen?.(chunks)) {
           broken = true;
           req.destroy();

@@ -239,3 +239,27 @@ t.test('a stream that ends without message_stop is not presented as complete (RE
   const rows = await attempts(daemon, { requestId: res.requestId, atLeast: 1 });
   t.equal(rows[0]?.errorClass, ErrorCode.STREAM_BROKEN);
 });
+
+t.test('regression: a stream that stalls after the client caught up still ends at idle', async (t) => {
+  const { a, url, daemon } = await twoChannels(t);
+  // 16 MB of text deltas: more than the socket buffers hold, so a paused client pauses the upstream.
+  const chunks = Array.from({ length: 800 }, (_, i) => `${i} `.padEnd(20_000, 'x'));
+  const events = messageStreamEvents({ model: MODEL, chunks, usage: DEFAULT_USAGE });
+  // Everything up to the last delta, in one write, then silence (no message_delta, no stop).
+  a.enqueue({ kind: 'stream', events, stallAfter: events.length - 3, chunking: 'whole' });
+  const res = await send(url, {
+    body: { model: MODEL, max_tokens: 8, messages: [], stream: true },
+    pauseAfterFirstChunkMs: 1200,
+    timeoutMs: 10_000,
+  });
+  t.equal(res.status, 200);
+  t.ok(res.body.length > 16_000_000, `${(res.body.length / 1e6).toFixed(1)} MB received`);
+  const got = sseEvents(res.body);
+  t.equal(got.at(-2)?.event, 'content_block_delta', 'every delta arrived');
+  t.equal(got.at(-1)?.event, 'error', 'then the idle timeout’s error frame');
+  t.equal(anthropicErrorOf(got.at(-1)!.data)?.type, 'timeout_error');
+  const silence = res.chunks.at(-1)!.at - res.chunks.at(-2)!.at;
+  t.ok(silence >= 550 && silence < 1500, `${silence.toFixed(0)} ms of silence before it`);
+  const rows = await attempts(daemon, { requestId: res.requestId, atLeast: 1 });
+  t.equal(rows[0]?.errorClass, ErrorCode.IDLE_TIMEOUT);
+});
