@@ -638,3 +638,31 @@ t.test('an empty 200, or a stream without any event, fails over', async (t) => {
     );
   }
 });
+
+t.test('429 with anthropic-ratelimit-*-reset (no retry-after) cools the key until that reset', async (t) => {
+  const [a, b] = await startUpstreams(t, 2);
+  const { url, daemon } = await startProxy(t, {
+    channels: [
+      { name: 'a', url: a!.url, priority: 20 },
+      { name: 'b', url: b!.url, priority: 10 },
+    ],
+    routing: { base: '200ms', max: '1m' },
+  });
+  const reset = new Date(Date.now() + 20_000);
+  a!.enqueue({
+    kind: 'status',
+    status: 429,
+    headers: {
+      'anthropic-ratelimit-requests-remaining': '0',
+      'anthropic-ratelimit-requests-reset': reset.toISOString(),
+      'anthropic-ratelimit-tokens-reset': new Date(Date.now() + 5_000).toISOString(),
+    },
+  });
+  const res = await send(url, { body: messagesBody() });
+  t.equal(res.status, 200, 'failed over');
+  const until = coolingUntils(daemon, 'a');
+  t.equal(until.length, 1);
+  t.ok(Math.abs(until[0]! - reset.getTime()) < 1000, 'cooled until the latest reset, not the 200 ms backoff');
+  await send(url, { body: messagesBody() });
+  t.equal(a!.requests.length, 1, 'not retried meanwhile');
+});

@@ -326,3 +326,25 @@ t.test('the channel key never reaches the client, whatever happens', async (t) =
     await waitFor(() => coolingScopes(daemon).length === 0, { timeoutMs: 3000, message: 'cooldowns over' });
   }
 });
+
+t.test('a body of several MB is forwarded byte for byte, also through a model_map rewrite', async (t) => {
+  const [up] = await startUpstreams(t, 1);
+  const { url } = await startProxy(t, {
+    channels: [{ name: 'a', url: up!.url, modelMap: { 'claude-alias': 'claude-upstream-name-9' } }],
+  });
+  up!.setDefault({ kind: 'echo' });
+  for (const model of [MODEL, 'claude-alias']) {
+    const req = claudeCode(model, false, 6_000_000);
+    const res = await send(url, { headers: req.headers, body: req.body });
+    t.equal(res.status, 200, `${model}: 200`);
+    const expected =
+      model === MODEL
+        ? req.body
+        : Buffer.from(
+            req.body.toString('utf8').replace('"model":"claude-alias"', '"model":"claude-upstream-name-9"'),
+          );
+    const echo = res.json() as EchoBody;
+    t.equal(echo.body.length, expected.length, `${model}: ${(expected.length / 1e6).toFixed(1)} MB arrived`);
+    t.equal(echo.body.sha256, createHash('sha256').update(expected).digest('hex'), `${model}: same bytes`);
+  }
+});
