@@ -115,10 +115,12 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
       access: 'public',
       async handle(req, res) {
         const form = req.headers['content-type']?.includes('application/x-www-form-urlencoded') === true;
+        let body: Record<string, unknown> | undefined;
         const fail = (status: number, message: string, headers: Record<string, string> = {}) => {
           if (!form) return sendJson(res, status, { error: message }, headers);
           const page = loginPage({
             error: message,
+            next: safeNext(body?.['next']),
             passwordConfigured: app.reloader.current.adminPassword !== undefined,
           });
           sendText(res, status, page.value, 'text/html; charset=utf-8', headers);
@@ -132,7 +134,6 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
             'retry-after': String(seconds),
           });
         }
-        let body: Record<string, unknown> | undefined;
         try {
           body = parseFormOrJson(await readBody(req, 64 * 1024), req.headers['content-type']);
         } catch (err) {

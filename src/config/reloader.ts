@@ -24,6 +24,8 @@ export interface ReloadOutcome {
   readonly warnings: readonly ConfigIssue[];
   readonly at: number;
   readonly durationMs: number;
+  /** A repeated report of bytes already rejected: not logged, recorded or emitted again. */
+  readonly repeat?: boolean;
 }
 
 /** The last reload attempt, as `/admin/config/status` reports it. */
@@ -56,6 +58,8 @@ export class Reloader {
   #last: LastAttempt;
   #running = false;
   #pending: { source: ReloadSource; waiters: Waiter[] } | undefined;
+  /** Hash of the file bytes the last run rejected. */
+  #rejectedHash: string | undefined;
   readonly #opts: ReloaderOptions;
   readonly #now: () => number;
   /** Emits `outcome` (a ReloadOutcome) after every run. */

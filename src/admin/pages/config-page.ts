@@ -30,8 +30,7 @@ function listing(text: string, bad: ReadonlySet<number>): Html {
   const lines = text.replace(/\n$/, '').split('\n');
   return html`<pre class="yaml">${lines.map(
     (line, i) =>
-      html`<span class="${bad.has(i + 1) ? 'err-line' : ''}" id="L${i + 1}"><span class="ln">${i + 1}</span>${line}</span>
-`,
+      html`<span class="line${bad.has(i + 1) ? ' err-line' : ''}" id="L${i + 1}"><span class="ln">${i + 1}</span>${line}</span>`,
   )}</pre>`;
 }
 
