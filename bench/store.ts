@@ -6,7 +6,8 @@
  *     rollups, then stats, trends, summary, usage and log pages timed (median of 5 runs each).
  * Prints numbers; asserts nothing. The machine is shared: run it when nothing else loads the CPU.
  * `--quick` runs 2 s of (1) and 100 000 attempts for (2). `--keep` keeps the database of (2) in the
- * temp folder and reuses it on the next `--keep` run (for iterating on queries); `--skip-writer` skips (1).
+ * temp folder and reuses it on the next `--keep` run (for iterating on queries); `--skip-writer` skips (1),
+ * `--writer-only` runs only (1).
  */
 import { rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -23,6 +24,7 @@ import { rollupStatements } from '../src/store/rollup.js';
 const QUICK = process.argv.includes('--quick');
 const KEEP = process.argv.includes('--keep');
 const SKIP_WRITER = process.argv.includes('--skip-writer');
+const WRITER_ONLY = process.argv.includes('--writer-only');
 const DAY = 86_400_000;
 const CHANNELS = Array.from({ length: 10 }, (_, i) => `channel-${i}`);
 const MODELS = [
@@ -194,7 +196,13 @@ async function main(): Promise<void> {
     console.log(`# (1) attempt-log writer at 5000 rows/s (event-loop delay in ms)`);
     const load = [await writerLoad(false, 5000, seconds), await writerLoad(true, 5000, seconds)];
     table(['writer', 'load', 'written', 'dropped', 'lag p50', 'lag p99', 'lag max'], load);
+    console.log(
+      `# load average: ${loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')}`,
+    );
   }
+  if (WRITER_ONLY) return;
 
   const total = QUICK ? 100_000 : 1_000_000;
   const now = Date.UTC(2026, 5, 30, 14, 37, 12);
