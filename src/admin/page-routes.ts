@@ -15,6 +15,9 @@ import { channelForm, editFromForm, findChannel } from './pages/channel-form.js'
 import { channelsPanel, type Notice, testResultHtml, writeBackNotice } from './pages/channels-page.js';
 import { configBody } from './pages/config-page.js';
 import { layout, type PageName } from './pages/layout.js';
+import { logFilterForm, logFilters, logsPanel } from './pages/logs-page.js';
+import { overviewBody } from './pages/overview-page.js';
+import { statsHours, statsPanel } from './pages/stats-page.js';
 import type { Route } from './router.js';
 import { sendHtml } from './ui.js';
 
@@ -39,6 +42,66 @@ export function pageRoutes(app: App): Route[] {
   };
 
   return [
+    {
+      method: 'GET',
+      path: '/',
+      access: 'session',
+      page: true,
+      async handle(_req, res) {
+        sendHtml(res, 200, page('Overview', 'overview', html`<h1>Overview</h1>${await overviewBody(app)}`));
+      },
+    },
+    {
+      method: 'GET',
+      path: '/ui/overview',
+      access: 'session',
+      async handle(_req, res) {
+        sendHtml(res, 200, await overviewBody(app));
+      },
+    },
+    {
+      method: 'GET',
+      path: '/logs',
+      access: 'session',
+      page: true,
+      async handle(_req, res, ctx) {
+        const f = logFilters(ctx.url);
+        sendHtml(
+          res,
+          200,
+          page('Logs', 'logs', html`<h1>Logs</h1>${logFilterForm(app, f)}${await logsPanel(app, f)}`),
+        );
+      },
+    },
+    {
+      method: 'GET',
+      path: '/ui/logs',
+      access: 'session',
+      async handle(_req, res, ctx) {
+        sendHtml(res, 200, await logsPanel(app, logFilters(ctx.url)));
+      },
+    },
+    {
+      method: 'GET',
+      path: '/stats',
+      access: 'session',
+      page: true,
+      async handle(_req, res, ctx) {
+        sendHtml(
+          res,
+          200,
+          page('Stats', 'stats', html`<h1>Stats</h1>${await statsPanel(app, statsHours(ctx.url))}`),
+        );
+      },
+    },
+    {
+      method: 'GET',
+      path: '/ui/stats',
+      access: 'session',
+      async handle(_req, res, ctx) {
+        sendHtml(res, 200, await statsPanel(app, statsHours(ctx.url)));
+      },
+    },
     {
       method: 'GET',
       path: '/channels',

@@ -1,0 +1,89 @@
+/**
+ * The Stats page: channel × model over a chosen window — attempts, success rate, tokens, cost,
+ * latency p50/p95 and time to first byte — with totals, and usage per client token.
+ */
+import type { App } from '../../app.js';
+import { queryStats, queryUsage } from '../../store/queries.js';
+import { type Html, html } from '../html.js';
+import { count, ms, percent, usd } from './format.js';
+
+const WINDOWS = [1, 6, 24, 168, 720] as const;
+
+/** The window of the stats page from its query string (default 24 h). */
+export function statsHours(url: URL): number {
+  const h = Number(url.searchParams.get('hours'));
+  return WINDOWS.includes(h as (typeof WINDOWS)[number]) ? h : 24;
+}
+
+/** The stats panel. */
+export async function statsPanel(app: App, hours: number): Promise<Html> {
+  const now = app.now();
+  const [rows, usage] = await Promise.all([
+    queryStats(app.db, { hours }, now),
+    queryUsage(app.db, { hours }, now),
+  ]);
+  const t = rows.reduce(
+    (a, r) => ({
+      total: a.total + r.total,
+      success: a.success + r.success,
+      requests: a.requests + r.requests,
+      input: a.input + r.input_tokens,
+      output: a.output + r.output_tokens,
+      cacheRead: a.cacheRead + r.cache_read_tokens,
+      cacheWrite: a.cacheWrite + r.cache_creation_tokens,
+      cost: a.cost + r.cost_usd,
+    }),
+    { total: 0, success: 0, requests: 0, input: 0, output: 0, cacheRead: 0, cacheWrite: 0, cost: 0 },
+  );
+  const label = (h: number) => (h < 48 ? `${h} h` : `${h / 24} days`);
+  return html`<section class="panel" id="stats-panel">
+  <h2>Channel × model <span class="muted small">last ${label(hours)}</span><span class="spacer"></span>
+    <span class="small">${WINDOWS.map((h) =>
+      h === hours
+        ? html`<strong>${label(h)}</strong> `
+        : html`<a href="/stats?hours=${h}" hx-get="/ui/stats?hours=${h}" hx-target="#stats-panel" hx-swap="outerHTML" hx-push-url="/stats?hours=${h}">${label(h)}</a> `,
+    )}</span></h2>
+  <div class="table-wrap"><table>
+  <thead><tr><th>channel</th><th>model</th><th class="num">attempts</th><th class="num">success</th><th class="num">answered</th>
+    <th class="num">input</th><th class="num">output</th><th class="num hide-sm">cache read</th><th class="num hide-sm">cache write</th><th class="num">cost</th>
+    <th class="num">p50</th><th class="num">p95</th><th class="num hide-sm">ttfb p50</th></tr></thead>
+  <tbody>${rows.map(
+    (r) => html`<tr>
+    <td>${r.channel_name ?? '–'}</td><td><code class="small">${r.model ?? '–'}</code></td>
+    <td class="num">${count(r.total)}</td>
+    <td class="num">${percent(r.success_rate)}${r.error ? html`<div class="small muted">${count(r.error)} failed</div>` : ''}</td>
+    <td class="num">${count(r.requests)}</td>
+    <td class="num">${count(r.input_tokens)}</td><td class="num">${count(r.output_tokens)}</td>
+    <td class="num hide-sm">${count(r.cache_read_tokens)}</td><td class="num hide-sm">${count(r.cache_creation_tokens)}</td>
+    <td class="num">${usd(r.cost_usd)}</td>
+    <td class="num">${ms(r.latency_p50_ms)}</td><td class="num">${ms(r.latency_p95_ms)}</td><td class="num hide-sm">${ms(r.ttfb_p50_ms)}</td>
+  </tr>`,
+  )}</tbody>
+  ${
+    rows.length
+      ? html`<tfoot><tr><th colspan="2">all</th><th class="num">${count(t.total)}</th><th class="num">${t.total ? percent(t.success / t.total) : '–'}</th><th class="num">${count(t.requests)}</th>
+    <th class="num">${count(t.input)}</th><th class="num">${count(t.output)}</th><th class="num hide-sm">${count(t.cacheRead)}</th><th class="num hide-sm">${count(t.cacheWrite)}</th>
+    <th class="num">${usd(t.cost)}</th><th colspan="3"></th></tr></tfoot>`
+      : ''
+  }
+  </table></div>
+  ${rows.length === 0 ? html`<p class="muted">No attempts in this window.</p>` : ''}
+  <p class="muted small">Attempts count every upstream try, failovers included; "answered" counts the attempts whose answer reached the client.
+    Latencies are over successful attempts, from log-scale histograms (within about 10%).</p>
+</section>
+<section class="panel">
+  <h2>By client token <span class="muted small">last ${label(hours)}</span></h2>
+  ${
+    usage.length === 0
+      ? html`<p class="muted">No requests in this window.</p>`
+      : html`<div class="table-wrap"><table>
+  <thead><tr><th>token</th><th class="num">requests</th><th class="num">failed</th><th class="num">attempts</th><th class="num">input</th><th class="num">output</th><th class="num hide-sm">cache read</th><th class="num">cost</th></tr></thead>
+  <tbody>${usage.map(
+    (
+      u,
+    ) => html`<tr><td>${u.token ?? html`<span class="muted">(open proxy)</span>`}</td><td class="num">${count(u.requests)}</td><td class="num">${count(u.error)}</td><td class="num">${count(u.attempts)}</td>
+    <td class="num">${count(u.input_tokens)}</td><td class="num">${count(u.output_tokens)}</td><td class="num hide-sm">${count(u.cache_read_tokens)}</td><td class="num">${usd(u.cost_usd)}</td></tr>`,
+  )}</tbody></table></div>`
+  }
+</section>`;
+}
