@@ -13,13 +13,24 @@ if (!base || !password || !out) {
 }
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  args: [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
 });
 try {
   const page = await browser.newPage({ viewport: { width, height: 900 } });
   await page.goto(`${base}/login`);
   await page.fill('#password', password);
-  await Promise.all([page.waitForURL((u) => !u.pathname.startsWith('/login')), page.click('button[type=submit]')]);
+  await Promise.all([
+    page.waitForURL((u) => !u.pathname.startsWith('/login')),
+    page.click('button[type=submit]'),
+  ]);
   for (const p of paths.length ? paths : ['/', '/channels', '/logs', '/stats', '/config']) {
     await page.goto(`${base}${p}`);
     await page.waitForLoadState('networkidle');
