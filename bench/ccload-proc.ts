@@ -5,7 +5,7 @@
  * scrapes /metrics, asks for reloads the way `ccload reload` does, and stops it with SIGTERM.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { controlFilePath, readControlFile } from '../src/control.js';
@@ -73,6 +73,10 @@ export interface CcloadProc {
   scrape(): Promise<string>;
   /** `POST /admin/reload` with the control token; the daemon's answer. */
   reload(): Promise<{ status: number; result?: string; generation?: number }>;
+  /** How the process ended when it ended before `stop()` (a crash), else undefined. */
+  crashed(): string | undefined;
+  /** The last `lines` lines of its log. */
+  logTail(lines?: number): string;
   /** SIGTERM (drain ≤ 2 s), SIGKILL after 10 s; resolves with the CPU profile's path when one was asked for. */
   stop(): Promise<string | undefined>;
 }
@@ -115,7 +119,13 @@ export async function startCcload(
     },
   );
   closeSync(logFd);
+  let stopping = false;
+  let crash: string | undefined;
+  child.once('exit', (code, signal) => {
+    if (!stopping) crash = `exited with ${signal ?? `code ${code}`}`;
+  });
   const stop = async (): Promise<string | undefined> => {
+    stopping = true;
     await stopChild(child, 10_000);
     if (!opts.cpuProf) return undefined;
     const prof = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
@@ -162,6 +172,8 @@ export async function startCcload(
       const body = (await r.json().catch(() => ({}))) as { result?: string; generation?: number };
       return { status: r.status, ...body };
     },
+    crashed: () => crash,
+    logTail: (lines = 20) => readFileSync(logPath, 'utf8').trimEnd().split('\n').slice(-lines).join('\n'),
     stop,
   };
 }

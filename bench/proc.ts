@@ -43,6 +43,20 @@ export function rssBytes(pid: number): number {
   }
 }
 
+/**
+ * CPU µs all processes on the machine have used since boot, summed over every core (user, nice,
+ * system, irq, softirq, steal from the first line of /proc/stat).
+ */
+export function machineBusyMicros(): number {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = f;
+    return ((user + nice + system + irq + softirq + steal) * 1e6) / CLK_TCK;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** CPU snapshots of several processes at once, keyed by a role name ('target', 'upstream', 'load'). */
 export type CpuSnapshot = Record<string, number>;
 
@@ -50,10 +64,25 @@ export type CpuSnapshot = Record<string, number>;
 export function snapshotCpu(pids: Record<string, number>): CpuSnapshot {
   const out: CpuSnapshot = {};
   for (const [name, pid] of Object.entries(pids)) out[name] = cpuMicros(pid);
+  const self = process.cpuUsage();
+  out['bench'] = self.user + self.system;
+  out['machine'] = machineBusyMicros();
+  out['wall'] = performance.now() * 1000;
   return out;
 }
 
-/** Per-role CPU µs spent between two snapshots. */
+/**
+ * Cores kept busy by processes outside the measurement (other people's work on a shared machine)
+ * during a stretch, from a {@link cpuDelta}: the machine's busy time minus that of the measured
+ * processes and of this script, over the wall time.
+ */
+export function foreignCores(delta: Record<string, number>): number {
+  let ours = 0;
+  for (const [k, v] of Object.entries(delta)) if (k !== 'machine' && k !== 'wall') ours += v;
+  return Math.max(0, ((delta['machine'] ?? 0) - ours) / (delta['wall'] ?? 1));
+}
+
+/** Per-role CPU µs spent between two snapshots (and `machine`, `bench`, `wall`). */
 export function cpuDelta(before: CpuSnapshot, after: CpuSnapshot): Record<string, number> {
   const out: Record<string, number> = {};
   for (const k of Object.keys(before)) out[k] = (after[k] ?? Number.NaN) - (before[k] ?? Number.NaN);

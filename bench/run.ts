@@ -12,11 +12,12 @@
  * the proxy's process over the measured window (from /proc) divided by the requests completed in it.
  * Scenarios run one after another, each warmed up first and bounded in time. The table gives ratios
  * to the passthrough measured in the same run; the JSON goes to bench/results/<timestamp>.json.
- * `--cpu-prof` runs ccload-warn under `node --cpu-prof` and prints its top self-time functions.
+ * `--cpu-prof` runs ccload-warn and the passthrough under `node --cpu-prof` and prints their top
+ * self-time functions.
  * The machine is shared (stack-findings gotcha 11): compare ratios within a run, and repeat.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +26,7 @@ import {
   CPU_RESOLUTION_US,
   type CpuSnapshot,
   cpuDelta,
+  foreignCores,
   forkNode,
   type NodeChild,
   type RssTrace,
@@ -142,8 +144,10 @@ interface Row {
   p99: number;
   failed: number;
   outcomes: Record<string, number>;
-  /** CPU µs per request of every process involved (target, upstream, load generator). */
+  /** CPU µs per request of every process involved (target, upstream, load generator, this script). */
   cpuPerReq: Record<string, number>;
+  /** Cores busy with other people's work during the window (the machine is shared): noise. */
+  foreignCores: number;
   lag?: Lag;
   rss?: RssTrace;
   stream?: { ttft: Summary; total: Summary; ttfb: Summary; addedTtftP50?: number; addedTtftP99?: number };
@@ -161,7 +165,9 @@ interface Ctx {
 
 function perReq(cpu: Record<string, number>, n: number): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const [k, v] of Object.entries(cpu)) out[k] = n > 0 ? v / n : Number.NaN;
+  for (const [k, v] of Object.entries(cpu)) {
+    if (k !== 'machine' && k !== 'wall') out[k] = n > 0 ? v / n : Number.NaN;
+  }
   return out;
 }
 
@@ -202,6 +208,7 @@ async function measureWrk(ctx: Ctx, scenario: string, t: Target, bodyBytes: numb
   });
   const cpu = cpuDelta(cpu0, snapshotCpu(pids));
   cpu['load'] = r.loadCpuUs;
+  const foreign = foreignCores(cpu);
   const lag = await t.lag?.();
   const after = await counters(t);
   const ok = r.requests - r.errors.status;
@@ -211,6 +218,7 @@ async function measureWrk(ctx: Ctx, scenario: string, t: Target, bodyBytes: numb
   const extra: Record<string, number | string> = {};
   if (t.scrape) extra['failovers/req'] = (after['failovers']! - before['failovers']!) / Math.max(1, ok);
   return {
+    foreignCores: foreign,
     scenario,
     target: t.name,
     load: 'wrk',
@@ -282,7 +290,9 @@ async function measureClient(
     extra['generation'] = after['generation']!;
   }
   const n = result.completed;
+  const foreign = foreignCores(cpu);
   return {
+    foreignCores: foreign,
     scenario,
     target: t.name,
     load: 'client',
@@ -469,6 +479,7 @@ function extraText(r: Row): string {
     parts.push(`total ${fmt(r.stream.total.p50, 0)}/${fmt(r.stream.total.p99, 0)}`);
   }
   parts.push(`fail ${r.failed}`);
+  parts.push(`others ${fmt(r.foreignCores, 1)} cores`);
   if (r.lag) parts.push(`lag p99 ${fmt(r.lag.p99)} max ${fmt(r.lag.max, 0)}`);
   if (r.rss) parts.push(`rss ${mb(r.rss.before)}/${mb(r.rss.peak)}/${mb(r.rss.after)} MB`);
   for (const [k, v] of Object.entries(r.extra)) {
@@ -548,6 +559,7 @@ async function main(): Promise<void> {
   let passthrough: NodeChild<PassthroughReady> | undefined;
   let upstream: NodeChild<UpstreamReady> | undefined;
   const profiles: string[] = [];
+  const crashes: string[] = [];
   const stopCcload = async (name: string) => {
     const p = procs.get(name);
     if (!p) return;
@@ -566,7 +578,10 @@ async function main(): Promise<void> {
       const have = live.get(name);
       if (have) return have;
       if (name === 'passthrough') {
-        passthrough = await forkNode<PassthroughReady>(join(HERE, 'passthrough.js'), [up.main]);
+        const profDir = join(dir, 'passthrough');
+        passthrough = await forkNode<PassthroughReady>(join(HERE, 'passthrough.js'), [up.main], {
+          execArgv: opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
+        });
         const t = passthroughTarget(passthrough);
         live.set(name, t);
         return t;
@@ -602,6 +617,12 @@ async function main(): Promise<void> {
           ` ${fmt(row.reqPerSec, 0)} req/s, ${fmt(row.cpuUsPerReq, 0)} µs/req, p50 ${fmt(row.p50, 2)} ms, failed ${row.failed} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`,
         );
         scenarioRows.push(row);
+        const p = procs.get(name);
+        const crash = p?.crashed();
+        if (p && crash) {
+          crashes.push(`${name} ${crash} during "${s.title}"`);
+          process.stdout.write(`  !! ${name} ${crash}; last lines of ${p.logPath}:\n${p.logTail()}\n`);
+        }
       }
       for (const name of s.targets) if (EPHEMERAL.has(name)) await stopCcload(name);
       const base = scenarioRows.find((r) => r.target === 'passthrough');
@@ -629,6 +650,11 @@ async function main(): Promise<void> {
   } finally {
     for (const name of [...procs.keys()]) await stopCcload(name);
     await passthrough?.stop();
+    if (passthrough && opts.cpuProf) {
+      const d = join(dir, 'passthrough');
+      for (const f of existsSync(d) ? readdirSync(d) : [])
+        if (f.endsWith('.cpuprofile')) profiles.push(join(d, f));
+    }
     await upstream?.stop();
   }
 
@@ -637,9 +663,10 @@ async function main(): Promise<void> {
     `\n${table(rows)}\n\nCPU µs/req: the proxy process only (utime+stime from /proc, ${CPU_RESOLUTION_US / 1000} ms ticks), ` +
       `over the requests completed in the window; ×pass: ratio to the passthrough in the same scenario.\n` +
       `p50/p99: latency for JSON; time to first content_block_delta for streams. extra: +ttft p50/p99 added vs direct (ms); ` +
-      `total stream time p50/p99 (ms); failed requests; event-loop lag (ms); RSS before/peak/after (MB).\n` +
+      `total stream time p50/p99 (ms); failed requests; cores busy with other processes during the window (noise); event-loop lag (ms); RSS before/peak/after (MB).\n` +
       `load average ${load0.map((l) => l.toFixed(2)).join(' ')} → ${load1.map((l) => l.toFixed(2)).join(' ')}\n\n` +
-      `${gates(rows).join('\n')}\n`,
+      `${gates(rows).join('\n')}\n` +
+      crashes.map((c) => `CRASH ${c}\n`).join(''),
   );
   for (const prof of profiles) process.stdout.write(`\n${formatTop(prof, 25)}\n`);
 
@@ -670,14 +697,15 @@ async function main(): Promise<void> {
         nonStreamingLoad: wrk ? 'wrk -t1 -c32' : 'stream-client -c32',
         rows,
         gates: gates(rows),
+        crashes,
       },
       null,
       2,
     )}\n`,
   );
   process.stdout.write(`\nwrote ${file}\n`);
-  if (profiles.length === 0) rmSync(dir, { recursive: true, force: true });
-  else process.stdout.write(`profiles kept in ${dir}\n`);
+  if (profiles.length === 0 && crashes.length === 0) rmSync(dir, { recursive: true, force: true });
+  else process.stdout.write(`profiles and logs kept in ${dir}\n`);
 }
 
 main().catch((err: unknown) => {
