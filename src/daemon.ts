@@ -126,7 +126,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       await backfill;
     });
     const proxyState = new ProxyState(state, log);
-    await proxyState.start();
+    await proxyState.start({ now });
     closers.push(() => proxyState.close());
     metrics.observe({
       logWriter: () => logWriter.stats(),

@@ -44,6 +44,8 @@ export class ProxyState {
   readonly #log: Logger;
   readonly #observer: CooldownObserver | undefined;
   #rrDirty = false;
+  /** When this instance last cleared each scope, so a shared-state sync does not undo it. */
+  readonly #clearedAt = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #writes: Promise<unknown> = Promise.resolve();
 
@@ -53,13 +55,46 @@ export class ProxyState {
     this.#observer = observer;
   }
 
-  /** Loads persisted cooldowns and pointers, then starts the pointer flush timer. */
-  async start(flushMs = 2000): Promise<void> {
+  /**
+   * Loads persisted cooldowns and pointers, then starts the timer that persists pointers and
+   * picks up cooldowns other ccload instances sharing the database have written.
+   */
+  async start(opts: { flushMs?: number; now?: () => number } = {}): Promise<void> {
     for (const [k, e] of restoreCooldowns(await this.#store.loadCooldowns()).entries)
       this.cooldowns.entries.set(k, e);
     for (const [k, v] of restoreRoundRobin(await this.#store.loadRr())) this.rr.set(k, v);
-    this.#timer = setInterval(() => void this.flushRr(), flushMs);
+    const now = opts.now ?? Date.now;
+    this.#timer = setInterval(() => {
+      void this.flushRr();
+      void this.syncShared(now()).catch(() => {});
+    }, opts.flushMs ?? 2000);
     this.#timer.unref();
+  }
+
+  /**
+   * Adopts cooldowns written by other instances sharing the database (multi-instance deployments):
+   * a stored entry that ends later than ours wins. A clear by another instance is not propagated —
+   * the entry here runs out on its own — so instances converge within one cooldown, never hammer.
+   * Returns how many entries were adopted.
+   */
+  async syncShared(now: number): Promise<number> {
+    const rows = await this.#store.loadCooldowns();
+    const written = new Map(rows.map((r) => [r.scopeKey, r.updatedAt]));
+    const stored = restoreCooldowns(rows);
+    for (const [k, at] of this.#clearedAt) if (now - at > 3_600_000) this.#clearedAt.delete(k);
+    let adopted = 0;
+    for (const [k, e] of stored.entries) {
+      if (e.until <= now) continue;
+      // A row this instance cleared (and whose delete may still be on its way) is not adopted
+      // back, unless another instance cooled the scope again after the clear.
+      const cleared = this.#clearedAt.get(k);
+      if (cleared !== undefined && (written.get(k) ?? 0) <= cleared) continue;
+      const mine = this.cooldowns.entries.get(k);
+      if (mine && mine.until >= e.until) continue;
+      this.cooldowns.entries.set(k, e);
+      adopted++;
+    }
+    return adopted;
   }
 
   /** Moves round-robin pointers (in memory; persisted by the timer). */
@@ -88,13 +123,15 @@ export class ProxyState {
     if (this.cooldowns.entries.size === 0) return;
     const cleared = recordSuccess(this.cooldowns, ctx, now);
     if (cleared.length === 0) return;
+    for (const e of cleared) this.#clearedAt.set(scopeKey(e), now);
     this.#observer?.cleared(cleared);
     this.#persist(() => this.#store.deleteCooldowns(cleared.map(scopeKey)));
   }
 
   /** Clears every cooldown of a channel (admin action); returns how many. */
-  clearChannel(name: string): number {
+  clearChannel(name: string, now = Date.now()): number {
     const cleared = clearChannel(this.cooldowns, name);
+    for (const e of cleared) this.#clearedAt.set(scopeKey(e), now);
     if (cleared.length > 0) this.#observer?.cleared(cleared);
     this.#persist(() => this.#store.deleteChannelCooldowns(name));
     return cleared.length;
