@@ -131,6 +131,21 @@ export class Reloader {
         now: at,
       });
       const base = { source, at, fileHash: r.hash };
+      // The watcher can report one save twice (an editor's rename plus the stat poll): a file
+      // already rejected with these very bytes is not judged, logged and recorded again.
+      if (!r.ok && source === 'file' && r.hash !== undefined && r.hash === this.#rejectedHash) {
+        return {
+          ...base,
+          result: 'rejected',
+          generation: prev.generation,
+          hash: prev.hash,
+          errors: r.errors,
+          warnings: r.warnings,
+          durationMs: 0,
+          repeat: true,
+        };
+      }
+      this.#rejectedHash = r.ok ? undefined : r.hash;
       if (r.ok && r.hash === prev.hash && sameValues(r.snapshot, prev)) {
         outcome = {
           ...base,

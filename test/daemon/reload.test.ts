@@ -218,3 +218,18 @@ t.test('in-flight work keeps the snapshot it started with', async (t) => {
   t.ok(Object.isFrozen(held.channels));
   t.equal(daemon.app.reloader.current.channels[0]?.priority, 2);
 });
+
+t.test('one rejected save reported twice is recorded once', async (t) => {
+  const { daemon, file } = await startTestDaemon(t, v(1));
+  const seen: ReloadOutcome[] = [];
+  daemon.app.reloader.events.on('outcome', (o) => seen.push(o));
+  writeFileSync(file, invalid);
+  const first = await daemon.app.reloader.request('file');
+  const second = await daemon.app.reloader.request('file');
+  t.equal(first.result, 'rejected');
+  t.equal(second.result, 'rejected');
+  t.ok(second.repeat, 'the second report is a repeat');
+  t.equal(seen.filter((o) => o.result === 'rejected' && o.fileHash === first.fileHash).length, 1, 'emitted once');
+  const explicit = await daemon.app.reloader.request('signal');
+  t.notOk(explicit.repeat, 'an explicit reload judges the file again');
+});
