@@ -36,7 +36,7 @@ export function ccloadYaml(c: CcloadConfig): string {
     'version: 1',
     'server:',
     '  listen: 127.0.0.1:0',
-    '  database: file:state/ccload.db',
+    '  database: file:../state/ccload.db',
     `  log_level: ${c.logLevel}`,
     '  drain_timeout: 2s',
     'admin:',
@@ -85,7 +85,9 @@ const MAIN_JS = fileURLToPath(new URL('../src/main.js', import.meta.url));
 
 /**
  * Starts ccload on `config` in the folder `dir` (created), and waits until it answers /health.
- * `cpuProf` runs it under `node --cpu-prof` with the profile written into `dir` at exit.
+ * ccload.yaml gets a folder of its own (`dir/config/`): the watcher reacts to every change in the
+ * config's folder, so a log file or database written there would cost ccload a directory scan per
+ * write. `cpuProf` runs it under `node --cpu-prof` with the profile written into `dir` at exit.
  */
 export async function startCcload(
   name: string,
@@ -94,7 +96,8 @@ export async function startCcload(
   opts: { cpuProf?: boolean; timeoutMs?: number } = {},
 ): Promise<CcloadProc> {
   mkdirSync(join(dir, 'state'), { recursive: true });
-  const configPath = join(dir, 'ccload.yaml');
+  mkdirSync(join(dir, 'config'), { recursive: true });
+  const configPath = join(dir, 'config', 'ccload.yaml');
   writeFileSync(configPath, ccloadYaml(config));
   const env: Record<string, string> = {
     PATH: process.env['PATH'] ?? '/usr/bin:/bin',

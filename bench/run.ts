@@ -3,7 +3,7 @@
  * that prints numbers; it asserts nothing and exits 0 unless something could not run).
  *
  *   npm run bench [-- --seconds=5] [--only=small,43k,200k,streams200,streams1000,reloads,failover]
- *                 [--targets=direct,passthrough,ccload-warn,ccload-info] [--cpu-prof]
+ *                 [--targets=direct,passthrough,ccload-warn,ccload-info] [--cpu-prof[=target,…]]
  *
  * Every server runs in its own process — the fake upstreams (bench/upstream.ts), the passthrough
  * (bench/passthrough.ts), ccload (`node dist/src/main.js serve`, once at log_level warn and once at
@@ -12,8 +12,8 @@
  * the proxy's process over the measured window (from /proc) divided by the requests completed in it.
  * Scenarios run one after another, each warmed up first and bounded in time. The table gives ratios
  * to the passthrough measured in the same run; the JSON goes to bench/results/<timestamp>.json.
- * `--cpu-prof` runs ccload-warn and the passthrough under `node --cpu-prof` and prints their top
- * self-time functions.
+ * `--cpu-prof` runs the passthrough and ccload-warn (or the targets named) under `node --cpu-prof`
+ * and prints their top self-time functions.
  * The machine is shared (stack-findings gotcha 11): compare ratios within a run, and repeat.
  */
 import { execFileSync } from 'node:child_process';
@@ -56,17 +56,18 @@ interface Options {
   seconds: number;
   only: Set<string> | undefined;
   targets: Set<string> | undefined;
-  cpuProf: boolean;
+  /** Targets to run under `node --cpu-prof` (empty: none). */
+  cpuProf: Set<string>;
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { seconds: 5, only: undefined, targets: undefined, cpuProf: false };
+  const o: Options = { seconds: 5, only: undefined, targets: undefined, cpuProf: new Set() };
   for (const a of argv) {
     const [k, v] = a.split('=', 2) as [string, string | undefined];
     if (k === '--seconds' && v) o.seconds = Math.max(1, Number(v));
     else if (k === '--only' && v) o.only = new Set(v.split(','));
     else if (k === '--targets' && v) o.targets = new Set(v.split(','));
-    else if (k === '--cpu-prof') o.cpuProf = true;
+    else if (k === '--cpu-prof') o.cpuProf = new Set(v ? v.split(',') : ['passthrough', 'ccload-warn']);
     else throw new Error(`unknown argument "${a}" (see the header of bench/run.ts)`);
   }
   return o;
@@ -580,7 +581,7 @@ async function main(): Promise<void> {
       if (name === 'passthrough') {
         const profDir = join(dir, 'passthrough');
         passthrough = await forkNode<PassthroughReady>(join(HERE, 'passthrough.js'), [up.main], {
-          execArgv: opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
+          execArgv: opts.cpuProf.has(name) ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
         });
         const t = passthroughTarget(passthrough);
         live.set(name, t);
@@ -589,7 +590,7 @@ async function main(): Promise<void> {
       const cfg = configs[name];
       if (!cfg) throw new Error(`unknown target ${name}`);
       const p = await startCcload(name, join(dir, name), cfg, {
-        cpuProf: opts.cpuProf && name === 'ccload-warn',
+        cpuProf: opts.cpuProf.has(name),
       });
       procs.set(name, p);
       const t = ccloadTarget(p);
@@ -650,7 +651,7 @@ async function main(): Promise<void> {
   } finally {
     for (const name of [...procs.keys()]) await stopCcload(name);
     await passthrough?.stop();
-    if (passthrough && opts.cpuProf) {
+    if (passthrough && opts.cpuProf.has('passthrough')) {
       const d = join(dir, 'passthrough');
       for (const f of existsSync(d) ? readdirSync(d) : [])
         if (f.endsWith('.cpuprofile')) profiles.push(join(d, f));
@@ -693,7 +694,12 @@ async function main(): Promise<void> {
         node: process.version,
         cpus: cpus().map((c) => c.model),
         loadavg: { before: load0, after: load1 },
-        options: { ...opts, only: opts.only && [...opts.only], targets: opts.targets && [...opts.targets] },
+        options: {
+          ...opts,
+          only: opts.only && [...opts.only],
+          targets: opts.targets && [...opts.targets],
+          cpuProf: [...opts.cpuProf],
+        },
         nonStreamingLoad: wrk ? 'wrk -t1 -c32' : 'stream-client -c32',
         rows,
         gates: gates(rows),
