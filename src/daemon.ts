@@ -26,11 +26,12 @@ import { ProxyHandler } from './proxy/handler.js';
 import { Runtime } from './proxy/runtime.js';
 import { ProxyState } from './proxy/state.js';
 import { type Database, openDatabase } from './store/db.js';
-import { LogWriter } from './store/log-writer.js';
+import { LogWriter, type LogWriterOptions, type WriterDb } from './store/log-writer.js';
 import { RetentionTimer } from './store/retention.js';
 import { backfillRollups, rollupStatements } from './store/rollup.js';
 import { pruneSessions } from './store/sessions.js';
 import { StateStore } from './store/state-store.js';
+import { startWriteThread } from './store/write-thread.js';
 
 /** How to start a daemon. */
 export interface DaemonOptions {
@@ -49,6 +50,11 @@ export interface DaemonOptions {
   readonly debounceMs?: number;
   /** Collect Node process metrics (default true; off in tests that start many daemons). */
   readonly processMetrics?: boolean;
+  /** Tuning of the attempt-log writer (tests and benchmarks shrink the queue); defaults otherwise. */
+  readonly logWriter?: Pick<
+    LogWriterOptions,
+    'maxQueue' | 'batchRows' | 'intervalMs' | 'retryMinMs' | 'retryMaxMs'
+  >;
 }
 
 /** The config at start-up is invalid: `main` exits 78 (EX_CONFIG) with these errors. */
@@ -65,9 +71,22 @@ export interface Daemon {
   /** `http://host:port` the daemon listens on. */
   readonly url: string;
   readonly server: Server;
+  /**
+   * Where the attempt log is written: the write thread's own connections for a local database
+   * file, else `app.db`. Tests reach its connections through it (e.g. a `PRAGMA query_only`).
+   */
+  readonly logDb: WriterDb & Pick<Database, 'onEveryConnection'>;
   /** Releases everything in reverse order of construction. Idempotent. */
   close(): Promise<void>;
 }
+
+/**
+ * Busy timeout of the main thread's database client. Its writes are rare (sessions, cooldowns,
+ * round-robin pointers, reload history), but a busy wait there is synchronous and stalls every
+ * request, so it is short: a write that meets another process's lock fails (logged, memory stays
+ * authoritative) instead of freezing the proxy. The attempt log waits in its own thread.
+ */
+const MAIN_BUSY_TIMEOUT_MS = 50;
 
 /** Starts a daemon: config → store → metrics → reloader → HTTP → watcher → control file. */
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
@@ -94,6 +113,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   try {
     const db: Database = await openDatabase(initial.database, {
       authToken: initial.config.server.database_token,
+      busyTimeoutMs: MAIN_BUSY_TIMEOUT_MS,
       log,
     });
     closers.push(() => db.close());
@@ -112,8 +132,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const metrics = new Metrics({ processMetrics: opts.processMetrics });
     metrics.startup(initial);
 
+    // A local file's attempt log is written by a thread of its own, off the event loop (a remote
+    // client is asynchronous already). Closed after the writer, before the database.
+    let logDb: Daemon['logDb'] = db;
+    if (db.kind === 'file') {
+      const thread = await startWriteThread(initial.database, { log });
+      closers.push(() => thread.close());
+      logDb = thread;
+    }
     // Rollups are upserted in the same write batch as the attempts they count.
-    const logWriter = new LogWriter(db, { log, extraStatements: rollupStatements });
+    const logWriter = new LogWriter(logDb, { ...opts.logWriter, log, extraStatements: rollupStatements });
     logWriter.start();
     closers.push(() => logWriter.close());
     // Attempts written before the rollup tables existed are folded in once, in the background.
@@ -290,7 +318,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       { event: 'listening', url, generation: initial.generation, hash: initial.hash, database: db.kind },
       `ccload listening on ${url}`,
     );
-    return { app, url, server, close };
+    return { app, url, server, logDb, close };
   } catch (err) {
     await close();
     throw err;

@@ -3,9 +3,11 @@
  * O(1), never awaits, never throws) and it writes them in the background as multi-row INSERTs, one
  * write batch per flush, yielding to the event loop between flushes.
  *
- * Why batched: the local libSQL client runs SQLite synchronously on the main thread, so one
+ * Why batched: the local libSQL client runs SQLite synchronously on the calling thread, so one
  * `execute` per attempt would put a commit (and an fsync) on the request path. A 500-row flush of
- * five 100-row statements costs a few ms.
+ * five 100-row statements costs a few ms. The daemon goes further and hands the batches to a
+ * write thread (write-thread.ts), so neither the flush nor a busy wait on a locked database blocks
+ * the event loop; the statements are still built here, so `extraStatements` commit with the rows.
  *
  * Failure policy: a failed write (SQLITE_BUSY, READONLY, FULL, I/O error …) leaves its rows queued
  * and is retried with exponential backoff. Only when the queue outgrows `maxQueue` are the OLDEST
@@ -16,7 +18,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { InStatement } from '@libsql/client';
 import { ATTEMPT_COLUMNS, type AttemptRecord, attemptToRow } from './attempt.js';
-import { type Database, isBusyError, type StoreLog, silentLog } from './db.js';
+import { isBusyError, type StoreLog, silentLog } from './db.js';
 
 /** Options of `LogWriter`. */
 export interface LogWriterOptions {
@@ -65,8 +67,16 @@ export interface LogWriterStats {
   readonly lastWriteAt?: number;
 }
 
-/** What the writer needs of a `Database`. */
-export type WriterDb = Pick<Database, 'client'> & Partial<Pick<Database, 'log' | 'resetConnections'>>;
+/**
+ * What the writer needs of a database: a client that runs one write batch — a `Database`, or the
+ * daemon's `WriteThread` (write-thread.ts), which runs it off the event loop.
+ */
+export interface WriterDb {
+  readonly client: { batch(stmts: InStatement[], mode: 'write'): Promise<unknown> };
+  readonly log?: StoreLog;
+  /** Replaces the connections after a busy failure (see `isBusyError`); a write thread does that itself. */
+  resetConnections?(): Promise<boolean>;
+}
 
 const INSERT_HEAD = `INSERT INTO attempts (${ATTEMPT_COLUMNS.join(', ')}) VALUES `;
 const ROW_PLACEHOLDERS = `(${ATTEMPT_COLUMNS.map(() => '?').join(', ')})`;
@@ -319,7 +329,7 @@ export class LogWriter {
       this.#inflight = 0;
       this.#succeeded(rows);
       budget -= n;
-      // The write ran synchronously; let timers and sockets run before the next one.
+      // A local client's write ran synchronously; let timers and sockets run before the next one.
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
