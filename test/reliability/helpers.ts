@@ -8,9 +8,10 @@ import { readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { Agent, request } from 'undici';
+import { Agent, request, WebSocket } from 'undici';
+import { controlFilePath, readControlFile } from '../../src/control.js';
 import { type Teardownable, tmpDir } from '../helpers/tmp.js';
-import { deadline } from '../helpers/wait.js';
+import { deadline, waitFor } from '../helpers/wait.js';
 
 const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 
@@ -94,6 +95,8 @@ export interface ChildDaemon {
   readonly exited: Promise<number | null>;
   /** The last lines it logged (for failure messages). */
   readonly tail: string[];
+  /** The inspector's WebSocket URL, when started with `inspect`. */
+  readonly inspectorUrl: string | undefined;
 }
 
 /**
@@ -104,12 +107,13 @@ export interface ChildDaemon {
 export async function startChildDaemon(
   t: Teardownable,
   text: string,
-  o: { dir?: string; nodeArgs?: string[] } = {},
+  o: { dir?: string; inspect?: boolean } = {},
 ): Promise<ChildDaemon> {
   const dir = o.dir ?? tmpDir(t, 'ccload-rel-');
   const file = join(dir, 'ccload.yaml');
   writeFileSync(file, text);
-  const child = spawn(process.execPath, [...(o.nodeArgs ?? []), MAIN, 'serve', '--config', file], {
+  const nodeArgs = o.inspect ? ['--inspect=127.0.0.1:0'] : [];
+  const child = spawn(process.execPath, [...nodeArgs, MAIN, 'serve', '--config', file], {
     cwd: dir,
     env: { PATH: process.env['PATH'] ?? '', RUNTIME_DIRECTORY: dir, CCLOAD_LOG_FORMAT: 'json' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -122,22 +126,83 @@ export async function startChildDaemon(
     tail.push(line);
     if (tail.length > 50) tail.shift();
   };
-  createInterface({ input: child.stderr! }).on('line', keep);
+  let inspectorUrl: string | undefined;
+  const inspectorSeen = new Promise<void>((resolve) => {
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      keep(line);
+      const m = /Debugger listening on (ws:\/\/\S+)/.exec(line);
+      if (m) {
+        inspectorUrl = m[1];
+        resolve();
+      }
+    });
+  });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const url = await deadline(
-    new Promise<string>((resolve, reject) => {
-      createInterface({ input: child.stdout! }).on('line', (line) => {
-        keep(line);
-        if (line.includes('"event":"listening"')) resolve((JSON.parse(line) as { url: string }).url);
-      });
-      void exited.then((code) =>
-        reject(new Error(`ccload exited (${code}) before listening:\n${tail.join('\n')}`)),
-      );
-    }),
-    20_000,
-    'the ccload process to listen',
+  createInterface({ input: child.stdout! }).on('line', keep);
+  // The daemon logs `listening` at info; at warn it says nothing, so the control file it writes
+  // once it listens (beside its state, in RUNTIME_DIRECTORY) tells the URL.
+  const control = controlFilePath(file, { RUNTIME_DIRECTORY: dir });
+  let url = '';
+  let exitCode: number | null | undefined;
+  void exited.then((code) => {
+    exitCode = code;
+  });
+  await waitFor(
+    () => {
+      if (exitCode !== undefined)
+        throw new Error(`ccload exited (${exitCode}) before listening:\n${tail.join('\n')}`);
+      const info = readControlFile(control);
+      if (info && info.pid === child.pid) url = info.url;
+      return url !== '';
+    },
+    { timeoutMs: 20_000, message: 'the ccload process to listen' },
   );
-  return { child, pid: child.pid!, url, dir, file, exited, tail };
+  if (o.inspect) await deadline(inspectorSeen, 5000, 'the inspector URL');
+  return { child, pid: child.pid!, url, dir, file, exited, tail, inspectorUrl };
+}
+
+/** A DevTools-protocol session with a process started with `--inspect`. */
+export interface Inspector {
+  /** Forces full garbage collections, then returns the V8 heap in use (MB). */
+  heapAfterGcMb(): Promise<number>;
+  close(): void;
+}
+
+/** Connects to the inspector at `wsUrl` (a ccload child started with `inspect: true`). */
+export async function openInspector(wsUrl: string): Promise<Inspector> {
+  const ws = new WebSocket(wsUrl);
+  const replies = new Map<number, (result: unknown) => void>();
+  ws.addEventListener('message', (ev) => {
+    const m = JSON.parse(String(ev.data)) as { id?: number; result?: unknown };
+    if (m.id !== undefined) replies.get(m.id)?.(m.result);
+  });
+  await deadline(
+    new Promise<void>((resolve, reject) => {
+      ws.addEventListener('open', () => resolve());
+      ws.addEventListener('error', () => reject(new Error(`inspector connection to ${wsUrl} failed`)));
+    }),
+    5000,
+    'the inspector connection',
+  );
+  let seq = 0;
+  const call = (method: string): Promise<unknown> => {
+    const id = ++seq;
+    const reply = new Promise<unknown>((resolve) => replies.set(id, resolve));
+    ws.send(JSON.stringify({ id, method }));
+    return deadline(reply, 10_000, `inspector ${method}`);
+  };
+  return {
+    async heapAfterGcMb() {
+      // Twice: objects with finalizers (sockets, weak refs) need a second pass to go.
+      await call('HeapProfiler.collectGarbage');
+      await call('HeapProfiler.collectGarbage');
+      const usage = (await call('Runtime.getHeapUsage')) as { usedSize: number };
+      return usage.usedSize / 2 ** 20;
+    },
+    close() {
+      ws.close();
+    },
+  };
 }
 
 /** Open file descriptors of a process (Linux /proc). */
@@ -149,6 +214,14 @@ export function fdCount(pid: number | 'self' = 'self'): number {
 export function rssMb(pid: number | 'self' = 'self'): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+/** CPU time (user + system) a process has used so far, in ms (Linux /proc). */
+export function cpuMs(pid: number | 'self' = 'self'): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may contain spaces) start after the last ')'.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
 }
 
 /** Prometheus text exposition → value per series (`name` or `name{labels}` as written). */
@@ -209,7 +282,7 @@ export interface Sample {
   readonly at: number;
   readonly ms: number;
   readonly ok: boolean;
-  readonly stream: boolean;
+  readonly tag: string;
   readonly status: number;
   readonly error?: string;
 }
@@ -232,9 +305,14 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[i]!;
 }
 
-/** Summarises samples (optionally only those started in [from, to)). */
-export function summarise(samples: readonly Sample[], from = -Infinity, to = Infinity): Summary {
-  const sel = samples.filter((s) => s.at >= from && s.at < to);
+/** Summarises the samples started in [from, to), only those tagged `tag` when given. */
+export function summarise(
+  samples: readonly Sample[],
+  from = -Infinity,
+  to = Infinity,
+  tag?: string,
+): Summary {
+  const sel = samples.filter((s) => s.at >= from && s.at < to && (tag === undefined || s.tag === tag));
   const ms = sel.map((s) => s.ms).sort((a, b) => a - b);
   const bad = sel.filter((s) => !s.ok);
   return {
@@ -243,7 +321,7 @@ export function summarise(samples: readonly Sample[], from = -Infinity, to = Inf
     p50: percentile(ms, 50),
     p99: percentile(ms, 99),
     max: ms[ms.length - 1] ?? Number.NaN,
-    failures: bad.slice(0, 5).map((s) => `${s.status} ${s.error ?? ''}`.trim()),
+    failures: bad.slice(0, 5).map((s) => `${s.tag}: ${s.status} ${s.error ?? ''}`.trim()),
   };
 }
 
@@ -252,17 +330,39 @@ export function fmt(s: Summary): string {
   return `${s.n} requests, ${s.failed} failed, latency p50 ${s.p50.toFixed(1)} ms, p99 ${s.p99.toFixed(1)} ms, max ${s.max.toFixed(1)} ms`;
 }
 
+/** What the load sends as request `i`, and what counts as a good answer to it. */
+export interface Planned {
+  readonly tag: string;
+  readonly body: Buffer;
+  /** Whether the answer is good; default: 200 with a complete body (a stream ending in `message_stop`). */
+  readonly accept?: (status: number, text: string) => boolean;
+}
+
+/** The default plan: every other request streams, `bodyBytes` per body. */
+export function alternating(bodyBytes = 600): (i: number) => Planned {
+  const plans = [
+    { tag: 'json', body: messagesBody(false, bodyBytes) },
+    { tag: 'stream', body: messagesBody(true, bodyBytes) },
+  ];
+  return (i) => plans[i % 2]!;
+}
+
+/** A complete, successful answer: 200, and for a stream its `message_stop`. */
+export function completeAnswer(status: number, text: string): boolean {
+  return status === 200 && (!text.startsWith('event:') || text.includes('event: message_stop'));
+}
+
 /** Options of `startLoad`. */
 export interface LoadOptions {
   url: string;
   /** Requests in flight at once (closed loop: each worker sends its next when the last ended). */
   concurrency: number;
-  /** Whether request `i` streams (default: every other one). */
-  stream?: (i: number) => boolean;
-  /** Bytes per request body (default 600). */
-  bodyBytes?: number;
+  /** What request `i` is (default `alternating()`). */
+  plan?: (i: number) => Planned;
   /** Per-request limit; a request running longer counts as failed (default 10 s). */
   timeoutMs?: number;
+  /** Pause of each worker between its requests (pacing, so a test leaves CPU to its neighbours). */
+  paceMs?: number;
 }
 
 /** A running closed-loop load. */
@@ -272,26 +372,24 @@ export interface Load {
   readonly count: number;
   /** Resolves after `n` more requests have finished (or rejects after `timeoutMs`). */
   after(n: number, timeoutMs?: number): Promise<void>;
-  /** Stops sending and resolves once every request in flight has ended. */
+  /** Stops sending and resolves once every request in flight has ended. Idempotent. */
   stop(): Promise<Sample[]>;
 }
 
 /**
  * Starts `concurrency` workers, each sending POST /v1/messages back to back through a keep-alive
- * dispatcher until `stop()`. A request is ok when it answered 200 with a complete body (a stream
- * ending in `message_stop`).
+ * dispatcher until `stop()`, recording every request as a `Sample`.
  */
 export function startLoad(o: LoadOptions): Load {
   const dispatcher = new Agent({ connections: o.concurrency, keepAliveTimeout: 10_000 });
   const samples: Sample[] = [];
-  const streamOf = o.stream ?? ((i: number) => i % 2 === 0);
-  const bodies = [messagesBody(false, o.bodyBytes), messagesBody(true, o.bodyBytes)];
+  const plan = o.plan ?? alternating();
   const waiters: { until: number; resolve: () => void }[] = [];
   let stopping = false;
   let stopped: Promise<Sample[]> | undefined;
   let next = 0;
   const one = async (i: number): Promise<void> => {
-    const stream = streamOf(i);
+    const p = plan(i);
     const at = performance.now();
     let status = 0;
     let ok = false;
@@ -300,18 +398,18 @@ export function startLoad(o: LoadOptions): Load {
       const res = await request(`${o.url}/v1/messages`, {
         method: 'POST',
         headers: loadHeaders,
-        body: bodies[stream ? 1 : 0],
+        body: p.body,
         dispatcher,
         signal: AbortSignal.timeout(o.timeoutMs ?? 10_000),
       });
       status = res.statusCode;
       const text = await res.body.text();
-      ok = status === 200 && (!stream || text.includes('event: message_stop'));
+      ok = (p.accept ?? completeAnswer)(status, text);
       if (!ok) error = text.slice(0, 200);
     } catch (err) {
       error = err instanceof Error ? err.message : String(err);
     }
-    samples.push({ at, ms: performance.now() - at, ok, stream, status, ...(error ? { error } : {}) });
+    samples.push({ at, ms: performance.now() - at, ok, tag: p.tag, status, ...(error ? { error } : {}) });
     for (let k = waiters.length - 1; k >= 0; k--) {
       const w = waiters[k]!;
       if (samples.length >= w.until) {
@@ -321,7 +419,10 @@ export function startLoad(o: LoadOptions): Load {
     }
   };
   const workers = Array.from({ length: o.concurrency }, async () => {
-    while (!stopping) await one(next++);
+    while (!stopping) {
+      await one(next++);
+      if (o.paceMs) await new Promise((resolve) => setTimeout(resolve, o.paceMs));
+    }
   });
   return {
     samples,
