@@ -2,9 +2,10 @@
  * Prometheus metrics (prom-client) on a registry of our own, so several daemons can live in one
  * process (tests). Label values are channel/model/token *names* — never a key or token.
  */
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { ReloadOutcome } from './config/reloader.js';
 import type { Snapshot } from './config/snapshot.js';
+import { FastCounter, FastHistogram } from './fast-metrics.js';
 
 /** Every metric ccload exports. */
 export class Metrics {
@@ -36,49 +37,49 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly requests = new Counter({
+  readonly requests = new FastCounter({
     name: 'ccload_requests_total',
     help: 'Client requests by endpoint and result (ok, or the error class of the answer the client got).',
-    labelNames: ['endpoint', 'result'] as const,
-    registers: [this.registry],
+    labelNames: ['endpoint', 'result'],
+    registry: this.registry,
   });
-  readonly attempts = new Counter({
+  readonly attempts = new FastCounter({
     name: 'ccload_attempts_total',
     help: 'Upstream attempts by channel, model (as requested) and outcome (ok, or the error class).',
-    labelNames: ['channel', 'model', 'outcome'] as const,
-    registers: [this.registry],
+    labelNames: ['channel', 'model', 'outcome'],
+    registry: this.registry,
   });
-  readonly failovers = new Counter({
+  readonly failovers = new FastCounter({
     name: 'ccload_failovers_total',
     help: 'Failed attempts after which another candidate was tried, by the channel that failed.',
-    labelNames: ['channel', 'model'] as const,
-    registers: [this.registry],
+    labelNames: ['channel', 'model'],
+    registry: this.registry,
   });
-  readonly tokens = new Counter({
+  readonly tokens = new FastCounter({
     name: 'ccload_tokens_total',
     help: 'Tokens reported by answering attempts, by channel, model and type (input, output, cache_creation, cache_read).',
-    labelNames: ['channel', 'model', 'type'] as const,
-    registers: [this.registry],
+    labelNames: ['channel', 'model', 'type'],
+    registry: this.registry,
   });
-  readonly cost = new Counter({
+  readonly cost = new FastCounter({
     name: 'ccload_cost_usd_total',
     help: 'Cost in USD of answering attempts (models with a price in `pricing`).',
-    labelNames: ['channel', 'model'] as const,
-    registers: [this.registry],
+    labelNames: ['channel', 'model'],
+    registry: this.registry,
   });
-  readonly ttfb = new Histogram({
+  readonly ttfb = new FastHistogram({
     name: 'ccload_upstream_ttfb_seconds',
     help: 'Time from sending an attempt to the upstream response headers.',
-    labelNames: ['channel'] as const,
+    labelNames: ['channel'],
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60],
-    registers: [this.registry],
+    registry: this.registry,
   });
-  readonly duration = new Histogram({
+  readonly duration = new FastHistogram({
     name: 'ccload_request_duration_seconds',
     help: 'Duration of client requests, all attempts included.',
-    labelNames: ['endpoint', 'streamed'] as const,
+    labelNames: ['endpoint', 'streamed'],
     buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
-    registers: [this.registry],
+    registry: this.registry,
   });
   readonly inflight = new Gauge({
     name: 'ccload_inflight_requests',
@@ -153,10 +154,11 @@ export class Metrics {
     return this.registry.metrics();
   }
   readonly #children = new Map<string, unknown>();
+  readonly #pairs = new Map<string, Map<string, PairMetrics>>();
 
   /**
    * A labelled child of a metric, cached: prom-client hashes the label values on every
-   * `labels()` call, and the data path records several metrics per request.
+   * `labels()` call. For the rare paths (errors before routing, cooldowns).
    */
   child<T>(metric: { labels(...v: string[]): T }, ...values: string[]): T {
     const key = `${(metric as unknown as { name: string }).name}\u0000${values.join('\u0000')}`;
@@ -166,6 +168,21 @@ export class Metrics {
       if (this.#children.size < 50_000) this.#children.set(key, c);
     }
     return c;
+  }
+
+  /** The children of one channel × model (the data path records several per request). */
+  pair(channel: string, model: string): PairMetrics {
+    let byModel = this.#pairs.get(channel);
+    if (!byModel) {
+      byModel = new Map();
+      this.#pairs.set(channel, byModel);
+    }
+    let p = byModel.get(model);
+    if (!p) {
+      p = new PairMetrics(this, channel, model);
+      if (byModel.size < 1000) byModel.set(model, p);
+    }
+    return p;
   }
 
   constructor(opts: { processMetrics?: boolean } = {}) {
@@ -187,5 +204,43 @@ export class Metrics {
     if (outcome.result !== 'rejected') this.configLastReloadSuccess.set(outcome.at / 1000);
     this.configGeneration.set(current.generation);
     this.configWarnings.set(current.warnings.length);
+  }
+}
+
+/** The labelled metric children of one channel × model, created once and reused. */
+export class PairMetrics {
+  readonly #m: Metrics;
+  readonly #channel: string;
+  readonly #model: string;
+  readonly #outcomes = new Map<string, { inc(n?: number): void }>();
+  readonly ttfb: { observe(v: number): void };
+  readonly failovers: { inc(n?: number): void };
+  readonly cost: { inc(n?: number): void };
+  readonly input: { inc(n?: number): void };
+  readonly output: { inc(n?: number): void };
+  readonly cacheCreation: { inc(n?: number): void };
+  readonly cacheRead: { inc(n?: number): void };
+
+  constructor(m: Metrics, channel: string, model: string) {
+    this.#m = m;
+    this.#channel = channel;
+    this.#model = model;
+    this.ttfb = m.ttfb.labels(channel);
+    this.failovers = m.failovers.labels(channel, model);
+    this.cost = m.cost.labels(channel, model);
+    this.input = m.tokens.labels(channel, model, 'input');
+    this.output = m.tokens.labels(channel, model, 'output');
+    this.cacheCreation = m.tokens.labels(channel, model, 'cache_creation');
+    this.cacheRead = m.tokens.labels(channel, model, 'cache_read');
+  }
+
+  /** The attempts counter for an outcome (`ok` or an error class). */
+  attempt(outcome: string): { inc(n?: number): void } {
+    let c = this.#outcomes.get(outcome);
+    if (!c) {
+      c = this.#m.attempts.labels(this.#channel, this.#model, outcome);
+      this.#outcomes.set(outcome, c);
+    }
+    return c;
   }
 }

@@ -128,6 +128,8 @@ class Attempt implements Dispatcher.DispatchHandler {
   #ttfb: number | null = null;
   #lastActivity = 0;
   #timer: NodeJS.Timeout | undefined;
+  /** When the timer is set to fire (Infinity when unset). */
+  #armedAt = Number.POSITIVE_INFINITY;
   #committed = false;
   #chunks: Buffer[] = [];
   #size = 0;
@@ -369,6 +371,7 @@ class Attempt implements Dispatcher.DispatchHandler {
 
   #armAt(at: number): void {
     clearTimeout(this.#timer);
+    this.#armedAt = at;
     if (at === Number.POSITIVE_INFINITY) return;
     this.#timer = setTimeout(() => this.#onTimer(), Math.max(0, at - performance.now()));
   }
@@ -390,8 +393,14 @@ class Attempt implements Dispatcher.DispatchHandler {
     return due;
   }
 
+  /**
+   * Moves the timer earlier when a limit now due sooner applies; a later one is left to the timer
+   * itself, which re-arms when it fires early (so a quick answer costs one setTimeout, not three).
+   */
   #rearm(): void {
-    if (!this.#settled) this.#armAt(this.#nextDue().at);
+    if (this.#settled) return;
+    const at = this.#nextDue().at;
+    if (at < this.#armedAt) this.#armAt(at);
   }
 
   #onTimer(): void {

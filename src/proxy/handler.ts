@@ -162,16 +162,19 @@ export class ProxyHandler {
       );
     }
     if (body === 'aborted') return;
-    const sniff = sniffRequest(body);
+    const sniff = sniffRequest(body.bytes);
     if (!sniff.ok) {
+      body.release();
       this.#d.metrics.child(this.#d.metrics.requests, endpoint, ErrorCode.BAD_REQUEST).inc();
       return sendError(res, 400, 'invalid_request_error', sniff.message);
     }
-    const p = new ProxyRequest(this.#d, runtime, req, res, endpoint, token ?? null, body, sniff);
+    const p = new ProxyRequest(this.#d, runtime, req, res, endpoint, token ?? null, body.bytes, sniff);
     this.#active.add(p);
     try {
       await p.run();
     } finally {
+      // Every attempt has ended (undici is done with the bytes): the buffer goes back to the pool.
+      body.release();
       this.#active.delete(p);
       if (this.#active.size === 0) this.#idle?.();
     }
@@ -411,7 +414,7 @@ class ProxyRequest {
       unrecorded = (f) => this.#record(ts, n, channel, key.fingerprint, sent, ended, outcome, f);
       tried.push({ channel: channel.name, keyIndex });
       last = { end, outcome, channel };
-      this.#d.metrics.child(this.#d.metrics.failovers, channel.name, this.#model).inc();
+      this.#d.metrics.pair(channel.name, this.#model).failovers.inc();
     }
 
     unrecorded?.(!this.#gone && last?.end.reply !== undefined);
@@ -489,7 +492,7 @@ class ProxyRequest {
     const m = this.#d.metrics;
     const ms = performance.now() - this.#started;
     m.child(m.requests, this.#endpoint, result).inc();
-    m.duration.observe({ endpoint: this.#endpoint, streamed: streamed ? 'true' : 'false' }, ms / 1000);
+    m.child(m.duration, this.#endpoint, streamed ? 'true' : 'false').observe(ms / 1000);
     if (this.#streaming) m.inflightStreams.dec();
     const end = this.#last;
     const u = end?.usage;
@@ -553,15 +556,15 @@ class ProxyRequest {
     };
     this.#d.logWriter.enqueue(record);
     const m = this.#d.metrics;
-    m.child(m.attempts, channel.name, this.#model, outcome.errorClass ?? 'ok').inc();
-    if (end.ttfbMs !== null) m.child(m.ttfb, channel.name).observe(end.ttfbMs / 1000);
+    const pm = m.pair(channel.name, this.#model);
+    pm.attempt(outcome.errorClass ?? 'ok').inc();
+    if (end.ttfbMs !== null) pm.ttfb.observe(end.ttfbMs / 1000);
     if (usage) {
-      if (usage.input) m.child(m.tokens, channel.name, this.#model, 'input').inc(usage.input);
-      if (usage.output) m.child(m.tokens, channel.name, this.#model, 'output').inc(usage.output);
-      if (usage.cacheCreation)
-        m.child(m.tokens, channel.name, this.#model, 'cache_creation').inc(usage.cacheCreation);
-      if (usage.cacheRead) m.child(m.tokens, channel.name, this.#model, 'cache_read').inc(usage.cacheRead);
-      if (cost) m.child(m.cost, channel.name, this.#model).inc(cost);
+      if (usage.input) pm.input.inc(usage.input);
+      if (usage.output) pm.output.inc(usage.output);
+      if (usage.cacheCreation) pm.cacheCreation.inc(usage.cacheCreation);
+      if (usage.cacheRead) pm.cacheRead.inc(usage.cacheRead);
+      if (cost) pm.cost.inc(cost);
     }
   }
 }
