@@ -370,6 +370,8 @@ export interface Load {
   readonly samples: Sample[];
   /** Requests finished so far. */
   readonly count: number;
+  /** Requests in flight now, by tag. */
+  inflight(tag: string): number;
   /** Resolves after `n` more requests have finished (or rejects after `timeoutMs`). */
   after(n: number, timeoutMs?: number): Promise<void>;
   /** Stops sending and resolves once every request in flight has ended. Idempotent. */
@@ -388,9 +390,11 @@ export function startLoad(o: LoadOptions): Load {
   let stopping = false;
   let stopped: Promise<Sample[]> | undefined;
   let next = 0;
+  const running = new Map<string, number>();
   const one = async (i: number): Promise<void> => {
     const p = plan(i);
     const at = performance.now();
+    running.set(p.tag, (running.get(p.tag) ?? 0) + 1);
     let status = 0;
     let ok = false;
     let error: string | undefined;
@@ -409,6 +413,7 @@ export function startLoad(o: LoadOptions): Load {
     } catch (err) {
       error = err instanceof Error ? err.message : String(err);
     }
+    running.set(p.tag, (running.get(p.tag) ?? 1) - 1);
     samples.push({ at, ms: performance.now() - at, ok, tag: p.tag, status, ...(error ? { error } : {}) });
     for (let k = waiters.length - 1; k >= 0; k--) {
       const w = waiters[k]!;
@@ -429,6 +434,7 @@ export function startLoad(o: LoadOptions): Load {
     get count() {
       return samples.length;
     },
+    inflight: (tag) => running.get(tag) ?? 0,
     after(n, timeoutMs = 20_000) {
       const until = samples.length + n;
       return deadline(
