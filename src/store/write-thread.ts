@@ -117,9 +117,9 @@ class ThreadHandle implements WriteThread {
 
   #spawn(): Promise<Worker> {
     return new Promise<Worker>((resolve, reject) => {
+      // Ref'd while it starts and while a reply is due (`#post`): an awaited start or flush must
+      // keep the process alive. Idle, it must not.
       const worker = new Worker(WORKER_URL, { workerData: this.#data });
-      // Idle, the thread must not keep the process alive; `#post` refs it while a reply is due.
-      worker.unref();
       let opened = false;
       const timer = setTimeout(() => {
         reject(
@@ -129,7 +129,6 @@ class ThreadHandle implements WriteThread {
         );
         void worker.terminate();
       }, this.#startTimeoutMs);
-      timer.unref();
       worker.on('message', (m: WriteThreadMessage) => {
         if ('id' in m) {
           const p = this.#pending.get(m.id);
@@ -141,6 +140,7 @@ class ThreadHandle implements WriteThread {
         } else if (m.kind === 'ready') {
           opened = true;
           clearTimeout(timer);
+          if (this.#pending.size === 0) worker.unref();
           resolve(worker);
         } else if (m.kind === 'failed') {
           clearTimeout(timer);
