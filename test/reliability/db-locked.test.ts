@@ -37,7 +37,17 @@ async function start(t: Test): Promise<{ daemon: Daemon; dbFile: string }> {
   const upstream = await startFakeUpstream({ record: false });
   t.teardown(() => upstream.close());
   const file = join(dir, 'ccload.yaml');
-  writeFileSync(file, reliabilityConfig({ channels: [{ name: 'up', url: upstream.url }] }));
+  // Two channels of equal priority share the traffic round-robin, so the main thread's own
+  // writes (the pointers, every 2 s) meet the outage too, not only the attempt log.
+  writeFileSync(
+    file,
+    reliabilityConfig({
+      channels: [
+        { name: 'up-a', url: upstream.url },
+        { name: 'up-b', url: upstream.url },
+      ],
+    }),
+  );
   const daemon = await startDaemon({
     configPath: file,
     cwd: dir,
