@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Takes headless-Chromium screenshots of dashboard pages, for looking at them during development:
-//   node scripts/screenshot.mjs URL PASSWORD OUTDIR [path ...] [--width=1280]
+//   node scripts/screenshot.mjs URL PASSWORD OUTDIR [path ...] [--width=1280] [--top]  (--top: the first screen only)
 // Logs in through the real login form first. Uses Debian's chromium via playwright-core.
 import { chromium } from 'playwright-core';
 
@@ -35,7 +35,7 @@ try {
     await page.goto(`${base}${p}`);
     await page.waitForLoadState('networkidle');
     const file = `${out}/${p === '/' ? 'overview' : p.replace(/^\//, '').replace(/[/?&=]/g, '_')}-${width}.png`;
-    await page.screenshot({ path: file, fullPage: true });
+    await page.screenshot({ path: file, fullPage: !process.argv.includes('--top') });
     console.log(file);
   }
 } finally {

@@ -129,7 +129,7 @@ export async function channelsPanel(app: App, opts: { notice?: Notice } = {}): P
     ${editable ? html`<a class="button primary" href="/channels/new">Add channel</a>` : ''}</h2>
   ${notice(opts.notice)}
   <div id="channel-test-result"></div>
-  <div class="table-wrap"><table>
+  <div class="table-wrap"><table class="stack">
   <thead><tr><th>state</th><th>channel</th><th class="num">priority</th><th>models</th><th>keys</th><th>cooldowns</th><th></th></tr></thead>
   <tbody>${rows.map(
     (c) => html`<tr>
@@ -139,14 +139,14 @@ export async function channelsPanel(app: App, opts: { notice?: Notice } = {}): P
         ? html`<div class="small">${c.problems.map((p) => html`<div class="notice-error">${p}</div>`)}</div>`
         : ''
     }</td>
-    <td class="num">${priority(c, list.hash, editable)}</td>
-    <td class="small">${c.models ? c.models.map((m) => html`<code>${m}</code> `) : html`<span class="muted">every model</span>`}${
+    <td class="num" data-label="priority">${priority(c, list.hash, editable)}</td>
+    <td class="small" data-label="models">${c.models ? c.models.map((m) => html`<code>${m}</code> `) : html`<span class="muted">every model</span>`}${
       Object.keys(c.model_map).length
         ? html`<div class="muted">${Object.entries(c.model_map).map(([f, t]) => html`<div><code>${f}</code> → <code>${t}</code></div>`)}</div>`
         : ''
     }</td>
-    <td>${keys(c, now)}</td>
-    <td>${cooldownList(c, now)}</td>
+    <td data-label="keys">${keys(c, now)}</td>
+    <td data-label="cooldowns">${cooldownList(c, now)}</td>
     <td><div class="actions">${actions(c, list.hash, editable)}</div></td>
   </tr>`,
   )}</tbody></table></div>

@@ -102,7 +102,7 @@ export async function logsPanel(app: App, f: LogFilters): Promise<Html> {
   return html`<section class="panel" id="logs-panel"${poll}>
   <h2>${count(total)} attempt${total === 1 ? '' : 's'} <span class="muted small">${f.offset + 1}–${Math.min(total, f.offset + PAGE)} shown${live ? ' · live' : ''}</span>
     <span class="spacer"></span>${pager('← newer', Math.max(0, f.offset - PAGE), f.offset > 0)} ${pager('older →', f.offset + PAGE, f.offset + PAGE < total)}</h2>
-  <div class="table-wrap"><table>
+  <div class="table-wrap"><table class="stack">
   <thead><tr><th>time</th><th>status</th><th>channel</th><th>model</th><th class="hide-sm">token</th><th class="num">try</th><th class="num">ttfb</th><th class="num">duration</th><th class="num">tokens in/out</th><th class="num hide-sm">cost</th><th class="hide-sm">request</th></tr></thead>
   <tbody>${entries.map(
     (e) => html`<tr>
@@ -111,10 +111,10 @@ export async function logsPanel(app: App, f: LogFilters): Promise<Html> {
     <td>${e.channel_name ?? '–'}${e.key_fp ? html` <code class="small">${e.key_fp}</code>` : ''}</td>
     <td class="small"><code>${e.model ?? '–'}</code>${e.model_sent && e.model_sent !== e.model ? html` → <code>${e.model_sent}</code>` : ''}${e.is_streaming ? html` <span class="badge badge-off">stream</span>` : ''}${e.endpoint === 'count_tokens' ? html` <span class="badge badge-off">count</span>` : ''}</td>
     <td class="hide-sm">${e.token ?? html`<span class="muted">–</span>`}</td>
-    <td class="num">${e.attempt}${e.final ? '' : html`<span class="muted" title="failed over to the next attempt">↷</span>`}</td>
-    <td class="num">${ms(e.first_byte_time === null ? null : e.first_byte_time * 1000)}</td>
-    <td class="num">${ms(e.duration === null ? null : e.duration * 1000)}</td>
-    <td class="num">${e.input_tokens === null ? '–' : html`${count(e.input_tokens)} / ${count(e.output_tokens)}`}</td>
+    <td class="num" data-label="attempt">${e.attempt}${e.final ? '' : html`<span class="muted" title="failed over to the next attempt">↷</span>`}</td>
+    <td class="num" data-label="ttfb">${ms(e.first_byte_time === null ? null : e.first_byte_time * 1000)}</td>
+    <td class="num" data-label="duration">${ms(e.duration === null ? null : e.duration * 1000)}</td>
+    <td class="num" data-label="tokens in/out">${e.input_tokens === null ? '–' : html`${count(e.input_tokens)} / ${count(e.output_tokens)}`}</td>
     <td class="num hide-sm">${e.cost_usd === null ? '–' : usd(e.cost_usd)}</td>
     <td class="hide-sm"><code class="small">${e.request_id}</code></td>
   </tr>`,
