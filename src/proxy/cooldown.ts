@@ -11,6 +11,7 @@
  * always pass the requested model.
  */
 import type { Channel } from '../config/snapshot.js';
+import type { CooldownRow } from '../store/state-store.js';
 
 /** A cooled scope: what one failure is blamed on. */
 export type CooldownScope = 'channel' | 'key' | 'channel+model' | 'key+model';
@@ -299,24 +300,8 @@ export function prune(
   return dropped;
 }
 
-/**
- * One cooldown as a plain database row (`null` for an absent key index / model). The same shape as
- * the store's `CooldownRow` (src/store/state-store.ts), so rows pass between them unchanged.
- */
-export interface CooldownRow {
-  /** `scopeKey` of the entry: the row's primary key. */
-  readonly scopeKey: string;
-  readonly scope: string;
-  readonly channel: string;
-  readonly keyIndex: number | null;
-  readonly model: string | null;
-  readonly until: number;
-  readonly failures: number;
-  readonly reason: string | null;
-  readonly identity: string | null;
-  /** When the row was written (ms); not read back. */
-  readonly updatedAt: number;
-}
+/** One cooldown as a plain database row (`null` for an absent key index / model): the store's shape. */
+export type { CooldownRow };
 
 /** The row of one entry, for writing through to SQLite at `now`. */
 export function cooldownRow(entry: CooldownEntry, now: number): CooldownRow {

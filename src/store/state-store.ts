@@ -8,9 +8,9 @@ import { guarded, type StoreDb } from './db.js';
 
 /** One persisted cooldown scope. */
 export interface CooldownRow {
-  /** Identifies the scope (e.g. `channel:main`, `key:main#0`, `model:main/claude-x`). */
+  /** Identifies the scope: `scopeKey` of src/proxy/cooldown.ts (`c:main`, `k:main#0`, `m:main|claude-x`, …). */
   readonly scopeKey: string;
-  /** `channel` | `key` | `model` | `key-model`; owned by the cooldown module. */
+  /** `channel` | `key` | `channel+model` | `key+model`; owned by the cooldown module. */
   readonly scope: string;
   readonly channel: string;
   readonly keyIndex: number | null;
@@ -22,6 +22,7 @@ export interface CooldownRow {
   readonly reason: string | null;
   /** The channel's url+keys identity when the row was written. */
   readonly identity: string | null;
+  /** When the row was written (ms); multi-instance sync compares it with local clears. */
   readonly updatedAt: number;
 }
 
