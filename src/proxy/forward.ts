@@ -406,8 +406,19 @@ class Attempt implements Dispatcher.DispatchHandler {
   #onTimer(): void {
     if (this.#settled) return;
     const due = this.#nextDue();
-    if (due.at <= performance.now() + 1) this.abort(due.code);
-    else this.#armAt(due.at);
+    if (due.at > performance.now() + 1) {
+      this.#armAt(due.at);
+      return;
+    }
+    // On a saturated event loop the timer can run before I/O that already arrived (the answer's
+    // headers or first event) has been read: let pending I/O callbacks run once, then judge again.
+    this.#armedAt = Number.POSITIVE_INFINITY;
+    setImmediate(() => {
+      if (this.#settled) return;
+      const again = this.#nextDue();
+      if (again.at <= performance.now() + 1) this.abort(again.code);
+      else this.#armAt(again.at);
+    });
   }
 
   // --- ending ---------------------------------------------------------------------------------
