@@ -14,9 +14,12 @@ export interface Body {
   release(): void;
 }
 
-/** Size classes of pooled buffers and how many of each are kept. */
+/**
+ * Size classes of pooled buffers and how many of each are kept (at most 8 + 16 + 16 + 16 MiB):
+ * enough for a few dozen requests in flight at once without allocating.
+ */
 const CLASSES = [64 * 1024, 256 * 1024, 1024 * 1024, 4 * 1024 * 1024] as const;
-const KEEP = 16;
+const KEEP = [128, 64, 16, 4] as const;
 const pools: Buffer[][] = CLASSES.map(() => []);
 
 function take(size: number): { buf: Buffer; cls: number } {
@@ -44,7 +47,7 @@ export function readRequestBody(
     const giveBack = () => {
       const t = target;
       target = undefined;
-      if (t && t.cls >= 0 && pools[t.cls]!.length < KEEP) pools[t.cls]!.push(t.buf);
+      if (t && t.cls >= 0 && pools[t.cls]!.length < KEEP[t.cls]!) pools[t.cls]!.push(t.buf);
     };
     const finish = (v: Body | 'too-large' | 'aborted') => {
       if (settled) return;
