@@ -90,17 +90,6 @@ export function createLogger(
       level: opts.level ?? 'info',
       base: { service: 'ccload' },
       timestamp: format === 'json' ? pino.stdTimeFunctions.isoTime : pino.stdTimeFunctions.epochTime,
-      redact: {
-        paths: [
-          '*.api_key',
-          '*.token',
-          '*.password',
-          '*.authorization',
-          '*["x-api-key"]',
-          'headers.authorization',
-        ],
-        censor: '[redacted]',
-      },
       formatters: { level: (label, number) => (format === 'json' ? { level: label } : { level: number }) },
     },
     destination,
