@@ -229,7 +229,11 @@ t.test('one rejected save reported twice is recorded once', async (t) => {
   t.equal(first.result, 'rejected');
   t.equal(second.result, 'rejected');
   t.ok(second.repeat, 'the second report is a repeat');
-  t.equal(seen.filter((o) => o.result === 'rejected' && o.fileHash === first.fileHash).length, 1, 'emitted once');
+  t.equal(
+    seen.filter((o) => o.result === 'rejected' && o.fileHash === first.fileHash).length,
+    1,
+    'emitted once',
+  );
   const explicit = await daemon.app.reloader.request('signal');
   t.notOk(explicit.repeat, 'an explicit reload judges the file again');
 });
