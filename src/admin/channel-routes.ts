@@ -276,6 +276,92 @@ export interface KeyTestResult {
   readonly error?: string;
 }
 
+/** Whether any cooldown entry (of this or an earlier config) names the channel. */
+function hasCooldowns(app: App, name: string): boolean {
+  for (const e of app.proxyState.cooldowns.entries.values()) if (e.channel === name) return true;
+  return false;
+}
+
+/** Clears a channel's runtime cooldowns (no file change), logs it, and returns how many. */
+export function clearCooldowns(app: App, name: string): number {
+  const cleared = app.proxyState.clearChannel(name, app.now());
+  app.log.info(
+    { event: 'cooldown_cleared', channel: name, cleared },
+    `cooldowns of channel "${name}" cleared`,
+  );
+  return cleared;
+}
+
+/** The answer of a channel test: per-key results, or why the test could not run. */
+export type ChannelTestResult =
+  | {
+      readonly channel: string;
+      readonly model: string;
+      readonly ok: boolean;
+      readonly status: number;
+      readonly duration_ms: number;
+      readonly input_tokens?: number;
+      readonly error?: string;
+      readonly keys: readonly KeyTestResult[];
+    }
+  | { readonly error: 'not_found' | 'bad_request'; readonly status: 400 | 404; readonly message: string };
+
+/**
+ * Tests a channel with one free count_tokens call per key (or only `keyIndex`), model = `model`
+ * or the channel's first exact model. Cooldowns and the proxy's pools are not touched.
+ */
+export async function testChannel(
+  app: App,
+  name: string,
+  opts: { keyIndex?: number | undefined; model?: string | undefined } = {},
+): Promise<ChannelTestResult> {
+  const snapshot = app.reloader.current;
+  const c = snapshot.channels.find((x) => x.name === name);
+  if (!c) return { error: 'not_found', status: 404, message: `no channel named ${JSON.stringify(name)}` };
+  if (c.keys.length === 0)
+    return { error: 'bad_request', status: 400, message: `channel "${name}" has no usable key` };
+  if (opts.keyIndex !== undefined && !c.keys.some((k) => k.index === opts.keyIndex)) {
+    return {
+      error: 'bad_request',
+      status: 400,
+      message: `channel "${name}" has ${c.keys.length} key(s); key_index ${opts.keyIndex} does not exist`,
+    };
+  }
+  const model = opts.model?.trim() || testModel(c);
+  if (!model) {
+    return {
+      error: 'bad_request',
+      status: 400,
+      message: `channel "${name}" names no exact model (only globs or every model): give one as {"model": "..."}`,
+    };
+  }
+  const keys = opts.keyIndex !== undefined ? [opts.keyIndex] : c.keys.map((k) => k.index);
+  const results: KeyTestResult[] = [];
+  for (const k of keys) results.push(await testKey(snapshot, c, k, model));
+  const failed = results.find((r) => !r.ok);
+  const first = failed ?? results[0]!;
+  app.log.info(
+    {
+      event: 'channel_test',
+      channel: name,
+      model,
+      ok: !failed,
+      results: results.map((r) => [r.key_index, r.status]),
+    },
+    `channel "${name}" tested: ${failed ? 'failed' : 'ok'}`,
+  );
+  return {
+    channel: name,
+    model,
+    ok: !failed,
+    status: first.status,
+    duration_ms: results.reduce((sum, r) => sum + r.duration_ms, 0),
+    ...(results[0]?.input_tokens !== undefined ? { input_tokens: results[0].input_tokens } : {}),
+    ...(failed?.error ? { error: failed.error } : {}),
+    keys: results,
+  };
+}
+
 /** The largest upstream answer a test reads. */
 const MAX_TEST_BODY = 64 * 1024;
 
@@ -449,17 +535,13 @@ export function channelRoutes(app: App): Route[] {
       access: 'session',
       handle(_req, res, ctx) {
         const name = ctx.params[0]!;
-        const cleared = app.proxyState.clearChannel(name);
-        if (cleared === 0 && !find(name)) {
+        if (!find(name) && !hasCooldowns(app, name)) {
           return sendJson(res, 404, {
             error: 'not_found',
             message: `no channel named ${JSON.stringify(name)}`,
           });
         }
-        app.log.info(
-          { event: 'cooldown_cleared', channel: name, cleared },
-          `cooldowns of channel "${name}" cleared`,
-        );
+        const cleared = clearCooldowns(app, name);
         sendJson(res, 200, { channel: name, cleared });
       },
     },
@@ -474,55 +556,9 @@ export function channelRoutes(app: App): Route[] {
         const parsed = TestBody.safeParse(body);
         if (!parsed.success)
           return sendJson(res, 400, { error: 'bad_request', message: bodyError(parsed.error) });
-        const snapshot = app.reloader.current;
-        const c = snapshot.channels.find((x) => x.name === name);
-        if (!c)
-          return sendJson(res, 404, {
-            error: 'not_found',
-            message: `no channel named ${JSON.stringify(name)}`,
-          });
-        const { key_index, model: asked } = parsed.data;
-        if (c.keys.length === 0) {
-          return sendJson(res, 400, { error: 'bad_request', message: `channel "${name}" has no usable key` });
-        }
-        if (key_index !== undefined && !c.keys.some((k) => k.index === key_index)) {
-          return sendJson(res, 400, {
-            error: 'bad_request',
-            message: `channel "${name}" has ${c.keys.length} key(s); key_index ${key_index} does not exist`,
-          });
-        }
-        const model = asked ?? testModel(c);
-        if (!model) {
-          return sendJson(res, 400, {
-            error: 'bad_request',
-            message: `channel "${name}" names no exact model (only globs or every model): give one as {"model": "..."}`,
-          });
-        }
-        const keys = key_index !== undefined ? [key_index] : c.keys.map((k) => k.index);
-        const results: KeyTestResult[] = [];
-        for (const k of keys) results.push(await testKey(snapshot, c, k, model));
-        const failed = results.find((r) => !r.ok);
-        const first = failed ?? results[0]!;
-        app.log.info(
-          {
-            event: 'channel_test',
-            channel: name,
-            model,
-            ok: !failed,
-            results: results.map((r) => [r.key_index, r.status]),
-          },
-          `channel "${name}" tested: ${failed ? 'failed' : 'ok'}`,
-        );
-        sendJson(res, 200, {
-          channel: name,
-          model,
-          ok: !failed,
-          status: first.status,
-          duration_ms: results.reduce((s, r) => s + r.duration_ms, 0),
-          ...(results[0]?.input_tokens !== undefined ? { input_tokens: results[0].input_tokens } : {}),
-          ...(failed?.error ? { error: failed.error } : {}),
-          keys: results,
-        });
+        const r = await testChannel(app, name, { keyIndex: parsed.data.key_index, model: parsed.data.model });
+        if ('message' in r) return sendJson(res, r.status, { error: r.error, message: r.message });
+        sendJson(res, 200, r);
       },
     },
   ];

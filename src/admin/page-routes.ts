@@ -7,7 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import type { App } from '../app.js';
 import type { ChannelEdit } from '../config/write-back.js';
 import { readBody } from '../http/respond.js';
-import { testKey, testModel } from './channel-routes.js';
+import { clearCooldowns, testChannel } from './channel-routes.js';
 import { configWritable } from './core-routes.js';
 import { type Html, html } from './html.js';
 import { banner } from './pages/banner.js';
@@ -41,84 +41,50 @@ export function pageRoutes(app: App): Route[] {
     };
   };
 
+  /**
+   * A page and the fragment htmx swaps into it: the page is the fragment (plus `head`, e.g. a
+   * filter form) inside the layout, so both always render the same data.
+   */
+  const view = (
+    path: string,
+    fragmentPath: string,
+    title: string,
+    active: PageName,
+    fragment: (url: URL) => Promise<Html>,
+    head: (url: URL) => Html = () => html``,
+  ): Route[] => [
+    {
+      method: 'GET',
+      path,
+      access: 'session',
+      page: true,
+      async handle(_req, res, ctx) {
+        const body = html`<h1>${title}</h1>${head(ctx.url)}${await fragment(ctx.url)}`;
+        sendHtml(res, 200, page(title, active, body));
+      },
+    },
+    {
+      method: 'GET',
+      path: fragmentPath,
+      access: 'session',
+      async handle(_req, res, ctx) {
+        sendHtml(res, 200, await fragment(ctx.url));
+      },
+    },
+  ];
+
   return [
-    {
-      method: 'GET',
-      path: '/',
-      access: 'session',
-      page: true,
-      async handle(_req, res) {
-        sendHtml(res, 200, page('Overview', 'overview', html`<h1>Overview</h1>${await overviewBody(app)}`));
-      },
-    },
-    {
-      method: 'GET',
-      path: '/ui/overview',
-      access: 'session',
-      async handle(_req, res) {
-        sendHtml(res, 200, await overviewBody(app));
-      },
-    },
-    {
-      method: 'GET',
-      path: '/logs',
-      access: 'session',
-      page: true,
-      async handle(_req, res, ctx) {
-        const f = logFilters(ctx.url);
-        sendHtml(
-          res,
-          200,
-          page('Logs', 'logs', html`<h1>Logs</h1>${logFilterForm(app, f)}${await logsPanel(app, f)}`),
-        );
-      },
-    },
-    {
-      method: 'GET',
-      path: '/ui/logs',
-      access: 'session',
-      async handle(_req, res, ctx) {
-        sendHtml(res, 200, await logsPanel(app, logFilters(ctx.url)));
-      },
-    },
-    {
-      method: 'GET',
-      path: '/stats',
-      access: 'session',
-      page: true,
-      async handle(_req, res, ctx) {
-        sendHtml(
-          res,
-          200,
-          page('Stats', 'stats', html`<h1>Stats</h1>${await statsPanel(app, statsHours(ctx.url))}`),
-        );
-      },
-    },
-    {
-      method: 'GET',
-      path: '/ui/stats',
-      access: 'session',
-      async handle(_req, res, ctx) {
-        sendHtml(res, 200, await statsPanel(app, statsHours(ctx.url)));
-      },
-    },
-    {
-      method: 'GET',
-      path: '/channels',
-      access: 'session',
-      page: true,
-      async handle(_req, res) {
-        sendHtml(res, 200, page('Channels', 'channels', html`<h1>Channels</h1>${await channelsPanel(app)}`));
-      },
-    },
-    {
-      method: 'GET',
-      path: '/ui/channels',
-      access: 'session',
-      async handle(_req, res) {
-        sendHtml(res, 200, await channelsPanel(app));
-      },
-    },
+    ...view('/', '/ui/overview', 'Overview', 'overview', () => overviewBody(app)),
+    ...view(
+      '/logs',
+      '/ui/logs',
+      'Logs',
+      'logs',
+      (url) => logsPanel(app, logFilters(url)),
+      (url) => logFilterForm(app, logFilters(url)),
+    ),
+    ...view('/stats', '/ui/stats', 'Stats', 'stats', (url) => statsPanel(app, statsHours(url))),
+    ...view('/channels', '/ui/channels', 'Channels', 'channels', () => channelsPanel(app)),
     {
       method: 'GET',
       path: '/channels/new',
@@ -224,13 +190,12 @@ export function pageRoutes(app: App): Route[] {
             html`<section class="panel" id="form-panel"><div class="notice notice-${n.kind}">${n.body}</div><a class="button" href="/channels">Back to channels</a></section>`,
           );
         }
-        if (action === 'test') return sendHtml(res, 200, await test(app, name, f.get('model')));
+        if (action === 'test') {
+          const r = await testChannel(app, name, { model: f.get('model') ?? undefined });
+          return sendHtml(res, 200, testResultHtml(name, r));
+        }
         if (action === 'clear') {
-          const n = app.proxyState.clearChannel(name);
-          app.log.info(
-            { event: 'cooldown_cleared', channel: name, cleared: n },
-            `cooldowns of channel "${name}" cleared`,
-          );
+          const n = clearCooldowns(app, name);
           const notice: Notice = {
             kind: 'ok',
             body: html`Cleared ${n} cooldown${n === 1 ? '' : 's'} of <strong>${name}</strong> (runtime state only; the file is unchanged).`,
@@ -288,22 +253,4 @@ export function pageRoutes(app: App): Route[] {
       },
     },
   ];
-}
-
-/** Tests every key of a channel with a free count_tokens call; cooldowns are not touched. */
-async function test(app: App, name: string, asked: string | null): Promise<Html> {
-  const snapshot = app.reloader.current;
-  const c = snapshot.channels.find((x) => x.name === name);
-  if (!c) return testResultHtml(name, { ok: false, message: 'no such channel' });
-  if (c.keys.length === 0)
-    return testResultHtml(name, { ok: false, message: 'the channel has no usable key' });
-  const model = asked?.trim() || testModel(c);
-  if (!model) return testResultHtml(name, { ok: false, message: 'name a model to test with' });
-  const keys = [];
-  for (const k of c.keys) keys.push(await testKey(snapshot, c, k.index, model));
-  app.log.info(
-    { event: 'channel_test', channel: name, model, results: keys.map((k) => [k.key_index, k.status]) },
-    `channel "${name}" tested`,
-  );
-  return testResultHtml(name, { ok: keys.every((k) => k.ok), model, keys });
 }

@@ -30,29 +30,21 @@ import {
   restoreRoundRobin,
 } from './select.js';
 
-/** Observer of cooldown changes (metrics). */
-export interface CooldownObserver {
-  entered(entry: CooldownEntry): void;
-  cleared(entries: readonly CooldownEntry[]): void;
-}
-
 /** Cooldowns and round-robin pointers, in memory with write-through persistence. */
 export class ProxyState {
   readonly cooldowns: CooldownState = createCooldownState();
   readonly rr: RoundRobin = createRoundRobin();
   readonly #store: StateStore;
   readonly #log: Logger;
-  readonly #observer: CooldownObserver | undefined;
   #rrDirty = false;
   /** When this instance last cleared each scope, so a shared-state sync does not undo it. */
   readonly #clearedAt = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #writes: Promise<unknown> = Promise.resolve();
 
-  constructor(store: StateStore, log: Logger, observer?: CooldownObserver) {
+  constructor(store: StateStore, log: Logger) {
     this.#store = store;
     this.#log = log;
-    this.#observer = observer;
   }
 
   /**
@@ -113,7 +105,6 @@ export class ProxyState {
   ): CooldownEntry | undefined {
     const entry = recordFailure(this.cooldowns, failure, ctx, policy, now);
     if (!entry) return undefined;
-    this.#observer?.entered(entry);
     this.#persist(() => this.#store.saveCooldown(cooldownRow(entry, now)));
     return entry;
   }
@@ -124,7 +115,6 @@ export class ProxyState {
     const cleared = recordSuccess(this.cooldowns, ctx, now);
     if (cleared.length === 0) return;
     for (const e of cleared) this.#clearedAt.set(scopeKey(e), now);
-    this.#observer?.cleared(cleared);
     this.#persist(() => this.#store.deleteCooldowns(cleared.map(scopeKey)));
   }
 
@@ -132,7 +122,6 @@ export class ProxyState {
   clearChannel(name: string, now = Date.now()): number {
     const cleared = clearChannel(this.cooldowns, name);
     for (const e of cleared) this.#clearedAt.set(scopeKey(e), now);
-    if (cleared.length > 0) this.#observer?.cleared(cleared);
     this.#persist(() => this.#store.deleteChannelCooldowns(name));
     return cleared.length;
   }

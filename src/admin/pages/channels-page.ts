@@ -7,7 +7,7 @@
  */
 import type { App } from '../../app.js';
 import type { WriteBackResult } from '../../config/write-back.js';
-import { channelList } from '../channel-routes.js';
+import { type ChannelTestResult, channelList } from '../channel-routes.js';
 import { type Html, html } from '../html.js';
 import { shortHash } from './format.js';
 
@@ -155,25 +155,9 @@ export async function channelsPanel(app: App, opts: { notice?: Notice } = {}): P
 }
 
 /** Renders a channel test result. */
-export function testResultHtml(
-  name: string,
-  r: {
-    ok: boolean;
-    model?: string;
-    keys?: {
-      key_index: number;
-      fingerprint: string;
-      ok: boolean;
-      status: number;
-      duration_ms: number;
-      input_tokens?: number;
-      error?: string;
-    }[];
-    message?: string;
-  },
-): Html {
-  if (!r.keys)
-    return html`<div class="notice notice-error">Test of <strong>${name}</strong>: ${r.message ?? 'failed'}</div>`;
+export function testResultHtml(name: string, r: ChannelTestResult): Html {
+  if ('message' in r)
+    return html`<div class="notice notice-error">Test of <strong>${name}</strong>: ${r.message}</div>`;
   return html`<div class="notice notice-${r.ok ? 'ok' : 'error'}">Test of <strong>${name}</strong> (count_tokens, model <code>${r.model}</code>):
     ${r.keys.map(
       (k) =>
