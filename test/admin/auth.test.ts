@@ -10,11 +10,11 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
-import { request } from 'undici';
 import { AdminRouter } from '../../src/admin/router.js';
 import { controlFilePath, readControlFile } from '../../src/control.js';
 import type { Daemon } from '../../src/daemon.js';
 import { configText, startTestDaemon, testEnv } from '../daemon/helpers.js';
+import { type Answer, call } from './http-helpers.js';
 
 const PASS = testEnv.TEST_PASS;
 const START = Date.UTC(2026, 0, 1, 12, 0, 0);
@@ -23,40 +23,6 @@ const START = Date.UTC(2026, 0, 1, 12, 0, 0);
 function manualClock() {
   const clock = { t: START, now: () => clock.t };
   return clock;
-}
-
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  text: string;
-  // biome-ignore lint/suspicious/noExplicitAny: JSON bodies are inspected field by field
-  json: any;
-}
-
-/** One HTTP request to the daemon; the body is read whole. */
-async function call(
-  base: string,
-  method: 'GET' | 'POST',
-  path: string,
-  opts: { headers?: Record<string, string>; body?: string | object; cookie?: string } = {},
-): Promise<Answer> {
-  const headers: Record<string, string> = { ...opts.headers };
-  let body: string | undefined;
-  if (typeof opts.body === 'string') body = opts.body;
-  else if (opts.body !== undefined) {
-    body = JSON.stringify(opts.body);
-    headers['content-type'] ??= 'application/json';
-  }
-  if (opts.cookie) headers['cookie'] = opts.cookie;
-  const res = await request(`${base}${path}`, { method, headers, body });
-  const text = await res.body.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.statusCode, headers: res.headers, text, json };
 }
 
 /** The single Set-Cookie header of an answer. */

@@ -16,6 +16,7 @@ import { startFakeUpstream } from '../../src/dev/fake-upstream.js';
 import { startTestDaemon, testEnv } from '../daemon/helpers.js';
 import { type Teardownable, tmpDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
+import { call } from './http-helpers.js';
 
 const KEYS = {
   MAIN_KEY_1: 'sk-ant-routes-main-one-SECRET-0001',
@@ -26,39 +27,6 @@ const KEYS = {
 };
 const LITERAL = 'sk-ant-literal-in-the-file-SECRET-0006';
 const ENV = { ...testEnv, ...KEYS };
-
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  text: string;
-  // biome-ignore lint/suspicious/noExplicitAny: JSON bodies are inspected field by field
-  json: any;
-}
-
-/** One HTTP request to the daemon; the body is read whole. */
-async function call(
-  base: string,
-  method: 'GET' | 'POST' | 'PUT' | 'DELETE',
-  path: string,
-  opts: { headers?: Record<string, string>; body?: unknown; cookie?: string } = {},
-): Promise<Answer> {
-  const headers: Record<string, string> = { ...opts.headers };
-  let body: string | undefined;
-  if (opts.body !== undefined) {
-    body = typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
-    headers['content-type'] ??= 'application/json';
-  }
-  if (opts.cookie) headers['cookie'] = opts.cookie;
-  const res = await request(`${base}${path}`, { method, headers, body });
-  const text = await res.body.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.statusCode, headers: res.headers, text, json };
-}
 
 async function login(d: Daemon): Promise<string> {
   const a = await call(d.url, 'POST', '/login', { body: { password: testEnv.TEST_PASS } });
