@@ -110,13 +110,19 @@ function usageFor(model: string) {
 
 const TEXT = 'This answer comes from a fake upstream of the ccload demo. Nothing left 127.0.0.1.';
 
+const COUNT_TOKENS = '/v1/messages/count_tokens';
+
 /**
  * A chooser answering like Anthropic would, per (model, stream), built once per key so the fake
  * upstream's per-behaviour encoding cache works; `shape` adds the channel's timing.
  */
-function answers(shape: (b: StreamBehaviour | JsonBehaviour) => Behaviour): (req: FakeRequest) => Behaviour {
+function answers(
+  shape: (b: StreamBehaviour | JsonBehaviour) => Behaviour,
+): (req: FakeRequest) => Behaviour | undefined {
   const cache = new Map<string, Behaviour>();
   return (req) => {
+    // count_tokens gets the fake's own `{"input_tokens": N}` (the dashboard's channel test uses it).
+    if (req.path === COUNT_TOKENS) return undefined;
     const model = req.model ?? 'claude-sonnet-4-5';
     const key = `${req.stream ? 's' : 'j'}${model}`;
     let b = cache.get(key);
@@ -128,8 +134,6 @@ function answers(shape: (b: StreamBehaviour | JsonBehaviour) => Behaviour): (req
     return b;
   };
 }
-
-const COUNT_TOKENS = '/v1/messages/count_tokens';
 
 /** The flaky channel: 30% 529 overloaded, some cut streams, its second key sometimes rate-limited. */
 function flakyChooser(random: () => number): (req: FakeRequest) => Behaviour | undefined {
