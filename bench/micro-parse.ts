@@ -148,7 +148,7 @@ function benchBodies(): void {
   }
 }
 
-/** The answer stream of the brief: message_start, ping, 500 text deltas of ~30 bytes, message_delta, message_stop. */
+/** The answer stream: message_start, ping, 500 text deltas of ~30 bytes, message_delta, message_stop. */
 function answerStream(): Buffer {
   const rnd = prng(500);
   const words = ['the ', 'proxy ', 'streams ', '"quoted" ', 'tokens ', 'ünïcödé ', '🚀 ', 'fast\n', 'and '];

@@ -7,7 +7,8 @@
  *  1. the loader alone (`loadConfigFile`: read, YAML, interpolation, zod, cross-field checks), and
  *  2. edit → applied through a real daemon's folder watcher: write the file, await the reloader's
  *     `outcome` event for exactly that content. This includes the watcher's debounce (100 ms).
- * The machine is shared and noisy (stack-findings gotcha 11): compare runs made back to back.
+ * The machine is shared and noisy: compare runs made back to back
+ * (docs/stack-notes.md#benchmarks-on-a-shared-machine).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';

@@ -14,7 +14,8 @@
  * to the passthrough measured in the same run; the JSON goes to bench/results/<timestamp>.json.
  * `--cpu-prof` runs the passthrough and ccload-warn (or the targets named) under `node --cpu-prof`
  * and prints their top self-time functions.
- * The machine is shared (stack-findings gotcha 11): compare ratios within a run, and repeat.
+ * The machine is shared: compare ratios within a run, and repeat
+ * (docs/stack-notes.md#benchmarks-on-a-shared-machine).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
- * The command line (interfaces.md): `ccload [serve] [--config FILE]`, `ccload check [FILE]`,
- * `ccload reload [--config FILE]`. The only module that reads argv, handles signals and calls
- * `process.exit`.
+ * The command line (docs/interfaces.md#command-line): `ccload [serve] [--config FILE]`,
+ * `ccload check [FILE]`, `ccload reload [--config FILE]`. The only module that reads argv, handles
+ * signals and calls `process.exit`.
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -25,7 +25,7 @@ const USAGE = `usage:
                                     convert a Go ccLoad database's channels to ccload.yaml (keys to an env file)
   ccload --help | --version`;
 
-/** Loads `.env` from the working directory; variables already set win (config.md). */
+/** Loads `.env` from the working directory; variables already set win (docs/config.md). */
 function loadDotEnv(): void {
   let text: string;
   try {

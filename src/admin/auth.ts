@@ -5,7 +5,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 
-/** The session cookie's name (interfaces.md). */
+/** The session cookie's name (docs/interfaces.md#public-routes). */
 export const SESSION_COOKIE = 'ccload_session';
 
 /**

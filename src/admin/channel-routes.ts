@@ -1,7 +1,7 @@
 /**
- * The channels admin JSON API (interfaces.md): the channel list with runtime state, write-back of
- * channel edits to ccload.yaml (through `App.writeBack`), clearing a channel's cooldowns, and a
- * channel test that costs nothing upstream (`count_tokens`).
+ * The channels admin JSON API (docs/interfaces.md#channels): the channel list with runtime state,
+ * write-back of channel edits to ccload.yaml (through `App.writeBack`), clearing a channel's
+ * cooldowns, and a channel test that costs nothing upstream (`count_tokens`).
  *
  * Key values never appear in an answer: a key is shown as its fingerprint (`…abcd`) and, when the
  * file writes it as a `${...}` reference, as that reference. Upstream error text in a test result

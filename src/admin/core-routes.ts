@@ -1,6 +1,6 @@
 /**
  * The routes every daemon serves from the start: `/health`, `/metrics`, login/logout, the config
- * status and `POST /admin/reload` (interfaces.md).
+ * status and `POST /admin/reload` (docs/interfaces.md).
  */
 import { access, constants } from 'node:fs/promises';
 import { dirname } from 'node:path';

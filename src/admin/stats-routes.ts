@@ -1,7 +1,8 @@
 /**
- * The observability part of the admin JSON API (interfaces.md): the attempt log (`/admin/logs`,
- * alias `/admin/errors`), stats per channel × model, the request trend (`/admin/metrics`), usage per
- * client token, and the public summary. Query parameters are validated; a bad one is a 400 naming it.
+ * The observability part of the admin JSON API (docs/interfaces.md#observability): the attempt log
+ * (`/admin/logs`, alias `/admin/errors`), stats per channel × model, the request trend
+ * (`/admin/metrics`), usage per client token, and the public summary. Query parameters are
+ * validated; a bad one is a 400 naming it.
  *
  * `/admin/logs` and `/admin/metrics` answer bare JSON arrays, as the Go seed did, so its clients keep
  * working; the log's total count is in the `x-total-count` header. The counting rules (attempts vs

@@ -335,7 +335,10 @@ function crossCheck(config: Config, at: At): void {
   });
 }
 
-/** The compat variables of config.md: PORT, SQLITE_PATH, CCLOAD_PASS (CCLOAD_AUTH is in buildTokens). */
+/**
+ * The compat variables PORT, SQLITE_PATH, CCLOAD_PASS (CCLOAD_AUTH is in buildTokens); see
+ * docs/config.md#environment-variables.
+ */
 function applyEnv(
   config: Config,
   input: LoadInput,

@@ -1,5 +1,5 @@
 /**
- * The ccload.yaml contract (shared/design/config.md) as a strict zod schema. Every default lives
+ * The ccload.yaml contract (docs/config.md) as a strict zod schema. Every default lives
  * here and nowhere else; `schema/ccload.schema.json` is generated from it (`npm run schema`).
  *
  * Secrets are marked with `x-secret: true`; redaction and the literal-secret warning are driven by

@@ -1,7 +1,7 @@
 /**
  * Builders of realistic Anthropic Messages API payloads — answers, SSE event sequences, error bodies and
  * Claude Code–shaped requests — for the fake upstream, tests, the demo and benchmarks. Everything here is
- * synthesized (shapes from /work/shared/notes/claude-code-traffic.md); no real prompt text is used.
+ * synthesized (shapes from docs/stack-notes.md#what-claude-code-sends); no real prompt text is used.
  */
 import { createHash, randomUUID } from 'node:crypto';
 
@@ -67,7 +67,7 @@ export interface ClaudeCodeRequest {
   body: Buffer;
 }
 
-/** The version Claude Code reported when its traffic was observed (see claude-code-traffic.md). */
+/** The version Claude Code reported when its traffic was observed (docs/stack-notes.md). */
 export const CLAUDE_CODE_VERSION = '2.1.332';
 /** The model Claude Code uses when none is chosen. */
 export const DEFAULT_CLAUDE_CODE_MODEL = 'claude-opus-5-5';

@@ -1,6 +1,6 @@
 /**
  * Cooldowns: which scopes (channel, key, model on a channel, key + model) rest after a failure,
- * until when, and how the backoff grows (shared/design/proxy.md "Outcome → action").
+ * until when, and how the backoff grows (docs/proxy.md#outcomes-and-cooldowns).
  *
  * Pure state transitions over a Map: no clock, no I/O. Every function that decides takes `now`, so
  * tests drive a manual clock. The owner writes entries through to SQLite with `cooldownRow` and

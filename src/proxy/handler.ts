@@ -487,7 +487,7 @@ class ProxyRequest {
     this.#done(code, e.status);
   }
 
-  /** Counts the request and writes its one log line (operators read these; issue "Operations"). */
+  /** Counts the request and writes its one log line (docs/proxy.md#what-is-recorded). */
   #done(result: string, status: number, streamed = false): void {
     const m = this.#d.metrics;
     const ms = performance.now() - this.#started;

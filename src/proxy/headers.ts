@@ -1,5 +1,5 @@
 /**
- * Header rules of the proxy (proxy.md "Transparency"): what goes upstream and what comes back.
+ * Header rules of the proxy (docs/proxy.md#transparency): what goes upstream and what comes back.
  * Hop-by-hop headers (RFC 9110 §7.6.1: `connection` and the names it lists, `keep-alive`, `te`,
  * `trailer`, `transfer-encoding`, `upgrade`, `proxy-*`) are dropped both ways; undici also rejects
  * `expect` and would forward a client `host`, so those go too. Client credentials are replaced by

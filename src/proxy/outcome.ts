@@ -1,6 +1,6 @@
 /**
  * Outcome classification: what one upstream attempt's result means for cooling and failover (the
- * table in shared/design/proxy.md "Outcome → action"), the stable error codes, and the one mapping
+ * table in docs/proxy.md#outcomes-and-cooldowns), the stable error codes, and the one mapping
  * from an error code to the client's Anthropic-shaped error. Pure: the clock is a parameter.
  */
 import type { CooldownScope } from './cooldown.js';
@@ -313,7 +313,7 @@ function classifyFailure(result: Extract<AttemptResult, { kind: 'failure' }>): O
 }
 
 /**
- * Classifies one upstream attempt: the row of proxy.md's "Outcome → action" table it falls in.
+ * Classifies one upstream attempt: the row of docs/proxy.md#outcomes-and-cooldowns it falls in.
  * 2xx → ok (clears); connect failures → channel; resets, timeouts before the first content, empty
  * 2xx, `event: error` before commit → channel+model; 500/502/503/504/529 (any 5xx) → channel+model;
  * 429 → key+model until the upstream's reset time; 401/403 (and 402) → key, starting long;

@@ -1,6 +1,6 @@
 /**
  * Selection: the ordered candidates (channel, key) for one request, from the snapshot's channels,
- * the cooldown table and the round-robin pointers (shared/design/proxy.md "Selection"). Pure: the
+ * the cooldown table and the round-robin pointers (docs/proxy.md#selection). Pure: the
  * clock is a parameter, and the round-robin state is only read — the result says how to advance it.
  */
 import type { Config } from '../config/schema.js';

@@ -2,7 +2,7 @@
  * The runtime-state database: one libSQL client opened from a `server.database` URL, tuned for a
  * single writer process (WAL, busy timeout) and migrated on open.
  *
- * The local `file:` client runs SQLite synchronously behind its async API (stack-findings §4), so
+ * The local `file:` client runs SQLite synchronously behind its async API (docs/stack-notes.md), so
  * every statement blocks the event loop for as long as it runs, and a busy wait blocks it for up to
  * `busyTimeoutMs`. Callers on the request path must go through the batched `LogWriter`.
  */

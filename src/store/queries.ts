@@ -1,7 +1,7 @@
 /**
  * The read side of the runtime store, for the dashboard and the admin JSON API: a page of the
  * attempt log, stats per channel × model, the request trend, usage per client token and the
- * public summary. Results are already in the API's JSON shape (interfaces.md; the Go seed's field
+ * public summary. Results are already in the API's JSON shape (docs/interfaces.md; the Go seed's field
  * names where it had them). Every function takes `now`, so tests drive them with a manual clock.
  *
  * Everything but the log page reads the rollups (rollup.ts), never raw attempts: a window is cut

@@ -1,7 +1,7 @@
 /**
  * Retention of the attempt log and its rollups: rows older than `store.retention` (default 30 d)
  * are deleted in small batches on a timer, yielding to the event loop between batches so that
- * the synchronous SQLite work never stalls the proxy for long (stack-findings §4).
+ * the synchronous SQLite work never stalls the proxy for long (docs/stack-notes.md).
  *
  * What is kept:
  * - raw attempts: `ts >= now - retention` (rows without a time are deleted too);

@@ -1,5 +1,5 @@
 /**
- * End to end, the outcome table (shared/design/proxy.md "Outcome → action"): for each upstream
+ * End to end, the outcome table (docs/proxy.md#outcomes-and-cooldowns): for each upstream
  * failure, what is cooled, whether the request fails over, what the client gets, and what the
  * `attempts` table records. Several fake upstreams are several channels of one real daemon.
  */
