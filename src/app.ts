@@ -3,7 +3,7 @@
  * parameter, so they can be composed without importing the composition root.
  */
 import type { Reloader } from './config/reloader.js';
-import type { WriteBack } from './config/write-back.js';
+import type { WriteBack } from './config/write-back/apply-edit.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { ProxyState } from './proxy/state.js';

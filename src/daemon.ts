@@ -16,7 +16,7 @@ import { loadConfigFile } from './config/load.js';
 import { Reloader } from './config/reloader.js';
 import { type ConfigIssue, formatIssue, type Snapshot } from './config/snapshot.js';
 import { type ConfigWatcher, watchConfig } from './config/watcher.js';
-import { WriteBack } from './config/write-back.js';
+import { WriteBack } from './config/write-back/apply-edit.js';
 import { controlFilePath, newControlToken, removeControlFile, writeControlFile } from './control.js';
 import { sendJson } from './http/respond.js';
 import { createLogger, type Logger } from './log.js';

@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { App } from '../app.js';
-import type { ChannelEdit } from '../config/write-back.js';
+import type { ChannelEdit } from '../config/write-back/channel-edit.js';
 import { readBody } from '../http/respond.js';
 import { clearCooldowns, testChannel } from './channel-routes.js';
 import { configWritable } from './core-routes.js';

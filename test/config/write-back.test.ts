@@ -23,15 +23,10 @@ import t from 'tap';
 import { parse } from 'yaml';
 import { hashContent, loadConfigFile, loadConfigText } from '../../src/config/load.js';
 import { Reloader, type ReloadOutcome } from '../../src/config/reloader.js';
-import {
-  applyEdit,
-  type ChannelEdit,
-  channelKeySources,
-  describeEdit,
-  editConfigText,
-  isReference,
-  type WriteBackResult,
-} from '../../src/config/write-back.js';
+import { applyEdit, type WriteBackResult } from '../../src/config/write-back/apply-edit.js';
+import { type ChannelEdit, describeEdit, isReference } from '../../src/config/write-back/channel-edit.js';
+import { channelKeySources } from '../../src/config/write-back/key-sources.js';
+import { editConfigText } from '../../src/config/write-back/text-edit.js';
 import { silentLogger } from '../../src/log.js';
 import { startTestDaemon } from '../daemon/helpers.js';
 import { type Teardownable, tmpDir } from '../helpers/tmp.js';

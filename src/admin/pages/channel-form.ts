@@ -4,7 +4,12 @@
  * key must be written as such a reference (the write-back refuses a literal, with an explanation).
  */
 import type { App } from '../../app.js';
-import type { ChannelChanges, ChannelEdit, KeyInput, NewChannel } from '../../config/write-back.js';
+import type {
+  ChannelChanges,
+  ChannelEdit,
+  KeyInput,
+  NewChannel,
+} from '../../config/write-back/channel-edit.js';
 import { channelList } from '../channel-routes.js';
 import { type Html, html } from '../html.js';
 

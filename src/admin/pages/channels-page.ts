@@ -6,7 +6,7 @@
  * based on a stale view is refused (412) instead of overwriting someone's commit.
  */
 import type { App } from '../../app.js';
-import type { WriteBackResult } from '../../config/write-back.js';
+import type { WriteBackResult } from '../../config/write-back/apply-edit.js';
 import { type ChannelTestResult, channelList } from '../channel-routes.js';
 import { type Html, html } from '../html.js';
 import { shortHash } from './format.js';
