@@ -13,7 +13,7 @@ import { z } from 'zod';
 import type { App } from '../app.js';
 import { redactReference } from '../config/secrets.js';
 import type { Channel, Snapshot } from '../config/snapshot.js';
-import type { WriteBackResult } from '../config/write-back/apply-edit.js';
+import type { WriteBackError, WriteBackErrorKind, WriteBackResult } from '../config/write-back/apply-edit.js';
 import type { ChannelChanges, ChannelEdit } from '../config/write-back/channel-edit.js';
 import { BodyTooLarge, readBody, sendJson } from '../http/respond.js';
 import { activeEntries } from '../proxy/cooldown.js';
@@ -209,6 +209,22 @@ export function ifMatchHash(header: string | undefined): string | undefined {
   return v.replace(/^"(.*)"$/, '$1');
 }
 
+/** The HTTP status the admin API answers each kind of write-back refusal with. */
+const WRITE_BACK_STATUS: Readonly<Record<WriteBackErrorKind, 400 | 403 | 404 | 412 | 422 | 500>> = {
+  bad_request: 400,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 412,
+  invalid: 422,
+  secret: 422,
+  io: 500,
+};
+
+/** The HTTP status of a write-back refusal (the JSON API and the dashboard answer alike). */
+export function writeBackStatus(r: Pick<WriteBackError, 'error'>): number {
+  return WRITE_BACK_STATUS[r.error];
+}
+
 /** Answers a write-back verdict: 412/403/422/404/400/500, or `success` with the new hash. */
 function answerWrite(
   res: ServerResponse,
@@ -220,7 +236,7 @@ function answerWrite(
     const body: Record<string, unknown> = { error: r.error, message: r.message };
     if (r.error === 'conflict') body['hash'] = r.hash;
     if (r.error === 'invalid') body['errors'] = r.errors.map(issueJson);
-    sendJson(res, r.status, body);
+    sendJson(res, writeBackStatus(r), body);
     return;
   }
   if (r.reload === 'rejected') {

@@ -7,7 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import type { App } from '../app.js';
 import type { ChannelEdit } from '../config/write-back/channel-edit.js';
 import { readBody } from '../http/respond.js';
-import { clearCooldowns, testChannel } from './channel-routes.js';
+import { clearCooldowns, testChannel, writeBackStatus } from './channel-routes.js';
 import { configWritable } from './core-routes.js';
 import { type Html, html } from './html.js';
 import { banner } from './pages/banner.js';
@@ -36,7 +36,7 @@ export function pageRoutes(app: App): Route[] {
   const edit = async (e: ChannelEdit, hash: string | null, what: string) => {
     const r = await app.writeBack.apply(e, hash ?? undefined);
     return {
-      status: r.ok ? 200 : r.status,
+      status: r.ok ? 200 : writeBackStatus(r),
       panel: await channelsPanel(app, { notice: writeBackNotice(r, what) }),
     };
   };
@@ -128,7 +128,7 @@ export function pageRoutes(app: App): Route[] {
           const n = writeBackNotice(r, `Add ${e.action === 'add' ? e.channel.name : ''}`);
           return sendHtml(
             res,
-            r.status,
+            writeBackStatus(r),
             channelForm({
               hash: f.get('hash') ?? '',
               error: html`<div class="notice notice-error">${n.body}</div>`,
@@ -176,7 +176,7 @@ export function pageRoutes(app: App): Route[] {
           if (!r.ok) {
             return sendHtml(
               res,
-              r.status,
+              writeBackStatus(r),
               channelForm({
                 hash: hash ?? '',
                 channel,

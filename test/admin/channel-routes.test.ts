@@ -10,7 +10,9 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
+import { writeBackStatus } from '../../src/admin/channel-routes.js';
 import { hashContent } from '../../src/config/load.js';
+import type { WriteBackErrorKind } from '../../src/config/write-back/apply-edit.js';
 import type { Daemon } from '../../src/daemon.js';
 import { startFakeUpstream } from '../../src/dev/fake-upstream.js';
 import { startTestDaemon, testEnv } from '../daemon/helpers.js';
@@ -260,6 +262,19 @@ t.test('create, update, delete: with and without If-Match, and the refusals', as
   });
   t.equal(foreign.status, 403);
   t.ok(daemon.app.reloader.current.channels.some((c) => c.name === 'dead'));
+});
+
+t.test('write-back refusals: config gives the kind, admin the HTTP status', async (t) => {
+  const table: readonly [WriteBackErrorKind, number][] = [
+    ['bad_request', 400],
+    ['forbidden', 403],
+    ['not_found', 404],
+    ['conflict', 412],
+    ['invalid', 422],
+    ['secret', 422],
+    ['io', 500],
+  ];
+  for (const [error, status] of table) t.equal(writeBackStatus({ error }), status, error);
 });
 
 t.test('admin.write_back: false → 403 on every write, writable: false', async (t) => {

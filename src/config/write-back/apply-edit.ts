@@ -3,8 +3,8 @@
  * change to ccload.yaml. The file stays the single source of truth; nothing is stored elsewhere.
  *
  * How an edit travels (one at a time per file, see `applyEdit`):
- *  1. refused (403) when `admin.write_back` is false — in the applied snapshot or in the file;
- *  2. refused (412) when the caller's `expectedHash` is not the file's current hash: a concurrent
+ *  1. refused (`forbidden`) when `admin.write_back` is false — in the applied snapshot or in the file;
+ *  2. refused (`conflict`) when the caller's `expectedHash` is not the file's current hash: a concurrent
  *     edit (a `git pull`, a colleague, another tab) is never silently overwritten;
  *  3. the YAML text is edited (`editConfigText`, pure): scalar values in place through the CST
  *     (byte-exact: only the value changes, even the column of a trailing comment is kept); anything
@@ -17,7 +17,7 @@
  *     reference. A literal typed into a form is refused with an explanation rather than written to
  *     a file meant for git. Keys the edit does not change stay exactly as they are in the file
  *     (literal or not); `{ keep: i }` names an existing key by its position;
- *  5. the edited text is validated by the one loader (`loadConfigText`); invalid → 422, file untouched;
+ *  5. the edited text is validated by the one loader (`loadConfigText`); `invalid`, file untouched;
  *  6. written atomically: temp file in the target's folder, fsync, rename onto the real path (a
  *     symlinked ccload.yaml keeps its link; the target is replaced), the file's mode kept;
  *  7. the reloader runs (`request('write-back')`) and the edit answers after it applied; the
@@ -62,13 +62,15 @@ export interface ApplyEditOptions extends WriteBackDeps {
   readonly expectedHash?: string | undefined;
 }
 
-/** Why an edit was refused; `status` is the HTTP status the admin API answers with. */
+/**
+ * Why an edit was refused, as a kind (`error`) and a message. Which HTTP status a kind answers with
+ * is the admin API's business (`writeBackStatus` in admin/channel-routes.ts), not the config's.
+ */
 export type WriteBackError =
-  | { readonly ok: false; readonly error: 'forbidden'; readonly status: 403; readonly message: string }
+  | { readonly ok: false; readonly error: 'forbidden'; readonly message: string }
   | {
       readonly ok: false;
       readonly error: 'conflict';
-      readonly status: 412;
       readonly message: string;
       /** The file's current hash, to re-base the edit on. */
       readonly hash: string;
@@ -76,14 +78,14 @@ export type WriteBackError =
   | {
       readonly ok: false;
       readonly error: 'invalid';
-      readonly status: 422;
       readonly message: string;
       readonly errors: readonly ConfigIssue[];
     }
-  | { readonly ok: false; readonly error: 'secret'; readonly status: 422; readonly message: string }
-  | { readonly ok: false; readonly error: 'not_found'; readonly status: 404; readonly message: string }
-  | { readonly ok: false; readonly error: 'bad_request'; readonly status: 400; readonly message: string }
-  | { readonly ok: false; readonly error: 'io'; readonly status: 500; readonly message: string };
+  | { readonly ok: false; readonly error: 'secret' | 'not_found' | 'bad_request'; readonly message: string }
+  | { readonly ok: false; readonly error: 'io'; readonly message: string };
+
+/** The kinds of refusal an edit can get. */
+export type WriteBackErrorKind = WriteBackError['error'];
 
 /** A successful write-back. */
 export interface WriteBackSuccess {
@@ -126,7 +128,6 @@ async function applyLocked(opts: ApplyEditOptions, full: string): Promise<WriteB
   const readOnly = (where: string): WriteBackError => ({
     ok: false,
     error: 'forbidden',
-    status: 403,
     message: `configuration write-back is off (admin.write_back: false ${where}): edit ccload.yaml itself, e.g. through git`,
   });
   if (current.config.admin.write_back === false) return readOnly('in the running config');
@@ -146,7 +147,6 @@ async function applyLocked(opts: ApplyEditOptions, full: string): Promise<WriteB
     return {
       ok: false,
       error: 'conflict',
-      status: 412,
       hash,
       message:
         'ccload.yaml changed since this edit was prepared (its hash differs from If-Match): reload the channel list and apply the edit again',
@@ -165,8 +165,7 @@ async function applyLocked(opts: ApplyEditOptions, full: string): Promise<WriteB
       const r = loadConfigText(text, loadInput(now()), hash);
       return invalid(r.ok ? [] : r.errors, 'the current ccload.yaml does not parse; fix the file first');
     }
-    const status = edited.error === 'not_found' ? 404 : edited.error === 'secret' ? 422 : 400;
-    return { ok: false, error: edited.error, status, message: edited.message } as WriteBackError;
+    return { ok: false, error: edited.error, message: edited.message };
   }
   if (!edited.changed) {
     return {
@@ -193,7 +192,6 @@ async function applyLocked(opts: ApplyEditOptions, full: string): Promise<WriteB
       return {
         ok: false,
         error: 'conflict',
-        status: 412,
         hash: raced,
         message: 'ccload.yaml changed while this edit was being applied; nothing was written',
       };
@@ -243,11 +241,11 @@ async function applyLocked(opts: ApplyEditOptions, full: string): Promise<WriteB
 }
 
 function ioError(message: string): WriteBackError {
-  return { ok: false, error: 'io', status: 500, message };
+  return { ok: false, error: 'io', message };
 }
 
 function invalid(errors: readonly ConfigIssue[], message: string): WriteBackError {
-  return { ok: false, error: 'invalid', status: 422, message, errors };
+  return { ok: false, error: 'invalid', message, errors };
 }
 
 /** `admin.write_back: false` in the file as it is now (even before a reload applied it). */
