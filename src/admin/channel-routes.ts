@@ -11,10 +11,16 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Client } from 'undici';
 import { z } from 'zod';
 import type { App } from '../app.js';
+import { ChannelAuthSchema } from '../config/schema.js';
 import { redactReference } from '../config/secrets.js';
 import type { Channel, Snapshot } from '../config/snapshot.js';
 import type { WriteBackError, WriteBackErrorKind, WriteBackResult } from '../config/write-back/apply-edit.js';
-import type { ChannelChanges, ChannelEdit } from '../config/write-back/channel-edit.js';
+import type {
+  ChannelChanges,
+  ChannelEdit,
+  ChannelField,
+  NewChannel,
+} from '../config/write-back/channel-edit.js';
 import { BodyTooLarge, readBody, sendJson } from '../http/respond.js';
 import { activeEntries } from '../proxy/cooldown.js';
 import { upstreamHeaders } from '../proxy/headers.js';
@@ -106,34 +112,44 @@ export async function channelList(app: App) {
 
 // --- Request bodies -----------------------------------------------------------------------------
 
-const Auth = z.enum(['x-api-key', 'bearer', 'both']);
-const KeyInput = z.union([z.string(), z.strictObject({ keep: z.number().int().nonnegative() })]);
-const Models = z.array(z.string());
-const ModelMap = z.record(z.string(), z.string());
-
-const NewChannelBody = z.strictObject({
+/**
+ * The JSON type of each channel field in a request body. Only types are checked here: the values
+ * (a valid URL, a unique name, ...) are judged by the loader, whose errors carry the file's
+ * line:col. Tied to the schema's fields: a field added there must be added here (a type error).
+ */
+const FIELD_TYPES = {
   name: z.string(),
   url: z.string(),
-  api_key: z.string().optional(),
-  keys: z.array(z.string()).optional(),
-  auth: Auth.optional(),
-  priority: z.number().optional(),
-  models: Models.optional(),
-  model_map: ModelMap.optional(),
-  enabled: z.boolean().optional(),
-});
+  api_key: z.string(),
+  keys: z.array(z.string()),
+  auth: ChannelAuthSchema,
+  priority: z.number(),
+  models: z.array(z.string()),
+  model_map: z.record(z.string(), z.string()),
+  enabled: z.boolean(),
+} satisfies { readonly [K in ChannelField]-?: z.ZodType<Exclude<NewChannel[K], undefined>> };
+
+const KeyInput = z.union([z.string(), z.strictObject({ keep: z.number().int().nonnegative() })]);
+
+const NewChannelBody = z
+  .strictObject(FIELD_TYPES)
+  .partial()
+  .required({ name: true, url: true }) satisfies z.ZodType<NewChannel>;
+
+/** A field an update may remove: `null` in the body. */
+const removable = <T extends z.ZodType>(type: T) => type.nullable().optional();
 
 const ChangesBody = z.strictObject({
-  name: z.string().optional(),
-  url: z.string().optional(),
-  api_key: KeyInput.nullable().optional(),
-  keys: z.array(KeyInput).nullable().optional(),
-  auth: Auth.nullable().optional(),
-  priority: z.number().nullable().optional(),
-  models: Models.nullable().optional(),
-  model_map: ModelMap.nullable().optional(),
-  enabled: z.boolean().nullable().optional(),
-});
+  name: FIELD_TYPES.name.optional(),
+  url: FIELD_TYPES.url.optional(),
+  api_key: removable(KeyInput),
+  keys: removable(z.array(KeyInput)),
+  auth: removable(FIELD_TYPES.auth),
+  priority: removable(FIELD_TYPES.priority),
+  models: removable(FIELD_TYPES.models),
+  model_map: removable(FIELD_TYPES.model_map),
+  enabled: removable(FIELD_TYPES.enabled),
+} satisfies { readonly [K in ChannelField]-?: z.ZodType }) satisfies z.ZodType<ChannelChanges>;
 
 const TestBody = z.strictObject({
   key_index: z.number().int().nonnegative().optional(),

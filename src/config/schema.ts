@@ -150,6 +150,9 @@ export const RoutingSchema = z
   })
   .meta({ description: 'Routing policy.' });
 
+/** How a channel's key is sent upstream (`auth:`): x-api-key, Authorization: Bearer, or both. */
+export const ChannelAuthSchema = z.enum(['x-api-key', 'bearer', 'both']);
+
 export const ChannelSchema = z
   .strictObject({
     name: Name.meta({ description: "Unique; the channel's identity in API paths, logs and stats." }),
@@ -161,7 +164,7 @@ export const ChannelSchema = z
     keys: z.array(Secret('One key of this channel.')).min(1, 'must list at least one key').optional().meta({
       description: 'Several keys for one channel (instead of api_key), rotated and cooled one by one.',
     }),
-    auth: z.enum(['x-api-key', 'bearer', 'both']).default('x-api-key').meta({
+    auth: ChannelAuthSchema.default('x-api-key').meta({
       description: 'How the key is sent upstream: x-api-key, Authorization: Bearer, or both.',
     }),
     priority: z.number().int().default(0).meta({
@@ -222,6 +225,10 @@ export const ConfigSchema = z
 export type Config = z.output<typeof ConfigSchema>;
 /** One channel entry as parsed. */
 export type ChannelConfig = z.output<typeof ChannelSchema>;
+/** One channel entry as written in the file (before defaults): what write-back adds. */
+export type ChannelInput = z.input<typeof ChannelSchema>;
+/** How a channel's key is sent upstream. */
+export type ChannelAuth = z.output<typeof ChannelAuthSchema>;
 /** Prices of one model pattern. */
 export type Price = z.output<typeof PriceSchema>;
 

@@ -11,6 +11,7 @@
  */
 import { Document, isMap, isSeq, type Scalar, type YAMLMap, type YAMLSeq } from 'yaml';
 import { compileGlob, isGlob } from '../config/glob.js';
+import type { ChannelAuth } from '../config/schema.js';
 import { fingerprint } from '../config/secrets.js';
 import type { CcloadDbRows, RawRow } from './ccload-db.js';
 
@@ -37,7 +38,7 @@ export interface PlannedChannel {
    * How the key is sent. The Go ccLoad sent both x-api-key and Authorization: Bearer, which relays
    * expect; Anthropic's own API documents x-api-key only, so its channels keep just that.
    */
-  readonly auth: 'x-api-key' | 'both';
+  readonly auth: Extract<ChannelAuth, 'x-api-key' | 'both'>;
   /** Remarks written as comments above the channel. */
   readonly notes: readonly string[];
 }

@@ -9,11 +9,18 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Channel } from '../config/snapshot.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { AttemptRecord, Endpoint } from '../store/attempt.js';
+import type { AttemptRecord } from '../store/attempt.js';
 import type { LogWriter } from '../store/log-writer.js';
 import { type AttemptEnd, type HeldReply, runAttempt } from './forward.js';
 import { stripHintQuery, timeoutHint, upstreamHeaders } from './headers.js';
-import { anthropicError, classifyOutcome, clientError, ErrorCode, type Outcome } from './outcome.js';
+import {
+  anthropicError,
+  classifyOutcome,
+  clientError,
+  type Endpoint,
+  ErrorCode,
+  type Outcome,
+} from './outcome.js';
 import { readRequestBody } from './read-body.js';
 import { rewriteModel, sniffRequest } from './request-body.js';
 import type { Runtime } from './runtime.js';

@@ -7,6 +7,7 @@
  * unchanged, in order, with its original spelling.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import type { ChannelAuth } from '../config/schema.js';
 
 /** Request headers never forwarded upstream (lower-case). */
 const DROP_UPSTREAM = new Set([
@@ -37,9 +38,6 @@ const DROP_DOWNSTREAM = new Set([
   'upgrade',
 ]);
 
-/** How a channel wants its key. */
-export type KeyStyle = 'x-api-key' | 'bearer' | 'both';
-
 /**
  * The upstream request headers as a flat `[name, value, ...]` list (undici's fastest form), from
  * the client's raw headers. `accept-encoding: identity` is sent so error bodies and SSE can be read
@@ -48,7 +46,7 @@ export type KeyStyle = 'x-api-key' | 'bearer' | 'both';
 export function upstreamHeaders(
   rawHeaders: readonly string[],
   key: string,
-  style: KeyStyle,
+  style: ChannelAuth,
   length: number,
 ): string[] {
   let listed: Set<string> | undefined;

@@ -3,9 +3,7 @@
  * stores it, with the mapping between the two.
  */
 import type { InValue, Row } from '@libsql/client';
-
-/** Which proxied route an attempt served. */
-export type Endpoint = 'messages' | 'count_tokens';
+import type { Endpoint } from '../proxy/outcome.js';
 
 /** One upstream attempt. `null` means "not known / not applicable". */
 export interface AttemptRecord {

@@ -4,6 +4,7 @@
  * key must be written as such a reference (the write-back refuses a literal, with an explanation).
  */
 import type { App } from '../../app.js';
+import { ChannelAuthSchema } from '../../config/schema.js';
 import type {
   ChannelChanges,
   ChannelEdit,
@@ -15,7 +16,7 @@ import { type Html, html } from '../html.js';
 
 type ChannelView = Awaited<ReturnType<typeof channelList>>['channels'][number];
 
-const AUTH = ['x-api-key', 'bearer', 'both'] as const;
+const AUTH = ChannelAuthSchema.options;
 
 /** The form for a new channel (`channel` undefined) or an existing one. */
 export function channelForm(opts: { hash: string; channel?: ChannelView; error?: Html }): Html {

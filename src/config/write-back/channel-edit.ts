@@ -1,7 +1,9 @@
 /**
  * What a write-back edit is: the actions on the `channels` list a dashboard form or an admin-API
- * request can ask for, and how an edit is described in words (commit message, log line).
+ * request can ask for, and how an edit is described in words (commit message, log line). The
+ * channel's fields and their types are the schema's (`ChannelSchema`).
  */
+import { type ChannelInput, ChannelSchema } from '../schema.js';
 
 /**
  * A key as an edit gives it: a string — which must be a `${...}` reference unless it equals a key
@@ -11,39 +13,30 @@
  */
 export type KeyInput = string | { readonly keep: number };
 
-/** How a channel's key is sent upstream (`auth:` in the file). */
-export type ChannelAuth = 'x-api-key' | 'bearer' | 'both';
+/** A channel to add, as the file writes it (no defaults filled in). Keys must be references. */
+export type NewChannel = Readonly<ChannelInput>;
+
+/** A channel field, in the schema's order. */
+export type ChannelField = keyof ChannelInput;
+
+/** The value an update may give a field: the file's value, with key inputs for the keys. */
+type ChangeValue<K extends ChannelField> = K extends 'api_key'
+  ? KeyInput
+  : K extends 'keys'
+    ? readonly KeyInput[]
+    : Exclude<ChannelInput[K], undefined>;
 
 /**
  * Fields of a channel an update may change. An absent field is left alone; `null` removes the key
- * from the file (the schema default applies again: every model, no map, enabled, priority 0, ...).
+ * from the file (the schema default applies again: every model, no map, enabled, priority 0, ...);
+ * `name` (a rename: runtime state keyed by name starts afresh) and `url` cannot be removed.
  * Setting `api_key` removes `keys` and the other way round (a channel has one or the other).
  */
-export interface ChannelChanges {
-  /** A rename. Runtime state (cooldowns, stats) is keyed by name, so it starts afresh. */
-  readonly name?: string;
-  readonly url?: string;
-  readonly api_key?: KeyInput | null;
-  readonly keys?: readonly KeyInput[] | null;
-  readonly auth?: ChannelAuth | null;
-  readonly priority?: number | null;
-  readonly models?: readonly string[] | null;
-  readonly model_map?: Readonly<Record<string, string>> | null;
-  readonly enabled?: boolean | null;
-}
-
-/** A channel to add. Keys must be references (there is nothing to keep yet). */
-export interface NewChannel {
-  readonly name: string;
-  readonly url: string;
-  readonly api_key?: string;
-  readonly keys?: readonly string[];
-  readonly auth?: ChannelAuth;
-  readonly priority?: number;
-  readonly models?: readonly string[];
-  readonly model_map?: Readonly<Record<string, string>>;
-  readonly enabled?: boolean;
-}
+export type ChannelChanges = {
+  readonly [K in 'name' | 'url']?: ChangeValue<K>;
+} & {
+  readonly [K in Exclude<ChannelField, 'name' | 'url'>]?: ChangeValue<K> | null;
+};
 
 /** One write-back action on the `channels` list. */
 export type ChannelEdit =
@@ -54,18 +47,11 @@ export type ChannelEdit =
   | { readonly action: 'disable'; readonly name: string }
   | { readonly action: 'set-priority'; readonly name: string; readonly priority: number };
 
-/** The channel fields in the order they are written (a new key goes after its predecessor here). */
-export const FIELD_ORDER = [
-  'name',
-  'url',
-  'api_key',
-  'keys',
-  'auth',
-  'priority',
-  'models',
-  'model_map',
-  'enabled',
-] as const;
+/**
+ * The channel fields in the order they are written (a new key goes after its predecessor here):
+ * the schema's order, which is also the order of the configuration reference.
+ */
+export const FIELD_ORDER = Object.keys(ChannelSchema.shape) as readonly ChannelField[];
 
 /** What an edit does, in words: the git commit message after `ccload: `, and the log line. */
 export function describeEdit(edit: ChannelEdit): string {

@@ -4,6 +4,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import { type Document, isScalar, isSeq, type Node } from 'yaml';
+import { formatPath } from '../locate.js';
 import { isSecretPath } from '../secrets.js';
 import { type ChannelEdit, FIELD_ORDER, isReference, type KeyInput } from './channel-edit.js';
 import { channelMap, fileKeys, findChannel, nodeJs } from './channel-nodes.js';
@@ -155,10 +156,7 @@ export function plan(doc: Document, edit: ChannelEdit): Plan | Refusal {
 function secretRefusal(value: string, path: (string | number)[], current: unknown[]): Refusal | undefined {
   if (value === '' || isReference(value) || current.includes(value)) return undefined;
   if (!isSecretPath(path)) return undefined;
-  const where = path
-    .map((s) => (typeof s === 'number' ? `[${s}]` : `.${s}`))
-    .join('')
-    .slice(1);
+  const where = formatPath(path);
   return refuse(
     'secret',
     `${where}: a key typed as plain text is not written to ccload.yaml (the file is meant for git). ` +
