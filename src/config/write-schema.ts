@@ -5,7 +5,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { withReference } from './reference.js';
+import { withConfigTable } from './readme-tables.js';
 import { configJsonSchema } from './schema.js';
 
 /** The exact text of the committed schema file. */
@@ -27,6 +27,6 @@ export function schemaFilePath(): string {
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   writeFileSync(schemaFilePath(), schemaFileText());
   const readme = `${packageRoot()}/README.md`;
-  writeFileSync(readme, withReference(readFileSync(readme, 'utf8')));
+  writeFileSync(readme, withConfigTable(readFileSync(readme, 'utf8')));
   console.log(`wrote ${schemaFilePath()} and the configuration reference in ${readme}`);
 }

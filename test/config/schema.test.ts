@@ -4,7 +4,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import t from 'tap';
 import { interpolatedData } from '../../src/config/load.js';
-import { REFERENCE_END, REFERENCE_START, withReference } from '../../src/config/reference.js';
+import { CONFIG_TABLE_END, CONFIG_TABLE_START, withConfigTable } from '../../src/config/readme-tables.js';
 import { ConfigSchema, configJsonSchema } from '../../src/config/schema.js';
 import { isSecretPath, secretPatterns } from '../../src/config/secrets.js';
 import { schemaFilePath, schemaFileText } from '../../src/config/write-schema.js';
@@ -28,10 +28,10 @@ t.test(
 t.test("README's configuration reference is fresh (run `npm run schema`)", async (t) => {
   const readme = readFileSync(join(root, 'README.md'), 'utf8');
   t.ok(
-    readme.includes(REFERENCE_START) && readme.includes(REFERENCE_END),
+    readme.includes(CONFIG_TABLE_START) && readme.includes(CONFIG_TABLE_END),
     'README has the reference markers',
   );
-  t.equal(readme, withReference(readme));
+  t.equal(readme, withConfigTable(readme));
   t.match(readme, '| `channels[].model_map` | map |');
 });
 
