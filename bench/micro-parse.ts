@@ -7,7 +7,7 @@
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { claudeCodeRequest, encodeSse, messageStreamEvents } from '../src/dev/anthropic-shapes.js';
-import { rewriteModel, sniffRequest } from '../src/proxy/request-body.js';
+import { rewriteModel, sniffRequest } from '../src/proxy/body-sniff.js';
 import { SseTap } from '../src/proxy/sse-tap.js';
 
 /** Keeps results observable so the JIT cannot drop the measured work. */

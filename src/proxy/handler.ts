@@ -11,6 +11,8 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { AttemptRecord } from '../store/attempt.js';
 import type { LogWriter } from '../store/log-writer.js';
+import { readRequestBody } from './body-reader.js';
+import { rewriteModel, sniffRequest } from './body-sniff.js';
 import { type AttemptEnd, type HeldReply, runAttempt } from './forward.js';
 import { stripHintQuery, timeoutHint, upstreamHeaders } from './headers.js';
 import {
@@ -21,8 +23,6 @@ import {
   ErrorCode,
   type Outcome,
 } from './outcome.js';
-import { readRequestBody } from './read-body.js';
-import { rewriteModel, sniffRequest } from './request-body.js';
 import type { Runtime } from './runtime.js';
 import { type Candidate, select, type TriedAttempt } from './select.js';
 import type { ProxyState } from './state.js';

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import { claudeCodeRequest } from '../../src/dev/anthropic-shapes.js';
-import { rewriteModel, type SniffResult, sniffRequest } from '../../src/proxy/request-body.js';
+import { rewriteModel, type SniffResult, sniffRequest } from '../../src/proxy/body-sniff.js';
 
 /** What JSON.parse says the body's model and stream are, in sniffRequest's terms (for bodies it accepts). */
 function oracle(body: Buffer): { model: unknown; stream: boolean } {
