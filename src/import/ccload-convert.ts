@@ -212,9 +212,251 @@ function envSafe(value: string): boolean {
   return !/[\0\r\n'"\\$`]/.test(value);
 }
 
+/** A key as read from the database, with the position ccLoad gave it (used in warnings). */
 interface KeySource {
   readonly value: string;
   readonly index: number;
+}
+
+/**
+ * One channel row being converted: its columns, identity, and where its warnings go. Every
+ * warning about a channel starts with its label (`channel "x" (#3)`).
+ */
+interface RowContext {
+  readonly row: RawRow;
+  /** The columns of the `channels` table (old schema versions lack some). */
+  readonly cols: ReadonlySet<string>;
+  readonly sourceId: number | null;
+  readonly sourceName: string;
+  readonly label: string;
+  readonly warnings: string[];
+}
+
+/** Pushes `message` as a warning about the row's channel. */
+function warn(ctx: RowContext, message: string): void {
+  ctx.warnings.push(`${ctx.label}: ${message}`);
+}
+
+/** Rows of a per-channel table (`api_keys`, `channel_models`) grouped by `channel_id`. */
+function groupByChannel(rows: readonly RawRow[]): Map<number, RawRow[]> {
+  const out = new Map<number, RawRow[]>();
+  for (const r of rows) {
+    const id = int(r['channel_id'], -1);
+    const list = out.get(id) ?? [];
+    list.push(r);
+    out.set(id, list);
+  }
+  return out;
+}
+
+/**
+ * The channel's URL when ccload can serve it: an Anthropic channel type, a static-key auth type and
+ * an http(s) URL. Otherwise why it is skipped. ccLoad lists further URLs one per line: only the
+ * first is imported (the others become a note and a warning).
+ */
+function importableUrl(ctx: RowContext): { url: string; host: string; notes: string[] } | { skip: string } {
+  const type = str(ctx.row['channel_type']).trim().toLowerCase();
+  if (!ANTHROPIC_TYPES.has(type))
+    return { skip: `channel_type "${type}": only Anthropic channels can be imported` };
+  const authType = str(ctx.row['auth_type']).trim().toLowerCase();
+  if (!KEY_AUTH_TYPES.has(authType))
+    return { skip: `auth_type "${authType}": ccload sends static API keys only` };
+
+  const urls = str(ctx.row['url'])
+    .split(/\r?\n/)
+    .map((u) => u.trim())
+    .filter(Boolean);
+  const url = urls[0];
+  if (!url) return { skip: 'it has no URL' };
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { skip: `its URL "${url}" is not a valid URL` };
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+    return { skip: `its URL "${url}" is not http(s)` };
+  const notes: string[] = [];
+  if (urls.length > 1) {
+    warn(
+      ctx,
+      `${urls.length} URLs; only the first (${url}) is imported — add a channel per further URL if you need them`,
+    );
+    notes.push(`ccLoad also listed: ${urls.slice(1).join(', ')}`);
+  }
+  return { url, host: parsed.hostname, notes };
+}
+
+/**
+ * The channel's name: safe, then unique (a ccLoad name is unique, but two may sanitise alike).
+ * `ordinal` (1-based position among the planned channels) names a channel that has no usable name.
+ */
+function uniqueName(ctx: RowContext, ordinal: number, used: Set<string>): string {
+  let name = safeChannelName(ctx.sourceName);
+  if (!name) name = `channel-${ctx.sourceId ?? ordinal}`;
+  if (used.has(name)) {
+    let candidate = ctx.sourceId !== null ? `${name}-${ctx.sourceId}` : `${name}-2`;
+    for (let n = 2; used.has(candidate); n++) candidate = `${name}-${n}`;
+    name = candidate;
+  }
+  used.add(name);
+  if (name !== ctx.sourceName) warn(ctx, `imported as "${name}" (a safe, unique channel name)`);
+  return name;
+}
+
+/**
+ * The channel's key values to import: from the `api_keys` rows when it has any, else from the
+ * `api_key` column (comma- or newline-separated). Disabled, empty, repeated and env-unsafe keys
+ * are left out with a warning; a key strategy other than round-robin is named.
+ */
+function keyValues(ctx: RowContext, keyRows: readonly RawRow[]): string[] {
+  const sources: KeySource[] = [];
+  let disabledKeys = 0;
+  const strategies = new Set<string>();
+  if (ctx.cols.has('key_strategy')) strategies.add(str(ctx.row['key_strategy']).trim().toLowerCase());
+  if (keyRows.length > 0) {
+    for (const k of keyRows) {
+      const index = int(k['key_index'], sources.length);
+      if ('disabled' in k && bool(k['disabled'], false)) {
+        disabledKeys++;
+        continue;
+      }
+      if ('key_strategy' in k) strategies.add(str(k['key_strategy']).trim().toLowerCase());
+      const allowed = str(k['allowed_models']).trim();
+      if (allowed && allowed !== '[]') {
+        warn(
+          ctx,
+          `key #${index} is limited to some models in ccLoad; ccload uses every key of a channel for all of its models (split it into its own channel if that matters)`,
+        );
+      }
+      sources.push({ value: str(k['api_key']).trim(), index });
+    }
+  } else {
+    for (const [i, v] of str(ctx.row['api_key']).split(/[,\n]/).entries()) {
+      sources.push({ value: v.trim(), index: i });
+    }
+  }
+  if (disabledKeys > 0) warn(ctx, `${disabledKeys} disabled key(s) not imported`);
+  const values: string[] = [];
+  for (const s of sources) {
+    if (!s.value) continue;
+    if (!envSafe(s.value)) {
+      warn(
+        ctx,
+        `key #${s.index} (${fingerprint(s.value)}) holds quotes, \`$\`, a backslash or a line break and cannot be written to an env file safely: not imported`,
+      );
+      continue;
+    }
+    if (values.includes(s.value)) {
+      warn(ctx, `key #${s.index} (${fingerprint(s.value)}) is listed twice: imported once`);
+      continue;
+    }
+    values.push(s.value);
+  }
+  if (values.length === 0) {
+    warn(ctx, 'no key in the database — add api_key (as a ${…} reference) before enabling it');
+  }
+  strategies.delete('');
+  if (values.length > 1 && [...strategies].some((s) => s !== 'round_robin' && s !== 'round-robin')) {
+    warn(
+      ctx,
+      `key_strategy ${[...strategies].join('/')}: ccload rotates a channel's keys round-robin and cools each one on its own`,
+    );
+  }
+  return values;
+}
+
+/**
+ * The env variables that will hold the channel's keys, named from the channel name and unique
+ * across the whole import (FOO_2 may be another channel's).
+ */
+function envKeys(
+  name: string,
+  sourceId: number | null,
+  ordinal: number,
+  values: readonly string[],
+  used: Set<string>,
+): PlannedKey[] {
+  let stem = envStem(name) || `CHANNEL_${sourceId ?? ordinal}`;
+  let env = envNames(stem, values.length);
+  for (let n = 1; env.some((e) => used.has(e)); n++) {
+    stem = `${envStem(name) || 'CHANNEL'}_ID${sourceId ?? 0}${n > 1 ? `_${n}` : ''}`;
+    env = envNames(stem, values.length);
+  }
+  for (const e of env) used.add(e);
+  return values.map((value, i) => ({ env: env[i]!, value }));
+}
+
+/**
+ * The channel's models, model map and enabled flag: from the `channel_models` rows when it has
+ * any, else from the JSON columns. A channel that lists no models served none in ccLoad; in
+ * ccload no list means every model, so it is imported disabled. A redirect from a model the
+ * channel does not serve never applied and is dropped.
+ */
+function modelsOf(
+  ctx: RowContext,
+  modelRows: readonly RawRow[],
+): Pick<PlannedChannel, 'models' | 'modelMap' | 'enabled'> {
+  let models: string[] | undefined;
+  let redirects: Record<string, string> = {};
+  if (modelRows.length > 0) {
+    models = [];
+    let disabledModels = 0;
+    for (const m of modelRows) {
+      const model = str(m['model']).trim();
+      if (!model) continue;
+      if ('disabled' in m && bool(m['disabled'], false)) {
+        disabledModels++;
+        continue;
+      }
+      if (!models.includes(model)) models.push(model);
+      const to = str(m['redirect_model']).trim();
+      if (to && to !== model) redirects[model] = to;
+    }
+    if (disabledModels > 0) warn(ctx, `${disabledModels} disabled model(s) not imported`);
+  } else {
+    models = parseModelList(ctx.row['models'], ctx.label, ctx.warnings);
+    if (ctx.cols.has('model_redirects')) {
+      redirects = parseRedirects(ctx.row['model_redirects'], ctx.label, ctx.warnings);
+    }
+  }
+  let enabled = ctx.cols.has('enabled') ? bool(ctx.row['enabled'], true) : true;
+  if (models !== undefined && models.length === 0) {
+    if (enabled) {
+      warn(
+        ctx,
+        'lists no models (in ccLoad it served none): imported disabled and without `models`, which in ccload means every model — add a list before enabling it',
+      );
+    }
+    enabled = false;
+    models = undefined;
+  }
+  for (const m of models ?? []) {
+    if (isGlob(m)) warn(ctx, `model "${m}" contains * or ?, which ccload reads as a glob`);
+  }
+  const serves = models?.map(compileGlob);
+  const modelMap: Record<string, string> = {};
+  for (const [from, to] of Object.entries(redirects)) {
+    if (serves && !serves.some((s) => s(from))) {
+      warn(
+        ctx,
+        `redirect "${from}" → "${to}" is dropped: the channel does not list "${from}", so it never applied`,
+      );
+      continue;
+    }
+    modelMap[from] = to;
+  }
+  return { models, modelMap: Object.keys(modelMap).length > 0 ? modelMap : undefined, enabled };
+}
+
+/** Warns about each set column ccload has no equivalent for. */
+function warnUnsupported(ctx: RowContext): void {
+  for (const [col, spec] of Object.entries(UNSUPPORTED)) {
+    if (!ctx.cols.has(col) || unusedValue(ctx.row[col], spec.unused)) continue;
+    if (col.startsWith('scheduled_check_') && col !== 'scheduled_check_enabled') continue;
+    const shown = spec.showValue ? `=${str(ctx.row[col]).trim()}` : ' is set';
+    warn(ctx, `${col}${shown}, which ccload has no equivalent for: ignored`);
+  }
 }
 
 /** Converts the rows of a ccLoad database into a plan. */
@@ -222,22 +464,9 @@ export function planImport(db: CcloadDbRows): ImportPlan {
   const warnings: string[] = [];
   const skipped: SkippedChannel[] = [];
   const channels: PlannedChannel[] = [];
-  const cols = new Set(db.tables['channels'] ?? []);
-
-  const keysByChannel = new Map<number, RawRow[]>();
-  for (const k of db.apiKeys) {
-    const id = int(k['channel_id'], -1);
-    const list = keysByChannel.get(id) ?? [];
-    list.push(k);
-    keysByChannel.set(id, list);
-  }
-  const modelsByChannel = new Map<number, RawRow[]>();
-  for (const m of db.channelModels) {
-    const id = int(m['channel_id'], -1);
-    const list = modelsByChannel.get(id) ?? [];
-    list.push(m);
-    modelsByChannel.set(id, list);
-  }
+  const cols: ReadonlySet<string> = new Set(db.tables['channels'] ?? []);
+  const keysByChannel = groupByChannel(db.apiKeys);
+  const modelsByChannel = groupByChannel(db.channelModels);
 
   const unknownCols = [...cols].filter((c) => !QUIET_COLUMNS.has(c) && !(c in UNSUPPORTED));
   if (unknownCols.length > 0) {
@@ -246,197 +475,38 @@ export function planImport(db: CcloadDbRows): ImportPlan {
 
   const usedNames = new Set<string>();
   const usedEnv = new Set<string>();
-
   for (const row of db.channels) {
     const sourceId = cols.has('id') ? int(row['id'], 0) : null;
     const sourceName = str(row['name']).trim();
     const label = `channel "${sourceName || '(unnamed)'}"${sourceId !== null ? ` (#${sourceId})` : ''}`;
-    const skip = (reason: string) => skipped.push({ sourceId, sourceName, reason });
+    const ctx: RowContext = { row, cols, sourceId, sourceName, label, warnings };
 
-    const type = str(row['channel_type']).trim().toLowerCase();
-    if (!ANTHROPIC_TYPES.has(type)) {
-      skip(`channel_type "${type}": only Anthropic channels can be imported`);
+    const source = importableUrl(ctx);
+    if ('skip' in source) {
+      skipped.push({ sourceId, sourceName, reason: source.skip });
       continue;
     }
-    const authType = str(row['auth_type']).trim().toLowerCase();
-    if (!KEY_AUTH_TYPES.has(authType)) {
-      skip(`auth_type "${authType}": ccload sends static API keys only`);
-      continue;
-    }
-
-    const urls = str(row['url'])
-      .split(/\r?\n/)
-      .map((u) => u.trim())
-      .filter(Boolean);
-    const url = urls[0];
-    if (!url) {
-      skip('it has no URL');
-      continue;
-    }
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch {
-      skip(`its URL "${url}" is not a valid URL`);
-      continue;
-    }
-    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-      skip(`its URL "${url}" is not http(s)`);
-      continue;
-    }
-    const notes: string[] = [];
-    if (urls.length > 1) {
-      warnings.push(
-        `${label}: ${urls.length} URLs; only the first (${url}) is imported — add a channel per further URL if you need them`,
-      );
-      notes.push(`ccLoad also listed: ${urls.slice(1).join(', ')}`);
-    }
-
-    // Name: safe, then unique (a ccLoad name is unique, but two may sanitise alike).
-    let name = safeChannelName(sourceName);
-    if (!name) name = `channel-${sourceId ?? channels.length + 1}`;
-    if (usedNames.has(name)) {
-      let candidate = sourceId !== null ? `${name}-${sourceId}` : `${name}-2`;
-      for (let n = 2; usedNames.has(candidate); n++) candidate = `${name}-${n}`;
-      name = candidate;
-    }
-    usedNames.add(name);
-    if (name !== sourceName) warnings.push(`${label}: imported as "${name}" (a safe, unique channel name)`);
-
-    // Keys: the api_keys table when it has rows for this channel, else the api_key column.
-    const keyRows = sourceId !== null ? (keysByChannel.get(sourceId) ?? []) : [];
-    const sources: KeySource[] = [];
-    let disabledKeys = 0;
-    const strategies = new Set<string>();
-    if (cols.has('key_strategy')) strategies.add(str(row['key_strategy']).trim().toLowerCase());
-    if (keyRows.length > 0) {
-      for (const k of keyRows) {
-        const index = int(k['key_index'], sources.length);
-        if ('disabled' in k && bool(k['disabled'], false)) {
-          disabledKeys++;
-          continue;
-        }
-        if ('key_strategy' in k) strategies.add(str(k['key_strategy']).trim().toLowerCase());
-        const allowed = str(k['allowed_models']).trim();
-        if (allowed && allowed !== '[]') {
-          warnings.push(
-            `${label}: key #${index} is limited to some models in ccLoad; ccload uses every key of a channel for all of its models (split it into its own channel if that matters)`,
-          );
-        }
-        sources.push({ value: str(k['api_key']).trim(), index });
-      }
-    } else {
-      for (const [i, v] of str(row['api_key']).split(/[,\n]/).entries()) {
-        sources.push({ value: v.trim(), index: i });
-      }
-    }
-    if (disabledKeys > 0) {
-      warnings.push(`${label}: ${disabledKeys} disabled key(s) not imported`);
-    }
-    const values: string[] = [];
-    for (const s of sources) {
-      if (!s.value) continue;
-      if (!envSafe(s.value)) {
-        warnings.push(
-          `${label}: key #${s.index} (${fingerprint(s.value)}) holds quotes, \`$\`, a backslash or a line break and cannot be written to an env file safely: not imported`,
-        );
-        continue;
-      }
-      if (values.includes(s.value)) {
-        warnings.push(`${label}: key #${s.index} (${fingerprint(s.value)}) is listed twice: imported once`);
-        continue;
-      }
-      values.push(s.value);
-    }
-    if (values.length === 0) {
-      warnings.push(
-        `${label}: no key in the database — add api_key (as a \${…} reference) before enabling it`,
-      );
-    }
-    strategies.delete('');
-    if (values.length > 1 && [...strategies].some((s) => s !== 'round_robin' && s !== 'round-robin')) {
-      warnings.push(
-        `${label}: key_strategy ${[...strategies].join('/')}: ccload rotates a channel's keys round-robin and cools each one on its own`,
-      );
-    }
-
-    // Env names: from the channel name, unique across the whole import (FOO_2 may be another channel's).
-    let stem = envStem(name) || `CHANNEL_${sourceId ?? channels.length + 1}`;
-    let env = envNames(stem, values.length);
-    for (let n = 1; env.some((e) => usedEnv.has(e)); n++) {
-      stem = `${envStem(name) || 'CHANNEL'}_ID${sourceId ?? 0}${n > 1 ? `_${n}` : ''}`;
-      env = envNames(stem, values.length);
-    }
-    for (const e of env) usedEnv.add(e);
-    const keys = values.map((value, i) => ({ env: env[i]!, value }));
-
-    // Models: channel_models rows when present, else the JSON column.
-    const modelRows = sourceId !== null ? (modelsByChannel.get(sourceId) ?? []) : [];
-    let models: string[] | undefined;
-    let redirects: Record<string, string> = {};
-    if (modelRows.length > 0) {
-      models = [];
-      let disabledModels = 0;
-      for (const m of modelRows) {
-        const model = str(m['model']).trim();
-        if (!model) continue;
-        if ('disabled' in m && bool(m['disabled'], false)) {
-          disabledModels++;
-          continue;
-        }
-        if (!models.includes(model)) models.push(model);
-        const to = str(m['redirect_model']).trim();
-        if (to && to !== model) redirects[model] = to;
-      }
-      if (disabledModels > 0) warnings.push(`${label}: ${disabledModels} disabled model(s) not imported`);
-    } else {
-      models = parseModelList(row['models'], label, warnings);
-      if (cols.has('model_redirects')) redirects = parseRedirects(row['model_redirects'], label, warnings);
-    }
-    let enabled = cols.has('enabled') ? bool(row['enabled'], true) : true;
-    if (models !== undefined && models.length === 0) {
-      if (enabled) {
-        warnings.push(
-          `${label}: lists no models (in ccLoad it served none): imported disabled and without \`models\`, which in ccload means every model — add a list before enabling it`,
-        );
-      }
-      enabled = false;
-      models = undefined;
-    }
-    for (const m of models ?? []) {
-      if (isGlob(m)) warnings.push(`${label}: model "${m}" contains * or ?, which ccload reads as a glob`);
-    }
-    const serves = models?.map(compileGlob);
-    const modelMap: Record<string, string> = {};
-    for (const [from, to] of Object.entries(redirects)) {
-      if (serves && !serves.some((s) => s(from))) {
-        warnings.push(
-          `${label}: redirect "${from}" → "${to}" is dropped: the channel does not list "${from}", so it never applied`,
-        );
-        continue;
-      }
-      modelMap[from] = to;
-    }
-
-    for (const [col, spec] of Object.entries(UNSUPPORTED)) {
-      if (!cols.has(col) || unusedValue(row[col], spec.unused)) continue;
-      if (col.startsWith('scheduled_check_') && col !== 'scheduled_check_enabled') continue;
-      const shown = spec.showValue ? `=${str(row[col]).trim()}` : ' is set';
-      warnings.push(`${label}: ${col}${shown}, which ccload has no equivalent for: ignored`);
-    }
-
+    const ordinal = channels.length + 1;
+    const name = uniqueName(ctx, ordinal, usedNames);
+    const values = keyValues(ctx, sourceId !== null ? (keysByChannel.get(sourceId) ?? []) : []);
+    const keys = envKeys(name, sourceId, ordinal, values, usedEnv);
+    const { models, modelMap, enabled } = modelsOf(
+      ctx,
+      sourceId !== null ? (modelsByChannel.get(sourceId) ?? []) : [],
+    );
+    warnUnsupported(ctx);
     channels.push({
       sourceId,
       sourceName,
       name,
-      url,
+      url: source.url,
       priority: cols.has('priority') ? int(row['priority'], 0) : 0,
       enabled,
       models,
-      modelMap: Object.keys(modelMap).length > 0 ? modelMap : undefined,
+      modelMap,
       keys,
-      auth: parsed.hostname === 'api.anthropic.com' ? 'x-api-key' : 'both',
-      notes,
+      auth: source.host === 'api.anthropic.com' ? 'x-api-key' : 'both',
+      notes: source.notes,
     });
   }
 
