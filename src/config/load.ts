@@ -11,7 +11,7 @@ import type { z } from 'zod';
 import { compileGlob } from './glob.js';
 import { expand } from './interpolate.js';
 import { type ConfigPath, formatPath, locate } from './locate.js';
-import { type Config, ConfigSchema, configJsonSchema } from './schema.js';
+import { type ChannelConfig, type Config, ConfigSchema, configJsonSchema } from './schema.js';
 import { fingerprint, holdsLiteralSecret, isSecretPath } from './secrets.js';
 import type { Channel, ChannelKey, ClientToken, ConfigIssue, ReloadSource, Snapshot } from './snapshot.js';
 
@@ -366,7 +366,7 @@ function applyEnv(
   return { listen: { host, port }, database, adminPassword };
 }
 
-function buildChannel(c: Config['channels'][number], index: number): Channel {
+function buildChannel(c: ChannelConfig, index: number): Channel {
   const url = c.url.replace(/\/+$/, '');
   const parsed = new URL(url);
   const values = (c.keys ?? (c.api_key !== undefined ? [c.api_key] : [])).filter((k) => k !== '');

@@ -45,7 +45,7 @@ const PORT = '(6553[0-5]|655[0-2]\\d|65[0-4]\\d{2}|6[0-4]\\d{3}|[1-5]\\d{4}|\\d{
 const LISTEN = new RegExp(`^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):${PORT}$`);
 const DATABASE = /^(file:|libsql:\/\/|https?:\/\/|wss?:\/\/|:memory:$)/;
 
-export const ServerSchema = z
+const ServerSchema = z
   .strictObject({
     listen: z
       .string()
@@ -77,7 +77,7 @@ export const ServerSchema = z
   })
   .meta({ description: 'Where ccload listens and keeps its runtime state.' });
 
-export const AdminSchema = z
+const AdminSchema = z
   .strictObject({
     password: Secret(
       'Password of the dashboard and admin API. No built-in default: without it (or CCLOAD_PASS) every login is refused.',
@@ -97,12 +97,12 @@ export const AdminSchema = z
   })
   .meta({ description: 'The dashboard and admin API.' });
 
-export const ClientTokenSchema = z.strictObject({
+const ClientTokenSchema = z.strictObject({
   name: Name.meta({ description: 'What logs and stats show for this client; the token itself never is.' }),
   token: Secret('The token the client sends as x-api-key or Authorization: Bearer.'),
 });
 
-export const AuthSchema = z
+const AuthSchema = z
   .strictObject({
     tokens: z.array(ClientTokenSchema).default([]).meta({
       description:
@@ -111,7 +111,7 @@ export const AuthSchema = z
   })
   .meta({ description: 'Who may use the proxy (/v1/*).' });
 
-export const RoutingSchema = z
+const RoutingSchema = z
   .strictObject({
     cooldown: z
       .strictObject({
@@ -190,14 +190,14 @@ const Price = (what: string) =>
     .default(0)
     .meta({ description: `USD per million ${what}.` });
 
-export const PriceSchema = z.strictObject({
+const PriceSchema = z.strictObject({
   input: Price('input tokens'),
   output: Price('output tokens'),
   cache_write: Price('cache-creation input tokens'),
   cache_read: Price('cache-read input tokens'),
 });
 
-export const StoreSchema = z
+const StoreSchema = z
   .strictObject({
     retention: Duration('How long request-log rows are kept.').prefault('30d'),
   })

@@ -14,7 +14,7 @@ export function schemaFileText(): string {
 }
 
 /** The package root, from src/ or dist/src/. */
-export function packageRoot(): string {
+function packageRoot(): string {
   const here = fileURLToPath(import.meta.url);
   return here.includes('/dist/src/') ? here.split('/dist/src/')[0]! : here.split('/src/')[0]!;
 }

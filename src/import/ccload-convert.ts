@@ -59,7 +59,7 @@ export interface ImportPlan {
 }
 
 /** Prefix of the env variables that hold imported keys. */
-export const KEY_ENV_PREFIX = 'CCLOAD_KEY_';
+const KEY_ENV_PREFIX = 'CCLOAD_KEY_';
 
 /** Channel columns that are runtime state or identity: read or ignored without a word. */
 const QUIET_COLUMNS = new Set([

@@ -17,7 +17,7 @@ export interface CommandIo {
 }
 
 /** Usage text of the command. */
-export const IMPORT_USAGE = `usage: ccload import-ccload PATH_TO_OLD_DB [--out FILE] [--env-file FILE] [--force]
+const IMPORT_USAGE = `usage: ccload import-ccload PATH_TO_OLD_DB [--out FILE] [--env-file FILE] [--force]
   Converts the channels of a Go ccLoad SQLite database (opened read-only) into ccload.yaml channels.
   --out FILE        write the channels YAML to FILE (default: stdout)
   --env-file FILE   write the keys to FILE, mode 0600 (default: FILE.env beside --out, else ./ccload-keys.env)

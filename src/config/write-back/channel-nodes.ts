@@ -26,20 +26,16 @@ export function channelMap(doc: Document, index: number): YAMLMap | undefined {
   return isMap(item) ? item : undefined;
 }
 
-/** The channel's keys as written: the nodes of `keys:`, or `api_key:` alone, and their values. */
-export function fileKeys(
-  doc: Document,
-  map: YAMLMap,
-): { field: 'api_key' | 'keys' | undefined; nodes: Node[] } {
+/** The channel's keys as written: the nodes of `keys:`, or `api_key:` alone. */
+export function fileKeys(map: YAMLMap): { field: 'api_key' | 'keys' | undefined; nodes: Node[] } {
   const keys = map.get('keys', true);
   if (isSeq(keys)) return { field: 'keys', nodes: keys.items as Node[] };
   const apiKey = map.get('api_key', true);
   if (apiKey !== undefined && apiKey !== null) return { field: 'api_key', nodes: [apiKey as Node] };
-  void doc;
   return { field: undefined, nodes: [] };
 }
 
 /** The plain value of a node (aliases resolved). */
 export function nodeJs(doc: Document, node: Node): unknown {
-  return (node as { toJS(doc: Document, opts?: object): unknown }).toJS(doc, { maxAliasCount: 1000 });
+  return node.toJS(doc, { maxAliasCount: 1000 });
 }

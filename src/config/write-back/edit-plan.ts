@@ -41,13 +41,13 @@ export type Plan =
   | { readonly kind: 'delete'; readonly index: number }
   | { readonly kind: 'fields'; readonly index: number; readonly ops: readonly FieldOp[] };
 
-export type Refusal = { readonly ok: false; readonly error: EditRefusal; readonly message: string };
+type Refusal = { readonly ok: false; readonly error: EditRefusal; readonly message: string };
 export const refuse = (error: EditRefusal, message: string): Refusal => ({ ok: false, error, message });
 
 export const isKept = (v: unknown): v is Kept => typeof v === 'object' && v !== null && 'kept' in v;
 
 /** The plain value an op value stands for. */
-export function jsOf(value: OpValue): unknown {
+function jsOf(value: OpValue): unknown {
   if (isKept(value)) return value.js;
   if (Array.isArray(value)) return value.map((v: string | Kept) => (isKept(v) ? v.js : v));
   return value;
@@ -99,7 +99,7 @@ export function plan(doc: Document, edit: ChannelEdit): Plan | Refusal {
   }
 
   const ch = edit.changes;
-  const existing = fileKeys(doc, map);
+  const existing = fileKeys(map);
   const existingValues = existing.nodes.map((n) => nodeJs(doc, n));
   const key = (input: KeyInput, path: (string | number)[]): Kept | string | Refusal => {
     if (typeof input === 'string') {

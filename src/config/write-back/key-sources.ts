@@ -27,7 +27,7 @@ export function channelKeySources(text: string): Map<string, ChannelKeySources> 
     if (!isMap(item)) continue;
     const name = item.get('name');
     if (typeof name !== 'string' || out.has(name)) continue;
-    const { field, nodes } = fileKeys(doc, item);
+    const { field, nodes } = fileKeys(item);
     const refs = nodes.map((n) => {
       const v = nodeJs(doc, n);
       return typeof v === 'string' && isReference(v) ? v : null;
