@@ -27,6 +27,11 @@
  *
  * Unknown keys, comments, blank lines, key order, quoting, anchors and aliases of everything the
  * edit does not touch survive (claude-code-router's UI dropped unknown keys: its issue #749).
+ *
+ * This file holds the steps on the file; each part has its own file beside it: `channel-edit.ts`
+ * (what an edit is), `text-edit.ts` (step 3) with `edit-plan.ts`, `channel-nodes.ts`,
+ * `scalar-edit.ts`, `structural-edit.ts` and `line-merge.ts`; `atomic-write.ts` (step 6),
+ * `git-commit.ts` (step 8), `serial-queue.ts` (one at a time), `key-sources.ts` (what views show).
  */
 import { readFile, realpath } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -41,8 +46,6 @@ import { gitCommit } from './git-commit.js';
 import { type ChannelKeySources, channelKeySources } from './key-sources.js';
 import { serialised } from './serial-queue.js';
 import { editConfigText, splitEncoding } from './text-edit.js';
-
-// --- Applying an edit to the file ---------------------------------------------------------------
 
 /** What write-back needs from the daemon. */
 export interface WriteBackDeps {
