@@ -21,6 +21,7 @@ import type {
   ChannelField,
   NewChannel,
 } from '../config/write-back/channel-edit.js';
+import type { ChannelKeySources } from '../config/write-back/key-sources.js';
 import { BodyTooLarge, readBody, sendJson } from '../http/respond.js';
 import { activeEntries } from '../proxy/cooldown.js';
 import { upstreamHeaders } from '../proxy/headers.js';
@@ -47,7 +48,7 @@ export function channelJson(
   snapshot: Snapshot,
   app: Pick<App, 'proxyState'>,
   now: number,
-  sources?: { field: 'api_key' | 'keys' | undefined; refs: readonly (string | null)[] },
+  sources?: ChannelKeySources,
 ) {
   const active = activeEntries(app.proxyState.cooldowns, now, snapshot.channels).filter(
     (e) => e.channel === c.name,

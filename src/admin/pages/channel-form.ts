@@ -4,7 +4,7 @@
  * key must be written as such a reference (the write-back refuses a literal, with an explanation).
  */
 import type { App } from '../../app.js';
-import { ChannelAuthSchema } from '../../config/schema.js';
+import { type ChannelAuth, ChannelAuthSchema } from '../../config/schema.js';
 import type {
   ChannelChanges,
   ChannelEdit,
@@ -17,6 +17,13 @@ import { type Html, html } from '../html.js';
 type ChannelView = Awaited<ReturnType<typeof channelList>>['channels'][number];
 
 const AUTH = ChannelAuthSchema.options;
+
+/** How the form names each way of sending the key. */
+const AUTH_LABEL: Readonly<Record<ChannelAuth, string>> = {
+  'x-api-key': 'x-api-key',
+  bearer: 'Authorization: Bearer',
+  both: 'both',
+};
 
 /** The form for a new channel (`channel` undefined) or an existing one. */
 export function channelForm(opts: { hash: string; channel?: ChannelView; error?: Html }): Html {
@@ -42,7 +49,7 @@ export function channelForm(opts: { hash: string; channel?: ChannelView; error?:
     <span class="hint">One rewrite per line: <code>requested -> sent</code>.</span>
     <label for="f-auth">Key sent as</label><select id="f-auth" name="auth">${AUTH.map(
       (a) =>
-        html`<option value="${a}"${(c?.auth ?? 'x-api-key') === a ? html` selected` : ''}>${a === 'bearer' ? 'Authorization: Bearer' : a === 'both' ? 'both' : 'x-api-key'}</option>`,
+        html`<option value="${a}"${(c?.auth ?? 'x-api-key') === a ? html` selected` : ''}>${AUTH_LABEL[a]}</option>`,
     )}</select>
     <label for="f-enabled">Enabled</label><span><input id="f-enabled" name="enabled" type="checkbox" value="1"${c && !c.enabled ? '' : html` checked`}></span>
     <span>Keys</span>

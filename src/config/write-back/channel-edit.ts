@@ -19,6 +19,9 @@ export type NewChannel = Readonly<ChannelInput>;
 /** A channel field, in the schema's order. */
 export type ChannelField = keyof ChannelInput;
 
+/** The field that holds a channel's keys: `api_key` (one) or `keys` (several). */
+export type KeyField = Extract<ChannelField, 'api_key' | 'keys'>;
+
 /** The value an update may give a field: the file's value, with key inputs for the keys. */
 type ChangeValue<K extends ChannelField> = K extends 'api_key'
   ? KeyInput

@@ -3,6 +3,7 @@
  * the edit plan, both edit phases and the key-source view.
  */
 import { type Document, isAlias, isMap, isSeq, type Node, type YAMLMap, type YAMLSeq } from 'yaml';
+import type { KeyField } from './channel-edit.js';
 
 /** The `channels` sequence of a document, or undefined when the file has none (or no list). */
 export function channelsSeq(doc: Document): YAMLSeq | undefined {
@@ -27,7 +28,7 @@ export function channelMap(doc: Document, index: number): YAMLMap | undefined {
 }
 
 /** The channel's keys as written: the nodes of `keys:`, or `api_key:` alone. */
-export function fileKeys(map: YAMLMap): { field: 'api_key' | 'keys' | undefined; nodes: Node[] } {
+export function fileKeys(map: YAMLMap): { field: KeyField | undefined; nodes: Node[] } {
   const keys = map.get('keys', true);
   if (isSeq(keys)) return { field: 'keys', nodes: keys.items as Node[] };
   const apiKey = map.get('api_key', true);

@@ -2,14 +2,14 @@
  * How a channel's keys are written in the file, for views: references are shown, literals never.
  */
 import { isMap, parseDocument } from 'yaml';
-import { isReference } from './channel-edit.js';
+import { isReference, type KeyField } from './channel-edit.js';
 import { channelsSeq, fileKeys, nodeJs } from './channel-nodes.js';
 import { splitEncoding } from './text-edit.js';
 
 /** How a channel's keys are written in the file, without their values. */
 export interface ChannelKeySources {
   /** Which field holds the keys. */
-  readonly field: 'api_key' | 'keys' | undefined;
+  readonly field: KeyField | undefined;
   /** Per file position: the `${...}` reference as written, or null for a literal (never shown). */
   readonly refs: readonly (string | null)[];
 }
