@@ -132,10 +132,17 @@ const FIELD_TYPES = {
 
 const KeyInput = z.union([z.string(), z.strictObject({ keep: z.number().int().nonnegative() })]);
 
-const NewChannelBody = z
-  .strictObject(FIELD_TYPES)
-  .partial()
-  .required({ name: true, url: true }) satisfies z.ZodType<NewChannel>;
+// `name` and `url` stay required as they are (`.required()` would reword their error as "expected
+// nonoptional").
+const NewChannelBody = z.strictObject(FIELD_TYPES).partial({
+  api_key: true,
+  keys: true,
+  auth: true,
+  priority: true,
+  models: true,
+  model_map: true,
+  enabled: true,
+}) satisfies z.ZodType<NewChannel>;
 
 /** A field an update may remove: `null` in the body. */
 const removable = <T extends z.ZodType>(type: T) => type.nullable().optional();

@@ -10,7 +10,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { request } from 'undici';
-import { writeBackStatus } from '../../src/admin/channel-routes.js';
+import { addEditFromBody, updateEditFromBody, writeBackStatus } from '../../src/admin/channel-routes.js';
 import { hashContent } from '../../src/config/load.js';
 import type { WriteBackErrorKind } from '../../src/config/write-back/apply-edit.js';
 import type { Daemon } from '../../src/daemon.js';
@@ -275,6 +275,26 @@ t.test('write-back refusals: config gives the kind, admin the HTTP status', asyn
     ['io', 500],
   ];
   for (const [error, status] of table) t.equal(writeBackStatus({ error }), status, error);
+});
+
+t.test('request bodies: JSON types checked, messages name the field and the expected type', async (t) => {
+  t.equal(addEditFromBody({ url: 'https://x' }), 'name: Invalid input: expected string, received undefined');
+  t.equal(
+    addEditFromBody({ name: 'x', url: 'https://x', priority: '1' }),
+    'priority: Invalid input: expected number, received string',
+  );
+  t.match(addEditFromBody({ name: 'x', url: 'https://x', colour: 'red' }), /colour/);
+  t.same(addEditFromBody({ name: 'x', url: 'not a url' }), {
+    action: 'add',
+    channel: { name: 'x', url: 'not a url' },
+  });
+  t.match(updateEditFromBody('x', { url: null }), /^url: /, 'name and url cannot be removed');
+  t.same(updateEditFromBody('x', { models: null, auth: 'bearer' }), {
+    action: 'update',
+    name: 'x',
+    changes: { models: null, auth: 'bearer' },
+  });
+  t.match(updateEditFromBody('x', { keys: [{ keep: -1 }] }), /^keys\.0/);
 });
 
 t.test('admin.write_back: false → 403 on every write, writable: false', async (t) => {
