@@ -29,6 +29,7 @@ import { channelKeySources } from '../../src/config/write-back/key-sources.js';
 import { editConfigText } from '../../src/config/write-back/text-edit.js';
 import { silentLogger } from '../../src/log.js';
 import { startTestDaemon } from '../daemon/helpers.js';
+import { pick, prng } from '../helpers/random.js';
 import { type Teardownable, tmpDir } from '../helpers/tmp.js';
 import { deadline } from '../helpers/wait.js';
 
@@ -365,25 +366,17 @@ t.test('refusals of the text edit', async (t) => {
 });
 
 t.test('200 random edits in a row: always the exact data, always a minimal merge', async (t) => {
-  // A seeded PRNG (mulberry32) so a failure replays.
-  let seed = 20261126;
-  const rand = () => {
-    seed = (seed + 0x6d2b79f5) >>> 0;
-    let x = seed;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-  const pick = <T>(list: readonly T[]): T => list[Math.floor(rand() * list.length)]!;
+  // Seeded, so a failure replays.
+  const rand = prng(20261126);
   const models = ['claude-opus-4-1', 'claude-sonnet-4-5', 'claude-haiku-4-5', 'claude-*', 'x-1'];
   let text = fixture('channels.yaml');
   let added = 0;
   let normalised = 0;
   for (let i = 0; i < 200; i++) {
     const names = (parse(text) as { channels: { name: string }[] }).channels.map((c) => c.name);
-    const name = pick(names);
+    const name = pick(rand, names);
     const subset = models.filter(() => rand() < 0.5);
-    const edit: ChannelEdit = pick<() => ChannelEdit>([
+    const edit: ChannelEdit = pick<() => ChannelEdit>(rand, [
       () => ({ action: 'set-priority', name, priority: Math.floor(rand() * 20) }),
       () => ({ action: rand() < 0.5 ? 'enable' : 'disable', name }),
       () => ({ action: 'update', name, changes: { models: subset.length ? subset : null } }),
@@ -391,7 +384,7 @@ t.test('200 random edits in a row: always the exact data, always a minimal merge
       () => ({
         action: 'update',
         name,
-        changes: { url: `https://u${i}.example.com`, auth: pick(['bearer', null]) },
+        changes: { url: `https://u${i}.example.com`, auth: pick(rand, ['bearer', null]) },
       }),
       () => ({
         action: 'update',

@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap';
 import { claudeCodeRequest } from '../../src/dev/anthropic-shapes.js';
 import { rewriteModel, type SniffResult, sniffRequest } from '../../src/proxy/body-sniff.js';
+import { prng } from '../helpers/random.js';
 
 /** What JSON.parse says the body's model and stream are, in sniffRequest's terms (for bodies it accepts). */
 function oracle(body: Buffer): { model: unknown; stream: boolean } {
@@ -172,18 +173,6 @@ t.test('every truncation of a body is rejected as unexpected end of input', asyn
   }
   t.equal(wrong, 0, `all ${body.length - 1} truncations rejected`);
 });
-
-/** A small deterministic PRNG (mulberry32), so the generated cases are the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PALETTE = [
   'a',

@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap';
 import { encodeSse, messageStreamEvents } from '../../src/dev/anthropic-shapes.js';
 import { SseTap, sseErrorFrame } from '../../src/proxy/sse-tap.js';
+import { prng } from '../helpers/random.js';
 
 /** Everything a tap observed, with the commit point as an offset in the whole stream. */
 interface Seen {
@@ -77,17 +78,6 @@ function feedReusingBuffers(chunks: Buffer[]): Seen {
     eventCount: tap.eventCount,
     malformed: tap.malformed,
     midEvent: tap.midEvent,
-  };
-}
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
   };
 }
 

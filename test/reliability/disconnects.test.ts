@@ -19,6 +19,7 @@ import {
   type StreamBehaviour,
   startFakeUpstream,
 } from '../../src/dev/fake-upstream.js';
+import { prng } from '../helpers/random.js';
 import { deadline, waitFor } from '../helpers/wait.js';
 import {
   fdCount,
@@ -52,18 +53,6 @@ const PLANS: readonly Plan[] = [
   'gone-while-waiting',
   'gone-mid-stream',
 ];
-
-/** A small deterministic PRNG (mulberry32), so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SLOW_HEAD: Behaviour = { ...ok(MODEL), headersDelayMs: SLOW_MS };
 const LONG_STREAM: StreamBehaviour = {

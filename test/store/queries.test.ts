@@ -22,6 +22,7 @@ import {
 } from '../../src/store/queries.js';
 import { MINUTE_ROLLUP_KEEP_MS } from '../../src/store/retention.js';
 import { rollupStatements } from '../../src/store/rollup.js';
+import { prng } from '../helpers/random.js';
 import { openTestDb, sampleAttempt } from './helpers.js';
 
 const MIN = 60_000;
@@ -233,11 +234,7 @@ t.test('pure: coverWindow cuts a window into days, hours and edge minutes', asyn
 
   // Property: for windows younger than the minute rollups' retention, the segments tile [from, to)
   // exactly, each aligned to its tier.
-  let seed = 7;
-  const rnd = () => {
-    seed = (seed * 1103515245 + 12345) % 2 ** 31;
-    return seed / 2 ** 31;
-  };
+  const rnd = prng(7);
   const size = { minute: MIN, hour: HOUR, day: DAY } as const;
   for (let i = 0; i < 500; i++) {
     const to = NOW - (NOW % MIN) - Math.floor((rnd() * 3 * DAY) / MIN) * MIN;

@@ -22,21 +22,8 @@ import {
   TIERS,
   type Tier,
 } from '../../src/store/rollup.js';
+import { pick, prng } from '../helpers/random.js';
 import { captureLog, openTestDb, sampleAttempt, tempDbUrl } from './helpers.js';
-
-/** mulberry32: a seeded PRNG, so a failure can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const pick = <T>(rnd: () => number, xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
 
 /** A random attempt within 3 days before `base`, with every kind of null and odd value mixed in. */
 function randomAttempt(rnd: () => number, i: number, base: number): AttemptRecord {
