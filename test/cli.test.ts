@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { controlFilePath, readControlFile, writeControlFile } from '../src/control.js';
+import { DEAD_URL, testConfig } from './helpers/config.js';
 import { type Teardownable, tmpDir } from './helpers/tmp.js';
 import { deadline } from './helpers/wait.js';
 
@@ -124,18 +125,8 @@ async function serveChild(
 }
 
 /** The daemon's config: one channel whose key is read from `secret.txt` (so SIGHUP has something to pick up). */
-const daemonConfig = (priority: number, extra = '') => `version: 1
-server:
-  listen: 127.0.0.1:0
-  database: file:state/ccload.db
-admin:
-  password: \${TEST_PASS}
-channels:
-  - name: main
-    url: http://127.0.0.1:9
-    api_key: \${file:secret.txt}
-    priority: ${priority}
-${extra}`;
+const daemonConfig = (priority: number, extra = '') =>
+  testConfig({ channels: [{ name: 'main', url: DEAD_URL, apiKey: '${file:secret.txt}', priority }], extra });
 
 t.test('--help, --version and usage errors', async (t) => {
   const cwd = tmpDir(t);

@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import t from 'tap';
 import { AdminRouter } from '../../src/admin/router.js';
 import { controlFilePath, readControlFile } from '../../src/control.js';
-import type { Daemon } from '../../src/daemon.js';
-import { configText, startTestDaemon, testEnv } from '../daemon/helpers.js';
-import { type Answer, call } from './http-helpers.js';
+import { DEAD_URL, testConfig, testEnv } from '../helpers/config.js';
+import { startTestDaemon } from '../helpers/daemon.js';
+import { call, cookiePair, login, setCookie } from '../helpers/http.js';
 
 const PASS = testEnv.TEST_PASS;
 const START = Date.UTC(2026, 0, 1, 12, 0, 0);
@@ -25,30 +25,12 @@ function manualClock() {
   return clock;
 }
 
-/** The single Set-Cookie header of an answer. */
-function setCookie(a: Answer): string {
-  const h = a.headers['set-cookie'];
-  return Array.isArray(h) ? (h[0] ?? '') : (h ?? '');
-}
-
-/** `name=value` of a Set-Cookie header, ready to send back as `Cookie`. */
-function cookiePair(setCookieHeader: string): string {
-  return setCookieHeader.split(';')[0] ?? '';
-}
-
-/** Logs in with JSON and returns the `Cookie` value to send back. */
-async function login(d: Daemon, password = PASS): Promise<string> {
-  const a = await call(d.url, 'POST', '/login', { body: { password } });
-  if (a.status !== 200) throw new Error(`login failed: ${a.status} ${a.text}`);
-  return cookiePair(setCookie(a));
-}
-
 const withAdmin = (admin: string) =>
-  configText().replace('admin:\n  password: ${TEST_PASS}\n', `admin:\n${admin}`);
+  testConfig().replace('admin:\n  password: ${TEST_PASS}\n', `admin:\n${admin}`);
 
 t.test('login sets a strict HttpOnly session cookie that opens the admin API', async (t) => {
   const clock = manualClock();
-  const { daemon } = await startTestDaemon(t, configText(), { now: clock.now });
+  const { daemon } = await startTestDaemon(t, testConfig(), { now: clock.now });
 
   const anon = await call(daemon.url, 'GET', '/admin/config/status');
   t.equal(anon.status, 401, 'config status needs a login');
@@ -95,7 +77,7 @@ t.test('login sets a strict HttpOnly session cookie that opens the admin API', a
 t.test('wrong passwords are throttled per address; success resets the count', async (t) => {
   t.test('five failures → 429 with retry-after, even for the right password', async (t) => {
     const clock = manualClock();
-    const { daemon } = await startTestDaemon(t, configText(), { now: clock.now });
+    const { daemon } = await startTestDaemon(t, testConfig(), { now: clock.now });
     for (let i = 1; i <= 5; i++) {
       const a = await call(daemon.url, 'POST', '/login', { body: { password: `wrong-${i}` } });
       t.equal(a.status, 401, `failure ${i} is a 401`);
@@ -119,11 +101,11 @@ t.test('wrong passwords are throttled per address; success resets the count', as
 
   t.test('a success forgets earlier failures', async (t) => {
     const clock = manualClock();
-    const { daemon } = await startTestDaemon(t, configText(), { now: clock.now });
+    const { daemon } = await startTestDaemon(t, testConfig(), { now: clock.now });
     const fail = () => call(daemon.url, 'POST', '/login', { body: { password: 'nope' } });
     for (let i = 0; i < 4; i++) t.equal((await fail()).status, 401);
     clock.t += 1000;
-    await login(daemon);
+    await login(daemon.url);
     for (let i = 0; i < 4; i++) t.equal((await fail()).status, 401, 'counted from zero again');
     const a = await call(daemon.url, 'POST', '/login', { body: { password: PASS } });
     t.equal(a.status, 200, 'only 4 failures since the success: not throttled');
@@ -161,7 +143,7 @@ t.test('without an admin password every login is refused, and the page says why'
     t.equal(
       (
         await call(daemon.url, 'GET', '/admin/config/status', {
-          cookie: await login(daemon, 'from-the-environment'),
+          cookie: await login(daemon.url, 'from-the-environment'),
         })
       ).status,
       200,
@@ -173,7 +155,7 @@ t.test('without an admin password every login is refused, and the page says why'
 
 t.test('state-changing requests from another origin are refused', async (t) => {
   const { daemon } = await startTestDaemon(t);
-  const cookie = await login(daemon);
+  const cookie = await login(daemon.url);
   const reload = (headers: Record<string, string>) =>
     call(daemon.url, 'POST', '/admin/reload', { cookie, headers });
 
@@ -227,7 +209,7 @@ t.test('sessions expire after admin.session_ttl; logout ends them server-side', 
   clock.t = START;
   t.equal((await status()).status, 401, 'an expired session is gone, even if the clock goes back');
 
-  const second = await login(daemon);
+  const second = await login(daemon.url);
   t.equal((await call(daemon.url, 'GET', '/admin/config/status', { cookie: second })).status, 200);
   const out = await call(daemon.url, 'POST', '/logout', { cookie: second });
   t.equal(out.status, 200);
@@ -247,7 +229,7 @@ t.test('sessions expire after admin.session_ttl; logout ends them server-side', 
 
 t.test('sessions survive a daemon restart, and are not stored in clear', async (t) => {
   const first = await startTestDaemon(t);
-  const cookie = await login(first.daemon);
+  const cookie = await login(first.daemon.url);
   const id = cookie.slice('ccload_session='.length);
   t.equal((await call(first.daemon.url, 'GET', '/admin/config/status', { cookie })).status, 200);
 
@@ -327,7 +309,7 @@ t.test('the control token opens only reload and config status', async (t) => {
   const page = await call(base, 'GET', '/dashboard?tab=1', { headers: bearer });
   t.equal(page.status, 303, 'a page sends a token holder to the login');
   t.equal(page.headers['location'], '/login?next=%2Fdashboard%3Ftab%3D1');
-  const viaSession = await call(base, 'GET', '/admin/session-only', { cookie: await login(daemon) });
+  const viaSession = await call(base, 'GET', '/admin/session-only', { cookie: await login(daemon.url) });
   t.equal(viaSession.status, 200, 'a session opens it');
   t.equal(viaSession.text, 'secret');
 });
@@ -368,7 +350,7 @@ t.test('form login redirects to local paths only', async (t) => {
 
 t.test('/health and /metrics, before and after a rejected reload', async (t) => {
   const clock = manualClock();
-  const { daemon, file, dir } = await startTestDaemon(t, configText(), { now: clock.now });
+  const { daemon, file, dir } = await startTestDaemon(t, testConfig(), { now: clock.now });
   const control = readControlFile(controlFilePath(file, { RUNTIME_DIRECTORY: dir }))!;
   const bearer = { authorization: `Bearer ${control.token}` };
   const metric = async (name: string) => {
@@ -392,7 +374,7 @@ t.test('/health and /metrics, before and after a rejected reload', async (t) => 
   t.equal(await metric('ccload_config_last_reload_successful'), 1);
   t.equal(await metric('ccload_config_last_reload_success_timestamp_seconds'), START / 1000);
 
-  writeFileSync(file, `${configText()}    bogus_key: 1\n`);
+  writeFileSync(file, `${testConfig()}    bogus_key: 1\n`);
   clock.t += 60_000;
   const rejected = await call(daemon.url, 'POST', '/admin/reload', { headers: bearer });
   t.equal(rejected.status, 422);
@@ -418,7 +400,7 @@ t.test('/health and /metrics, before and after a rejected reload', async (t) => 
     last_attempt: { ok: false, result: 'rejected', errors: [{ line: 12, path: 'channels[0].bogus_key' }] },
   });
 
-  writeFileSync(file, configText({ priority: 7 }));
+  writeFileSync(file, testConfig({ channels: [{ name: 'main', url: DEAD_URL, priority: 7 }] }));
   clock.t += 60_000;
   const applied = await call(daemon.url, 'POST', '/admin/reload', { headers: bearer });
   t.equal(applied.status, 200);

@@ -7,7 +7,8 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import t from 'tap';
-import { startTestDaemon, testEnv } from '../daemon/helpers.js';
+import { testEnv } from '../helpers/config.js';
+import { startTestDaemon } from '../helpers/daemon.js';
 import { deadline } from '../helpers/wait.js';
 
 const CHROMIUM = '/usr/bin/chromium';

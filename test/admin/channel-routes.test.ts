@@ -13,12 +13,12 @@ import { request } from 'undici';
 import { addEditFromBody, updateEditFromBody, writeBackStatus } from '../../src/admin/channel-routes.js';
 import { hashContent } from '../../src/config/load.js';
 import type { WriteBackErrorKind } from '../../src/config/write-back/apply-edit.js';
-import type { Daemon } from '../../src/daemon.js';
 import { startFakeUpstream } from '../../src/dev/fake-upstream.js';
-import { startTestDaemon, testEnv } from '../daemon/helpers.js';
+import { testEnv } from '../helpers/config.js';
+import { startTestDaemon } from '../helpers/daemon.js';
+import { call, login } from '../helpers/http.js';
 import { type Teardownable, tmpDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
-import { call } from './http-helpers.js';
 
 const KEYS = {
   MAIN_KEY_1: 'sk-ant-routes-main-one-SECRET-0001',
@@ -29,13 +29,6 @@ const KEYS = {
 };
 const LITERAL = 'sk-ant-literal-in-the-file-SECRET-0006';
 const ENV = { ...testEnv, ...KEYS };
-
-async function login(d: Daemon): Promise<string> {
-  const a = await call(d.url, 'POST', '/login', { body: { password: testEnv.TEST_PASS } });
-  if (a.status !== 200) throw new Error(`login failed: ${a.status} ${a.text}`);
-  const sc = a.headers['set-cookie'];
-  return String(Array.isArray(sc) ? sc[0] : sc).split(';')[0]!;
-}
 
 /** A port nothing listens on (bound, then released). */
 async function closedPort(): Promise<number> {
@@ -100,7 +93,7 @@ async function setup(t: Teardownable, o: { admin?: string; dir?: string } = {}) 
     writeFileSync(file, text);
   }
   const started = await startTestDaemon(t, text, { env: ENV, dir: o.dir, file });
-  const cookie = await login(started.daemon);
+  const cookie = await login(started.daemon.url);
   const api = (
     method: 'GET' | 'POST' | 'PUT' | 'DELETE',
     path: string,

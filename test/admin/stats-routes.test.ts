@@ -6,39 +6,10 @@
 import t from 'tap';
 import { request } from 'undici';
 import { startFakeUpstream } from '../../src/dev/fake-upstream.js';
-import { configText, startTestDaemon, testEnv } from '../daemon/helpers.js';
+import { testConfig } from '../helpers/config.js';
+import { startTestDaemon } from '../helpers/daemon.js';
+import { type Answer, call, login } from '../helpers/http.js';
 import { waitFor } from '../helpers/wait.js';
-
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  // biome-ignore lint/suspicious/noExplicitAny: JSON bodies are inspected field by field
-  json: any;
-}
-
-async function get(base: string, path: string, headers: Record<string, string> = {}): Promise<Answer> {
-  const res = await request(`${base}${path}`, { headers });
-  const text = await res.body.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.statusCode, headers: res.headers, json };
-}
-
-/** Logs in and returns the session cookie. */
-async function login(base: string): Promise<string> {
-  const res = await request(`${base}/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ password: testEnv.TEST_PASS }),
-  });
-  await res.body.text();
-  if (res.statusCode !== 200) throw new Error(`login failed: ${res.statusCode}`);
-  return String(res.headers['set-cookie']).split(';')[0]!;
-}
 
 const ADMIN = ['/admin/logs', '/admin/errors', '/admin/stats', '/admin/metrics', '/admin/usage'];
 
@@ -46,25 +17,27 @@ t.test('admin routes need a session (or the control token); the summary is publi
   const { daemon } = await startTestDaemon(t);
   const base = daemon.url;
   for (const path of ADMIN) {
-    const anon = await get(base, path);
+    const anon = await call(base, 'GET', path);
     t.equal(anon.status, 401, `${path} without a session`);
     t.same(anon.json, { error: 'login required' });
     t.equal(
-      (await get(base, path, { cookie: 'ccload_session=forged' })).status,
+      (await call(base, 'GET', path, { cookie: 'ccload_session=forged' })).status,
       401,
       `${path} with a forged cookie`,
     );
   }
   const cookie = await login(base);
   for (const path of ADMIN) {
-    const res = await get(base, path, { cookie });
+    const res = await call(base, 'GET', path, { cookie });
     t.equal(res.status, 200, `${path} with a session`);
     t.match(res.headers['content-type'], /application\/json/);
   }
-  const control = await get(base, '/admin/stats', { authorization: `Bearer ${daemon.app.controlToken}` });
+  const control = await call(base, 'GET', '/admin/stats', {
+    headers: { authorization: `Bearer ${daemon.app.controlToken}` },
+  });
   t.same(control, { status: 200, headers: control.headers, json: { stats: [] } }, 'control token');
 
-  const summary = await get(base, '/public/summary');
+  const summary = await call(base, 'GET', '/public/summary');
   t.equal(summary.status, 200, 'public summary without login');
   t.same(summary.json, {
     total_requests: 0,
@@ -74,11 +47,11 @@ t.test('admin routes need a session (or the control token); the summary is publi
     active_models: 0,
     hours: 24,
   });
-  t.same((await get(base, '/public/summary?hours=48')).json.hours, 48);
-  t.same((await get(base, '/admin/logs', { cookie })).json, [], 'an empty log is a bare empty array');
-  t.equal((await get(base, '/admin/logs', { cookie })).headers['x-total-count'], '0');
+  t.same((await call(base, 'GET', '/public/summary?hours=48')).json.hours, 48);
+  t.same((await call(base, 'GET', '/admin/logs', { cookie })).json, [], 'an empty log is a bare empty array');
+  t.equal((await call(base, 'GET', '/admin/logs', { cookie })).headers['x-total-count'], '0');
   t.same(
-    (await get(base, '/admin/metrics?hours=1&bucket_min=30', { cookie })).json.length,
+    (await call(base, 'GET', '/admin/metrics?hours=1&bucket_min=30', { cookie })).json.length,
     2,
     'zero-filled buckets',
   );
@@ -107,14 +80,19 @@ t.test('bad parameters are a 400 naming the parameter', async (t) => {
     [`/admin/logs?channel=${'x'.repeat(201)}`, /^channel is longer than 200 characters/],
   ];
   for (const [path, message] of cases) {
-    const res = await get(base, path, { cookie });
+    const res = await call(base, 'GET', path, { cookie });
     t.equal(res.status, 400, path.slice(0, 60));
     t.match(res.json?.error, message);
   }
   // Empty values mean "default" / "no filter", as the seed's forms send them.
-  const empty = await get(base, '/admin/logs?hours=&limit=&channel=&model=&token=&status=', { cookie });
+  const empty = await call(base, 'GET', '/admin/logs?hours=&limit=&channel=&model=&token=&status=', {
+    cookie,
+  });
   t.equal(empty.status, 200);
-  t.equal((await get(base, '/admin/logs?status=5XX&hours=9600&limit=1000&offset=0', { cookie })).status, 200);
+  t.equal(
+    (await call(base, 'GET', '/admin/logs?status=5XX&hours=9600&limit=1000&offset=0', { cookie })).status,
+    200,
+  );
 });
 
 t.test('end to end: a failover is two attempts, one client request, usage once', async (t) => {
@@ -123,20 +101,15 @@ t.test('end to end: a failover is two attempts, one client request, usage once',
   t.teardown(() => main.close());
   t.teardown(() => backup.close());
   main.enqueue({ kind: 'status', status: 529 });
-  const extra = [
-    '  - name: backup',
-    `    url: ${backup.url}`,
-    '    api_key: ${TEST_KEY}',
-    '    priority: 5',
-    'auth:',
-    '  tokens:',
-    '    - name: laptop',
-    '      token: ccl-stats-test-token-0001',
-    'pricing:',
-    '  "claude-*": { input: 3, output: 15, cache_write: 3.75, cache_read: 0.3 }',
-    '',
-  ].join('\n');
-  const { daemon } = await startTestDaemon(t, configText({ url: main.url, extra }));
+  const text = testConfig({
+    tokens: [{ name: 'laptop', token: 'ccl-stats-test-token-0001' }],
+    channels: [
+      { name: 'main', url: main.url, priority: 10 },
+      { name: 'backup', url: backup.url, priority: 5 },
+    ],
+    extra: 'pricing:\n  "claude-*": { input: 3, output: 15, cache_write: 3.75, cache_read: 0.3 }\n',
+  });
+  const { daemon } = await startTestDaemon(t, text);
   const base = daemon.url;
   const res = await request(`${base}/v1/messages`, {
     method: 'POST',
@@ -155,7 +128,7 @@ t.test('end to end: a failover is two attempts, one client request, usage once',
   let logs: Answer | undefined;
   await waitFor(
     async () => {
-      logs = await get(base, '/admin/logs', { cookie });
+      logs = await call(base, 'GET', '/admin/logs', { cookie });
       return logs.json?.length === 2;
     },
     { timeoutMs: 5000, message: 'both attempts in /admin/logs' },
@@ -198,14 +171,20 @@ t.test('end to end: a failover is two attempts, one client request, usage once',
   }
   // (12·3 + 9·15 + 100·3.75 + 2000·0.3) / 1e6
   t.ok(Math.abs(answer.cost_usd - 0.001146) < 1e-12, `cost ${answer.cost_usd}`);
-  t.same((await get(base, '/admin/errors', { cookie })).json, logs!.json, '/admin/errors is the same list');
   t.same(
-    (await get(base, '/admin/logs?status=error', { cookie })).json.map((e: { attempt: number }) => e.attempt),
+    (await call(base, 'GET', '/admin/errors', { cookie })).json,
+    logs!.json,
+    '/admin/errors is the same list',
+  );
+  t.same(
+    (await call(base, 'GET', '/admin/logs?status=error', { cookie })).json.map(
+      (e: { attempt: number }) => e.attempt,
+    ),
     [1],
   );
-  t.same((await get(base, '/admin/logs?channel=backup&limit=1', { cookie })).json.length, 1);
+  t.same((await call(base, 'GET', '/admin/logs?channel=backup&limit=1', { cookie })).json.length, 1);
 
-  const stats = (await get(base, '/admin/stats', { cookie })).json.stats;
+  const stats = (await call(base, 'GET', '/admin/stats', { cookie })).json.stats;
   t.match(stats, [
     {
       channel_name: 'backup',
@@ -228,9 +207,9 @@ t.test('end to end: a failover is two attempts, one client request, usage once',
   ]);
   t.type(stats[0].latency_p50_ms, 'number', 'latency of the successful attempt');
   t.equal(stats[1].latency_p50_ms, null, 'no latency for a channel without successes');
-  t.same((await get(base, '/admin/stats?channel=main', { cookie })).json.stats.length, 1);
+  t.same((await call(base, 'GET', '/admin/stats?channel=main', { cookie })).json.stats.length, 1);
 
-  const trend = (await get(base, '/admin/metrics?hours=1&bucket_min=5', { cookie })).json;
+  const trend = (await call(base, 'GET', '/admin/metrics?hours=1&bucket_min=5', { cookie })).json;
   t.equal(trend.length, 12);
   t.same(
     [
@@ -247,12 +226,12 @@ t.test('end to end: a failover is two attempts, one client request, usage once',
     'oldest first, every bucket present',
   );
 
-  const usage = (await get(base, '/admin/usage', { cookie })).json;
+  const usage = (await call(base, 'GET', '/admin/usage', { cookie })).json;
   t.match(usage, {
     hours: 24,
     usage: [{ token: 'laptop', requests: 1, success: 1, error: 0, attempts: 2, input_tokens: 12 }],
   });
-  t.same((await get(base, '/public/summary')).json, {
+  t.same((await call(base, 'GET', '/public/summary')).json, {
     total_requests: 1,
     success_requests: 1,
     error_requests: 0,

@@ -28,7 +28,7 @@ import { type ChannelEdit, describeEdit, isReference } from '../../src/config/wr
 import { channelKeySources } from '../../src/config/write-back/key-sources.js';
 import { editConfigText } from '../../src/config/write-back/text-edit.js';
 import { silentLogger } from '../../src/log.js';
-import { startTestDaemon } from '../daemon/helpers.js';
+import { startTestDaemon } from '../helpers/daemon.js';
 import { pick, prng } from '../helpers/random.js';
 import { type Teardownable, tmpDir } from '../helpers/tmp.js';
 import { deadline } from '../helpers/wait.js';

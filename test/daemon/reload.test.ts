@@ -5,8 +5,9 @@ import t from 'tap';
 import { hashContent } from '../../src/config/load.js';
 import type { ReloadOutcome } from '../../src/config/reloader.js';
 import type { Daemon } from '../../src/daemon.js';
+import { DEAD_URL, testConfig } from '../helpers/config.js';
+import { startTestDaemon } from '../helpers/daemon.js';
 import { deadline } from '../helpers/wait.js';
-import { configText, startTestDaemon } from './helpers.js';
 
 /** Resolves with the first outcome that satisfies `pred`, within `ms`. */
 function outcome(daemon: Daemon, pred: (o: ReloadOutcome) => boolean, ms = 5000): Promise<ReloadOutcome> {
@@ -31,7 +32,7 @@ function applied(daemon: Daemon, text: string, ms?: number) {
   return outcome(daemon, (o) => o.result === 'applied' && o.hash === hash, ms);
 }
 
-const v = (priority: number) => configText({ priority });
+const v = (priority: number) => testConfig({ channels: [{ name: 'main', url: DEAD_URL, priority }] });
 const invalid = `${v(1)}    bogus_key: 1\n`;
 
 t.test('in-place writes are applied, and the measured latency is reported', async (t) => {

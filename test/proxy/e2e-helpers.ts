@@ -13,7 +13,8 @@ import {
   startFakeUpstream,
 } from '../../src/dev/fake-upstream.js';
 import { rowToAttempt, type StoredAttempt } from '../../src/store/attempt.js';
-import { startTestDaemon } from '../daemon/helpers.js';
+import { type ChannelSpec, type RoutingSpec, testConfig } from '../helpers/config.js';
+import { startTestDaemon } from '../helpers/daemon.js';
 import type { Teardownable } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -28,37 +29,13 @@ export function channelKey(channel: string, i = 0): string {
   return `sk-ant-e2e-${channel}-${i}-SECRETc0ffee${i}d00d`;
 }
 
-/** One channel of a test config. */
-export interface ChannelSpec {
-  name: string;
-  url: string;
-  /** Default: one key, `channelKey(name)`. */
-  keys?: string[];
-  priority?: number;
-  models?: string[];
-  modelMap?: Record<string, string>;
-  enabled?: boolean;
-  auth?: 'x-api-key' | 'bearer' | 'both';
-}
-
-/** `routing` of a test config; durations as the config writes them (`600ms`). Short by default. */
-export interface RoutingSpec {
-  connect?: string;
-  first_token?: string;
-  idle?: string;
-  total?: string;
-  base?: string;
-  max?: string;
-  max_attempts?: number;
-  when_all_cooling?: 'soonest' | 'reject';
-  cooling_wait?: string;
-}
-
 /** Options of `proxyConfig`. */
 export interface ProxyConfigOptions {
+  /** Each channel's keys default to one literal key, `channelKey(name)`. */
   channels: ChannelSpec[];
   /** Client tokens; default one token `CLIENT_TOKEN` named `e2e`; `[]` = an open proxy. */
   tokens?: { name: string; token: string }[];
+  /** Merged over `ROUTING`. */
   routing?: RoutingSpec;
   /** `server.max_body`. */
   maxBody?: string;
@@ -77,52 +54,18 @@ export const ROUTING: Required<RoutingSpec> = {
   cooling_wait: '1s',
 };
 
-const q = (s: string) => JSON.stringify(s);
-
 /**
- * A ccload.yaml for the e2e tests. Keys and tokens are literal (the daemon warns, into a silent
- * logger): the test reads them back from the same helpers to search responses for leaks.
+ * A ccload.yaml for the e2e tests (`testConfig` with this suite's defaults). Keys and tokens are
+ * literal (the daemon warns, into a silent logger): the test reads them back from the same helpers
+ * to search responses for leaks.
  */
 export function proxyConfig(o: ProxyConfigOptions): string {
-  const r = { ...ROUTING, ...o.routing };
-  const tokens = o.tokens ?? [{ name: 'e2e', token: CLIENT_TOKEN }];
-  const lines = [
-    'version: 1',
-    'server:',
-    '  listen: 127.0.0.1:0',
-    '  database: file:state/ccload.db',
-    ...(o.maxBody ? [`  max_body: ${o.maxBody}`] : []),
-    'admin:',
-    '  password: ${TEST_PASS}',
-    'auth:',
-    tokens.length === 0 ? '  tokens: []' : '  tokens:',
-    ...tokens.flatMap((tk) => [`    - name: ${q(tk.name)}`, `      token: ${q(tk.token)}`]),
-    'routing:',
-    `  cooldown: { base: ${r.base}, max: ${r.max} }`,
-    '  timeouts:',
-    `    connect: ${r.connect}`,
-    `    first_token: ${r.first_token}`,
-    `    idle: ${r.idle}`,
-    `    total: ${r.total}`,
-    `  max_attempts: ${r.max_attempts}`,
-    `  when_all_cooling: ${r.when_all_cooling}`,
-    `  cooling_wait: ${r.cooling_wait}`,
-    'channels:',
-  ];
-  for (const c of o.channels) {
-    const keys = c.keys ?? [channelKey(c.name)];
-    lines.push(`  - name: ${q(c.name)}`, `    url: ${q(c.url)}`, '    keys:');
-    for (const k of keys) lines.push(`      - ${q(k)}`);
-    lines.push(`    priority: ${c.priority ?? 10}`);
-    if (c.models) lines.push(`    models: [${c.models.map(q).join(', ')}]`);
-    if (c.modelMap) {
-      lines.push('    model_map:');
-      for (const [from, to] of Object.entries(c.modelMap)) lines.push(`      ${q(from)}: ${q(to)}`);
-    }
-    if (c.auth) lines.push(`    auth: ${c.auth}`);
-    if (c.enabled === false) lines.push('    enabled: false');
-  }
-  return `${lines.join('\n')}\n`;
+  return testConfig({
+    ...(o.maxBody ? { server: { max_body: o.maxBody } } : {}),
+    tokens: o.tokens ?? [{ name: 'e2e', token: CLIENT_TOKEN }],
+    routing: { ...ROUTING, ...o.routing },
+    channels: o.channels.map((c) => (c.keys || c.apiKey ? c : { ...c, keys: [channelKey(c.name)] })),
+  });
 }
 
 /** Starts `n` fake upstreams (closed in teardown). */

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import t from 'tap';
 import { startFakeUpstream } from '../../src/dev/fake-upstream.js';
-import { startTestDaemon } from '../daemon/helpers.js';
+import { startTestDaemon } from '../helpers/daemon.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 t.test('a cooldown entered by one instance is honoured by another', async (t) => {

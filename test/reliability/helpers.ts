@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Agent, request, WebSocket } from 'undici';
 import { controlFilePath, readControlFile } from '../../src/control.js';
+import { type ChannelSpec, testConfig } from '../helpers/config.js';
 import { type Teardownable, tmpDir } from '../helpers/tmp.js';
 import { deadline, waitFor } from '../helpers/wait.js';
 
@@ -22,17 +23,13 @@ export const CHANNEL_KEY = 'sk-ant-reliability-0000c0ffee';
 /** The model the load asks for. */
 export const MODEL = 'claude-sonnet-5-5';
 
-/** One channel of `reliabilityConfig`. */
-export interface ChannelOpts {
-  name: string;
-  url: string;
-  priority?: number;
-  models?: string[];
-}
-
-/** A ccload.yaml for the suite: open loopback listen, a database in `state/`, short timeouts. */
+/**
+ * A ccload.yaml for the suite (`testConfig` with its defaults): open loopback listen, a database in
+ * `state/`, literal secrets (the child process gets no test environment), short timeouts. Each
+ * channel's key defaults to `CHANNEL_KEY`.
+ */
 export function reliabilityConfig(o: {
-  channels: ChannelOpts[];
+  channels: ChannelSpec[];
   firstToken?: string;
   idle?: string;
   cooldown?: { base: string; max: string };
@@ -40,41 +37,23 @@ export function reliabilityConfig(o: {
   /** Written as a comment on the first line: makes every edit a distinct file. */
   edit?: number;
 }): string {
-  const lines = [
-    `# reliability suite${o.edit === undefined ? '' : ` edit ${o.edit}`}`,
-    'version: 1',
-    'server:',
-    '  listen: 127.0.0.1:0',
-    '  database: file:state/ccload.db',
-    `  log_level: ${o.logLevel ?? 'warn'}`,
-    '  drain_timeout: 2s',
-    'admin:',
-    '  password: reliability-admin-pass',
-    'auth:',
-    '  tokens:',
-    '    - name: load',
-    `      token: ${TOKEN}`,
-    'routing:',
-    `  cooldown: { base: ${o.cooldown?.base ?? '1s'}, max: ${o.cooldown?.max ?? '30s'} }`,
-    '  timeouts:',
-    '    connect: 1s',
-    `    first_token: ${o.firstToken ?? '5s'}`,
-    `    idle: ${o.idle ?? '5s'}`,
-    '  max_attempts: 3',
-    '  when_all_cooling: soonest',
-    '  cooling_wait: 2s',
-    'channels:',
-  ];
-  for (const c of o.channels) {
-    lines.push(
-      `  - name: ${c.name}`,
-      `    url: ${c.url}`,
-      `    api_key: ${CHANNEL_KEY}`,
-      `    priority: ${c.priority ?? 10}`,
-    );
-    if (c.models) lines.push(`    models: [${c.models.join(', ')}]`);
-  }
-  return `${lines.join('\n')}\n`;
+  return testConfig({
+    comment: `reliability suite${o.edit === undefined ? '' : ` edit ${o.edit}`}`,
+    server: { log_level: o.logLevel ?? 'warn', drain_timeout: '2s' },
+    adminPassword: 'reliability-admin-pass',
+    tokens: [{ name: 'load', token: TOKEN }],
+    routing: {
+      base: o.cooldown?.base ?? '1s',
+      max: o.cooldown?.max ?? '30s',
+      connect: '1s',
+      first_token: o.firstToken ?? '5s',
+      idle: o.idle ?? '5s',
+      max_attempts: 3,
+      when_all_cooling: 'soonest',
+      cooling_wait: '2s',
+    },
+    channels: o.channels.map((c) => (c.keys || c.apiKey ? c : { ...c, apiKey: CHANNEL_KEY })),
+  });
 }
 
 /** Replaces `file` atomically (temp file + rename), as editors and `git checkout` do. */

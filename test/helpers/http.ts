@@ -1,8 +1,9 @@
 /**
  * HTTP calls to a test daemon's admin side: one request with the body read whole and parsed as
- * JSON when it is JSON.
+ * JSON when it is JSON, and logging in for a session cookie.
  */
 import { request } from 'undici';
+import { testEnv } from './config.js';
 
 /** What a call got back. */
 export interface Answer {
@@ -37,4 +38,22 @@ export async function call(
     json = undefined;
   }
   return { status: res.statusCode, headers: res.headers, text, json };
+}
+
+/** The single Set-Cookie header of an answer ('' when there is none). */
+export function setCookie(a: Answer): string {
+  const h = a.headers['set-cookie'];
+  return Array.isArray(h) ? (h[0] ?? '') : (h ?? '');
+}
+
+/** `name=value` of a Set-Cookie header, ready to send back as `Cookie`. */
+export function cookiePair(setCookieHeader: string): string {
+  return setCookieHeader.split(';')[0] ?? '';
+}
+
+/** Logs in to the daemon at `base` with JSON and returns the `Cookie` value to send back. */
+export async function login(base: string, password = testEnv.TEST_PASS): Promise<string> {
+  const a = await call(base, 'POST', '/login', { body: { password } });
+  if (a.status !== 200) throw new Error(`login failed: ${a.status} ${a.text}`);
+  return cookiePair(setCookie(a));
 }
