@@ -5,16 +5,16 @@
  */
 import t from 'tap';
 import { errorBody } from '../../src/dev/anthropic-shapes.js';
+import { MODEL, messagesBody } from '../helpers/messages.js';
 import {
   anthropicErrorOf,
   attempts,
   claudeCode,
   coolingScopes,
-  MODEL,
-  messagesBody,
   send,
   startProxy,
   startUpstreams,
+  twoChannels,
 } from './e2e-helpers.js';
 
 const ALICE = 'ccl-alice-token-3b9d0e';
@@ -168,13 +168,7 @@ t.test('GET /v1/models lists the exact models and model_map aliases of enabled c
 });
 
 t.test('count_tokens is routed like messages; its 4xx fail over but never cool', async (t) => {
-  const [a, b] = await startUpstreams(t, 2);
-  const { url, daemon } = await startProxy(t, {
-    channels: [
-      { name: 'a', url: a!.url, priority: 20 },
-      { name: 'b', url: b!.url, priority: 10 },
-    ],
-  });
+  const { a, b, url, daemon } = await twoChannels(t);
   const req = claudeCode(MODEL, false);
   const counted = await send(url, {
     path: '/v1/messages/count_tokens?beta=true',
@@ -183,11 +177,11 @@ t.test('count_tokens is routed like messages; its 4xx fail over but never cool',
   });
   t.equal(counted.status, 200);
   t.ok((counted.json() as { input_tokens: number }).input_tokens > 1000, 'the upstream’s count');
-  t.equal(a!.requests[0]?.url, '/v1/messages/count_tokens?beta=true');
-  t.same(a!.requests[0]?.body, req.body, 'body unchanged');
+  t.equal(a.requests[0]?.url, '/v1/messages/count_tokens?beta=true');
+  t.same(a.requests[0]?.body, req.body, 'body unchanged');
 
   // A relay without the route (404), then a rate limit (429): b answers, a is not cooled.
-  a!.handle((r) =>
+  a.handle((r) =>
     r.path.endsWith('/count_tokens')
       ? { kind: 'status', status: 404, body: errorBody('not_found_error', 'Not Found') }
       : undefined,
@@ -198,8 +192,8 @@ t.test('count_tokens is routed like messages; its 4xx fail over but never cool',
     body: req.body,
   });
   t.equal(relayed.status, 200, 'the next channel counted');
-  t.equal(b!.requests.length, 1);
-  a!.handle((r) => (r.path.endsWith('/count_tokens') ? { kind: 'status', status: 429 } : undefined));
+  t.equal(b.requests.length, 1);
+  a.handle((r) => (r.path.endsWith('/count_tokens') ? { kind: 'status', status: 429 } : undefined));
   await send(url, { path: '/v1/messages/count_tokens', headers: req.headers, body: req.body });
   t.same(coolingScopes(daemon), [], 'no cooldown from count_tokens 4xx');
   const rows = await attempts(daemon, { atLeast: 5 });
@@ -215,5 +209,5 @@ t.test('count_tokens is routed like messages; its 4xx fail over but never cool',
   );
   const msg = await send(url, { headers: req.headers, body: req.body });
   t.equal(msg.status, 200);
-  t.equal(a!.requests.at(-1)?.path, '/v1/messages', 'messages still go to a');
+  t.equal(a.requests.at(-1)?.path, '/v1/messages', 'messages still go to a');
 });

@@ -7,6 +7,7 @@ import t from 'tap';
 import { errorBody } from '../../src/dev/anthropic-shapes.js';
 import { type Behaviour, type FakeRequest, okStream } from '../../src/dev/fake-upstream.js';
 import { ErrorCode } from '../../src/proxy/outcome.js';
+import { MODEL, messagesBody } from '../helpers/messages.js';
 import { waitFor } from '../helpers/wait.js';
 import {
   anthropicErrorOf,
@@ -16,27 +17,21 @@ import {
   closedPortUrl,
   coolingScopes,
   coolingUntils,
-  MODEL,
-  messagesBody,
   send,
   sseEvents,
   startProxy,
   startUpstreams,
+  twoChannels,
 } from './e2e-helpers.js';
 
 /** Paces a polling loop of client requests (the loop is what is being observed, not a wait for an event). */
 const pace = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 t.test('429 with retry-after: 2 → that key is not retried before 2 s; the request fails over', async (t) => {
-  const [a, b] = await startUpstreams(t, 2);
-  const { url, daemon } = await startProxy(t, {
-    channels: [
-      { name: 'a', url: a!.url, priority: 20 },
-      { name: 'b', url: b!.url, priority: 10 },
-    ],
+  const { a, b, url, daemon } = await twoChannels(t, {
     routing: { max: '10s' },
   });
-  a!.enqueue({ kind: 'status', status: 429, headers: { 'retry-after': '2' } });
+  a.enqueue({ kind: 'status', status: 429, headers: { 'retry-after': '2' } });
   const req = claudeCode(MODEL, true);
 
   const first = await send(url, { headers: req.headers, body: req.body });
@@ -52,13 +47,13 @@ t.test('429 with retry-after: 2 → that key is not retried before 2 s; the requ
   t.same(coolingScopes(daemon), ['key+model:a#0|claude-sonnet-5-5'], 'key + model cooled');
 
   // Another model on the same key is not cooled by a model-scoped 429.
-  const other = await send(url, { body: messagesBody('claude-haiku-5-5') });
+  const other = await send(url, { body: messagesBody({ model: 'claude-haiku-5-5' }) });
   t.equal(other.status, 200);
-  t.equal(a!.requests.at(-1)?.model, 'claude-haiku-5-5', 'channel a still serves other models');
+  t.equal(a.requests.at(-1)?.model, 'claude-haiku-5-5', 'channel a still serves other models');
 
   // Keep asking; channel a must see the model again only once its 2 s have passed.
-  const limited = a!.requests[0]!;
-  const again = () => a!.requests.find((r) => r !== limited && r.model === MODEL);
+  const limited = a.requests[0]!;
+  const again = () => a.requests.find((r) => r !== limited && r.model === MODEL);
   const started = performance.now();
   let served = 0;
   while (!again() && performance.now() - started < 3500) {
@@ -72,28 +67,24 @@ t.test('429 with retry-after: 2 → that key is not retried before 2 s; the requ
   const gap = retry!.receivedAt - limited.receivedAt;
   t.ok(gap >= 1990, `not before retry-after: ${gap.toFixed(0)} ms later`);
   t.ok(gap < 3000, `but soon after it: ${gap.toFixed(0)} ms`);
-  t.ok(b!.requests.length >= 3, `meanwhile channel b answered (${b!.requests.length})`);
+  t.ok(b.requests.length >= 3, `meanwhile channel b answered (${b.requests.length})`);
 });
 
 t.test(
   'persistent 429 without retry-after: a handful of attempts per request, backoff, bounded time',
   async (t) => {
-    const [a, b] = await startUpstreams(t, 2);
-    const { url, daemon } = await startProxy(t, {
-      channels: [
-        { name: 'a', url: a!.url, keys: [channelKey('a', 0), channelKey('a', 1)], priority: 20 },
-        { name: 'b', url: b!.url, priority: 10 },
-      ],
+    const { a, b, url, daemon } = await twoChannels(t, {
+      a: { keys: [channelKey('a', 0), channelKey('a', 1)] },
       routing: { base: '200ms', max: '5s', cooling_wait: '1s', max_attempts: 5 },
     });
-    a!.setDefault({ kind: 'status', status: 429 });
-    b!.setDefault({ kind: 'status', status: 429, body: errorBody('rate_limit_error', 'b is rate limited') });
+    a.setDefault({ kind: 'status', status: 429 });
+    b.setDefault({ kind: 'status', status: 429, body: errorBody('rate_limit_error', 'b is rate limited') });
     const started = performance.now();
 
     const first = await send(url, { body: messagesBody() });
     t.equal(first.status, 429, 'the last upstream status');
     t.same(anthropicErrorOf(first.body), { type: 'rate_limit_error', message: 'b is rate limited' });
-    t.equal(a!.requests.length + b!.requests.length, 3, 'one attempt per key, then the last answer');
+    t.equal(a.requests.length + b.requests.length, 3, 'one attempt per key, then the last answer');
     t.ok(performance.now() - started < 1000, 'at once');
 
     // The next requests wait for the soonest cooldown (within cooling_wait) and try the keys whose
@@ -113,7 +104,7 @@ t.test(
     t.equal(last.status, 503, 'once the wait is longer than cooling_wait: 503');
     t.equal(anthropicErrorOf(last.body)?.type, 'overloaded_error');
     t.ok(Number(last.headers['retry-after']) >= 1, `with retry-after: ${last.headers['retry-after']}`);
-    const total = a!.requests.length + b!.requests.length;
+    const total = a.requests.length + b.requests.length;
     const rows = await attempts(daemon, { atLeast: total });
     const perRequest = new Map<string, number>();
     for (const r of rows) perRequest.set(r.requestId, (perRequest.get(r.requestId) ?? 0) + 1);
@@ -128,7 +119,7 @@ t.test(
     t.ok(performance.now() - started < 4000, `bounded: ${(performance.now() - started).toFixed(0)} ms`);
 
     // Never hammered: on one key, each attempt waits for the cooldown, and the cooldown doubles.
-    const k0 = a!.requests
+    const k0 = a.requests
       .filter((r) => r.headers['x-api-key'] === channelKey('a', 0))
       .map((r) => r.receivedAt);
     t.ok(k0.length >= 3, `${k0.length} attempts on key 0`);
@@ -144,16 +135,11 @@ t.test(
 );
 
 t.test('500 once, then healthy: fails over, cools, returns after the cooldown', async (t) => {
-  const [a, b] = await startUpstreams(t, 2);
-  const { url, daemon } = await startProxy(t, {
-    channels: [
-      { name: 'a', url: a!.url, priority: 20 },
-      { name: 'b', url: b!.url, priority: 10 },
-    ],
+  const { a, b, url, daemon } = await twoChannels(t, {
     // Long enough that the second request surely falls inside it, even on a loaded machine.
     routing: { base: '1s' },
   });
-  a!.enqueue({ kind: 'status', status: 500 });
+  a.enqueue({ kind: 'status', status: 500 });
   const req = claudeCode(MODEL, false);
   const first = await send(url, { headers: req.headers, body: req.body });
   t.equal(first.status, 200);
@@ -169,31 +155,25 @@ t.test('500 once, then healthy: fails over, cools, returns after the cooldown', 
 
   const during = await send(url, { headers: req.headers, body: req.body });
   t.equal(during.status, 200);
-  t.equal(a!.requests.length, 1, 'a is not used while cooling');
-  t.equal(b!.requests.length, 2);
+  t.equal(a.requests.length, 1, 'a is not used while cooling');
+  t.equal(b.requests.length, 2);
 
   await waitFor(() => coolingScopes(daemon).length === 0, { timeoutMs: 3000, message: 'cooldown over' });
   const after = await send(url, { headers: req.headers, body: req.body });
   t.equal(after.status, 200);
-  t.equal(a!.requests.length, 2, 'a is used again after its cooldown');
+  t.equal(a.requests.length, 2, 'a is used again after its cooldown');
   t.equal(daemon.app.proxyState.cooldowns.entries.size, 0, 'success forgets the failure count too');
 });
 
 t.test(
   '503/529 persistent: fails over, then the last upstream status and body reach the client',
   async (t) => {
-    const [a, b] = await startUpstreams(t, 2);
-    const { url, daemon } = await startProxy(t, {
-      channels: [
-        { name: 'a', url: a!.url, priority: 20 },
-        { name: 'b', url: b!.url, priority: 10 },
-      ],
-    });
-    a!.setDefault({ kind: 'status', status: 503, body: errorBody('api_error', 'a is down') });
+    const { a, b, url, daemon } = await twoChannels(t);
+    a.setDefault({ kind: 'status', status: 503, body: errorBody('api_error', 'a is down') });
     const overloaded = Buffer.from(
       '{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}',
     );
-    b!.setDefault({ kind: 'status', status: 529, body: overloaded, headers: { 'x-should-pass': 'yes' } });
+    b.setDefault({ kind: 'status', status: 529, body: overloaded, headers: { 'x-should-pass': 'yes' } });
     const req = claudeCode(MODEL, true);
     const res = await send(url, { headers: req.headers, body: req.body });
     t.equal(res.status, 529);
@@ -213,15 +193,9 @@ t.test(
 );
 
 t.test('no upstream answered at all: 502 naming what failed', async (t) => {
-  const [a, b] = await startUpstreams(t, 2);
-  const { url } = await startProxy(t, {
-    channels: [
-      { name: 'a', url: a!.url, priority: 20 },
-      { name: 'b', url: b!.url, priority: 10 },
-    ],
-  });
-  a!.setDefault({ kind: 'reset' });
-  b!.setDefault({ kind: 'reset' });
+  const { a, b, url } = await twoChannels(t);
+  a.setDefault({ kind: 'reset' });
+  b.setDefault({ kind: 'reset' });
   const res = await send(url, { body: messagesBody() });
   t.equal(res.status, 502);
   const err = anthropicErrorOf(res.body);
@@ -231,14 +205,8 @@ t.test('no upstream answered at all: 502 naming what failed', async (t) => {
 });
 
 t.test('a connection reset before headers fails over to the next channel', async (t) => {
-  const [a, b] = await startUpstreams(t, 2);
-  const { url, daemon } = await startProxy(t, {
-    channels: [
-      { name: 'a', url: a!.url, priority: 20 },
-      { name: 'b', url: b!.url, priority: 10 },
-    ],
-  });
-  a!.enqueue({ kind: 'reset' }, { kind: 'reset' });
+  const { a, url, daemon } = await twoChannels(t);
+  a.enqueue({ kind: 'reset' }, { kind: 'reset' });
   for (const stream of [true, false]) {
     const req = claudeCode(MODEL, stream);
     const res = await send(url, { headers: req.headers, body: req.body });
@@ -256,42 +224,32 @@ t.test('a connection reset before headers fails over to the next channel', async
 });
 
 t.test('400 (context too long) is returned at once: one attempt, no cooldown, no failover', async (t) => {
-  const [a, b] = await startUpstreams(t, 2);
-  const { url, daemon } = await startProxy(t, {
-    channels: [
-      { name: 'a', url: a!.url, priority: 20 },
-      { name: 'b', url: b!.url, priority: 10 },
-    ],
-  });
+  const { a, b, url, daemon } = await twoChannels(t);
   const body = Buffer.from(
     JSON.stringify(errorBody('invalid_request_error', 'prompt is too long: 212345 tokens > 200000 maximum')),
   );
-  a!.setDefault({ kind: 'status', status: 400, body });
+  a.setDefault({ kind: 'status', status: 400, body });
   const req = claudeCode(MODEL, true);
   const res = await send(url, { headers: req.headers, body: req.body });
   t.equal(res.status, 400);
   t.same(res.body, body, 'the upstream’s body as is');
-  t.equal(b!.requests.length, 0, 'no failover');
+  t.equal(b.requests.length, 0, 'no failover');
   t.equal(daemon.app.proxyState.cooldowns.entries.size, 0, 'nothing cooled');
   const rows = await attempts(daemon, { requestId: res.requestId, atLeast: 1 });
   t.equal(rows.length, 1);
   t.same([rows[0]?.status, rows[0]?.final], [400, true]);
   // And again: the channel was not cooled, so it is asked again.
   await send(url, { headers: req.headers, body: req.body });
-  t.equal(a!.requests.length, 2);
+  t.equal(a.requests.length, 2);
 });
 
 t.test('401 cools the key; the next key of the same channel is used', async (t) => {
-  const [a, b] = await startUpstreams(t, 2);
   const keys = [channelKey('a', 0), channelKey('a', 1)];
-  const { url, daemon } = await startProxy(t, {
-    channels: [
-      { name: 'a', url: a!.url, keys, priority: 20 },
-      { name: 'b', url: b!.url, priority: 10 },
-    ],
+  const { a, b, url, daemon } = await twoChannels(t, {
+    a: { keys },
     routing: { base: '300ms', max: '8s' },
   });
-  a!.handle((r: FakeRequest) =>
+  a.handle((r: FakeRequest) =>
     r.headers['x-api-key'] === keys[0] ? { kind: 'status', status: 401 } : undefined,
   );
   const req = claudeCode(MODEL, true);
@@ -299,9 +257,9 @@ t.test('401 cools the key; the next key of the same channel is used', async (t) 
     const res = await send(url, { headers: req.headers, body: req.body });
     t.equal(res.status, 200, `request ${i + 1}: 200`);
   }
-  const used = a!.requests.map((r) => r.headers['x-api-key']);
+  const used = a.requests.map((r) => r.headers['x-api-key']);
   t.same(used, [keys[0], keys[1], keys[1], keys[1], keys[1]], 'key 0 once, then key 1 only');
-  t.equal(b!.requests.length, 0, 'the channel’s next key comes before the next channel');
+  t.equal(b.requests.length, 0, 'the channel’s next key comes before the next channel');
   const entry = [...daemon.app.proxyState.cooldowns.entries.values()].find((e) => e.scope === 'key');
   t.equal(entry?.keyIndex, 0);
   // A rejected key starts long (a quarter of max), not at base.
@@ -333,7 +291,7 @@ t.test(
         ? { kind: 'status', status: 404, body: errorBody('not_found_error', 'model: claude-gone-1') }
         : undefined,
     );
-    const gone = await send(url, { body: messagesBody('claude-gone-1') });
+    const gone = await send(url, { body: messagesBody({ model: 'claude-gone-1' }) });
     t.equal(gone.status, 200, 'failed over to b');
     const rows = await attempts(daemon, { requestId: gone.requestId, atLeast: 3 });
     t.same(
@@ -346,7 +304,7 @@ t.test(
     );
     t.same(coolingScopes(daemon), ['channel+model:a|claude-gone-1', 'channel:w']);
 
-    const fine = await send(url, { body: messagesBody(MODEL) });
+    const fine = await send(url, { body: messagesBody() });
     t.equal(fine.status, 200);
     t.equal(a!.requests.at(-1)?.model, MODEL, 'a still serves the other model');
     t.equal(w!.requests.length, 1, 'w is cooled for every model');
@@ -378,16 +336,11 @@ t.test('connect refused (a closed port) fails over to the next channel', async (
 });
 
 t.test('a primary that fails for a while then recovers gets traffic back within one cooldown', async (t) => {
-  const [a, b] = await startUpstreams(t, 2);
-  const { url, daemon } = await startProxy(t, {
-    channels: [
-      { name: 'a', url: a!.url, priority: 20 },
-      { name: 'b', url: b!.url, priority: 10 },
-    ],
+  const { a, url, daemon } = await twoChannels(t, {
     routing: { base: '150ms', max: '600ms' },
   });
-  a!.setDefault({ kind: 'status', status: 503 });
-  const body = messagesBody(MODEL, true);
+  a.setDefault({ kind: 'status', status: 503 });
+  const body = messagesBody({ stream: true });
   const statuses = new Set<number>();
   let started = performance.now();
   let clientRequests = 0;
@@ -396,10 +349,10 @@ t.test('a primary that fails for a while then recovers gets traffic back within 
     clientRequests++;
     await pace(30);
   }
-  const probes = a!.requests.length;
+  const probes = a.requests.length;
   t.ok(probes >= 2 && probes <= 6, `failing primary probed ${probes} times for ${clientRequests} requests`);
 
-  a!.setDefault({ kind: 'answer' });
+  a.setDefault({ kind: 'answer' });
   // When the primary recovers, its current cooldown (at most `max`) is all that keeps traffic away.
   const left = Math.max(0, ...coolingUntils(daemon, 'a')) - Date.now();
   t.ok(left <= 600, `the primary's remaining cooldown is ${left} ms, at most one max (600 ms)`);
@@ -407,13 +360,13 @@ t.test('a primary that fails for a while then recovers gets traffic back within 
   const sent: { at: number; toA: boolean }[] = [];
   started = performance.now();
   while (!sent.some((s) => s.toA) && performance.now() - started < 3000) {
-    const before = a!.requests.length;
+    const before = a.requests.length;
     const at = performance.now();
     statuses.add((await send(url, { body })).status);
-    sent.push({ at, toA: a!.requests.length > before });
+    sent.push({ at, toA: a.requests.length > before });
     await pace(30);
   }
-  const served = a!.requests.find((r) => r.answeredWith === 'answer');
+  const served = a.requests.find((r) => r.answeredWith === 'answer');
   t.ok(served, 'traffic returned to the primary');
   t.ok(served && served.receivedAt >= coolEnd - 2, 'not before its cooldown ended');
   t.same(
@@ -421,21 +374,18 @@ t.test('a primary that fails for a while then recovers gets traffic back within 
     [],
     'no request sent after that cooldown went elsewhere',
   );
-  const n = a!.requests.length;
+  const n = a.requests.length;
   for (let i = 0; i < 3; i++) statuses.add((await send(url, { body })).status);
-  t.equal(a!.requests.length, n + 3, 'and stays there');
+  t.equal(a.requests.length, n + 3, 'and stays there');
   t.same([...statuses], [200], 'the client never saw a failure');
 });
 
 t.test(
   'after a failover the client sees the fallback’s model and usage; failed attempts carry none',
   async (t) => {
-    const [a, b] = await startUpstreams(t, 2);
-    const { url, daemon } = await startProxy(t, {
-      channels: [
-        { name: 'a', url: a!.url, priority: 20, modelMap: { [MODEL]: 'claude-a-model' } },
-        { name: 'b', url: b!.url, priority: 10, modelMap: { [MODEL]: 'claude-b-model' } },
-      ],
+    const { a, b, url, daemon } = await twoChannels(t, {
+      a: { modelMap: { [MODEL]: 'claude-a-model' } },
+      b: { modelMap: { [MODEL]: 'claude-b-model' } },
       routing: { base: '50ms' },
     });
     const usage = {
@@ -444,10 +394,10 @@ t.test(
       cache_creation_input_tokens: 5,
       cache_read_input_tokens: 4000,
     };
-    b!.setDefault({ kind: 'answer', usage });
+    b.setDefault({ kind: 'answer', usage });
 
     // Non-streaming: a 529.
-    a!.enqueue({ kind: 'status', status: 529 });
+    a.enqueue({ kind: 'status', status: 529 });
     const json = await send(url, { body: claudeCode(MODEL, false).body, headers: claudeCode().headers });
     t.equal(json.status, 200);
     const answer = json.json() as { model: string; usage: unknown };
@@ -456,7 +406,7 @@ t.test(
 
     // Streaming: a reports usage in message_start, then an error event before any content.
     await waitFor(() => coolingScopes(daemon).length === 0, { timeoutMs: 2000, message: 'cooldown over' });
-    a!.enqueue({
+    a.enqueue({
       kind: 'stream',
       events: [
         {
@@ -508,14 +458,8 @@ t.test(
 );
 
 t.test('the official SDK shape (Bearer, no beta) fails over like Claude Code does', async (t) => {
-  const [a, b] = await startUpstreams(t, 2);
-  const { url } = await startProxy(t, {
-    channels: [
-      { name: 'a', url: a!.url, priority: 20 },
-      { name: 'b', url: b!.url, priority: 10 },
-    ],
-  });
-  a!.enqueue(okStream(MODEL, { cutAfter: 2 }));
+  const { a, b, url } = await twoChannels(t);
+  a.enqueue(okStream(MODEL, { cutAfter: 2 }));
   const req = claudeCode(MODEL, true);
   const { 'x-api-key': token, 'anthropic-beta': _, ...rest } = req.headers;
   const res = await send(url, {
@@ -525,22 +469,17 @@ t.test('the official SDK shape (Bearer, no beta) fails over like Claude Code doe
   });
   t.equal(res.status, 200);
   t.equal(sseEvents(res.body).at(-1)?.event, 'message_stop', 'a cut before the first content fails over');
-  t.equal(b!.requests[0]?.headers['anthropic-version'], '2026-10-21');
-  t.equal(b!.requests[0]?.headers['anthropic-beta'], undefined);
+  t.equal(b.requests[0]?.headers['anthropic-version'], '2026-10-21');
+  t.equal(b.requests[0]?.headers['anthropic-beta'], undefined);
 });
 
 t.test('regression: the failed attempt whose answer reaches the client is recorded final', async (t) => {
-  const [a, b] = await startUpstreams(t, 2);
-  const { url, daemon } = await startProxy(t, {
-    channels: [
-      { name: 'a', url: a!.url, priority: 20 },
-      { name: 'b', url: b!.url, priority: 10 },
-    ],
+  const { a, b, url, daemon } = await twoChannels(t, {
     routing: { base: '50ms' },
   });
   // Every attempt failed with a status: the client gets the last one, so that attempt is final.
-  a!.setDefault({ kind: 'status', status: 503 });
-  b!.setDefault({ kind: 'status', status: 529 });
+  a.setDefault({ kind: 'status', status: 503 });
+  b.setDefault({ kind: 'status', status: 529 });
   const surfaced = await send(url, { body: messagesBody() });
   t.equal(surfaced.status, 529);
   let rows = await attempts(daemon, { requestId: surfaced.requestId, atLeast: 2 });
@@ -553,8 +492,8 @@ t.test('regression: the failed attempt whose answer reaches the client is record
   );
   // Nothing answered (resets): ccload answers itself, and no attempt is final.
   await waitFor(() => coolingScopes(daemon).length === 0, { timeoutMs: 2000, message: 'cooldown over' });
-  a!.setDefault({ kind: 'reset' });
-  b!.setDefault({ kind: 'reset' });
+  a.setDefault({ kind: 'reset' });
+  b.setDefault({ kind: 'reset' });
   const own = await send(url, { body: messagesBody() });
   t.equal(own.status, 502);
   rows = await attempts(daemon, { requestId: own.requestId, atLeast: 2 });
@@ -567,7 +506,7 @@ t.test('regression: the failed attempt whose answer reaches the client is record
   );
   // A failover that ends in a success: only the success is final.
   await waitFor(() => coolingScopes(daemon).length === 0, { timeoutMs: 2000, message: 'cooldown over' });
-  b!.setDefault({ kind: 'answer' });
+  b.setDefault({ kind: 'answer' });
   const ok = await send(url, { body: messagesBody() });
   t.equal(ok.status, 200);
   rows = await attempts(daemon, { requestId: ok.requestId, atLeast: 2 });
@@ -611,12 +550,7 @@ t.test(
 );
 
 t.test('an empty 200, or a stream without any event, fails over', async (t) => {
-  const [a, b] = await startUpstreams(t, 2);
-  const { url, daemon } = await startProxy(t, {
-    channels: [
-      { name: 'a', url: a!.url, priority: 20 },
-      { name: 'b', url: b!.url, priority: 10 },
-    ],
+  const { a, url, daemon } = await twoChannels(t, {
     routing: { base: '50ms' },
   });
   const cases: [string, boolean, Behaviour][] = [
@@ -625,8 +559,8 @@ t.test('an empty 200, or a stream without any event, fails over', async (t) => {
   ];
   for (const [name, stream, behaviour] of cases) {
     await waitFor(() => coolingScopes(daemon).length === 0, { timeoutMs: 2000, message: 'cooldown over' });
-    a!.enqueue(behaviour);
-    const res = await send(url, { body: messagesBody(MODEL, stream) });
+    a.enqueue(behaviour);
+    const res = await send(url, { body: messagesBody({ stream }) });
     t.equal(res.status, 200, `${name}: answered by the next channel`);
     t.ok(res.body.length > 100, `${name}: a real answer`);
     const rows = await attempts(daemon, { requestId: res.requestId, atLeast: 2 });
@@ -642,16 +576,11 @@ t.test('an empty 200, or a stream without any event, fails over', async (t) => {
 });
 
 t.test('429 with anthropic-ratelimit-*-reset (no retry-after) cools the key until that reset', async (t) => {
-  const [a, b] = await startUpstreams(t, 2);
-  const { url, daemon } = await startProxy(t, {
-    channels: [
-      { name: 'a', url: a!.url, priority: 20 },
-      { name: 'b', url: b!.url, priority: 10 },
-    ],
+  const { a, url, daemon } = await twoChannels(t, {
     routing: { base: '200ms', max: '1m' },
   });
   const reset = new Date(Date.now() + 20_000);
-  a!.enqueue({
+  a.enqueue({
     kind: 'status',
     status: 429,
     headers: {
@@ -666,5 +595,5 @@ t.test('429 with anthropic-ratelimit-*-reset (no retry-after) cools the key unti
   t.equal(until.length, 1);
   t.ok(Math.abs(until[0]! - reset.getTime()) < 1000, 'cooled until the latest reset, not the 200 ms backoff');
   await send(url, { body: messagesBody() });
-  t.equal(a!.requests.length, 1, 'not retried meanwhile');
+  t.equal(a.requests.length, 1, 'not retried meanwhile');
 });

@@ -15,11 +15,9 @@ import {
 import { rowToAttempt, type StoredAttempt } from '../../src/store/attempt.js';
 import { type ChannelSpec, type RoutingSpec, testConfig } from '../helpers/config.js';
 import { startTestDaemon } from '../helpers/daemon.js';
+import { MODEL } from '../helpers/messages.js';
 import type { Teardownable } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
-
-/** The model most tests request. */
-export const MODEL = 'claude-sonnet-5-5';
 
 /** The client token of `proxyConfig` unless `tokens` say otherwise. */
 export const CLIENT_TOKEN = 'ccl-e2e-client-token-7f3a9c';
@@ -113,6 +111,35 @@ export async function startProxy(
     ...(at.now ? { now: at.now } : {}),
   });
   return { daemon: started.daemon, url: started.daemon.url, dir: started.dir, file: started.file };
+}
+
+/** Options of `twoChannels`. */
+export interface TwoChannelsOptions {
+  /** More settings of channel `a` (say `keys`, `modelMap`). */
+  a?: Partial<ChannelSpec>;
+  /** More settings of channel `b`. */
+  b?: Partial<ChannelSpec>;
+  /** Merged over `ROUTING`. */
+  routing?: RoutingSpec;
+}
+
+/**
+ * The failover fixture: two fresh fake upstreams as channels `a` (priority 20, tried first) and `b`
+ * (priority 10, the fallback) of one daemon.
+ */
+export async function twoChannels(
+  t: Teardownable,
+  o: TwoChannelsOptions = {},
+): Promise<TestProxy & { a: FakeUpstream; b: FakeUpstream }> {
+  const [a, b] = await startUpstreams(t, 2);
+  const proxy = await startProxy(t, {
+    channels: [
+      { name: 'a', url: a!.url, priority: 20, ...o.a },
+      { name: 'b', url: b!.url, priority: 10, ...o.b },
+    ],
+    ...(o.routing ? { routing: o.routing } : {}),
+  });
+  return { a: a!, b: b!, ...proxy };
 }
 
 /** One body chunk as the client received it. */
@@ -271,13 +298,6 @@ export function claudeCode(
 ): { headers: Record<string, string>; body: Buffer } {
   const r = claudeCodeRequest({ model, stream, bodyBytes });
   return { headers: { ...r.headers, 'x-api-key': CLIENT_TOKEN }, body: r.body };
-}
-
-/** A small Messages API body. */
-export function messagesBody(model = MODEL, stream = false): Buffer {
-  return Buffer.from(
-    JSON.stringify({ model, max_tokens: 64, messages: [{ role: 'user', content: 'hi' }], stream }),
-  );
 }
 
 /**

@@ -6,13 +6,12 @@
 import { writeFileSync } from 'node:fs';
 import t from 'tap';
 import { hashContent } from '../../src/config/load.js';
+import { messagesBody } from '../helpers/messages.js';
 import { waitFor } from '../helpers/wait.js';
 import {
   anthropicErrorOf,
   attempts,
   coolingScopes,
-  MODEL,
-  messagesBody,
   proxyConfig,
   send,
   startProxy,
@@ -31,7 +30,7 @@ t.test('round-robin between equal priorities, priority respected, disabled chann
   });
   const n = 20;
   for (let i = 0; i < n; i++) {
-    const res = await send(url, { body: messagesBody(MODEL, i % 2 === 0) });
+    const res = await send(url, { body: messagesBody({ stream: i % 2 === 0 }) });
     t.equal(res.status, 200);
   }
   const na = a!.requests.length;
@@ -66,14 +65,14 @@ t.test('an unknown model gets 404 not_found_error naming it', async (t) => {
     ],
   });
   for (const model of ['gpt-5-turbo', 'llama-4-70b']) {
-    const res = await send(url, { body: messagesBody(model) });
+    const res = await send(url, { body: messagesBody({ model }) });
     t.equal(res.status, 404, model);
     const err = anthropicErrorOf(res.body);
     t.equal(err?.type, 'not_found_error');
     t.match(err?.message, model, 'the message names the model');
   }
   t.equal(a!.requests.length + off!.requests.length, 0, 'no upstream asked');
-  const served = await send(url, { body: messagesBody('claude-haiku-5-5') });
+  const served = await send(url, { body: messagesBody({ model: 'claude-haiku-5-5' }) });
   t.equal(served.status, 200, 'a model the glob matches is served');
 });
 

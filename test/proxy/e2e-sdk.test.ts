@@ -4,7 +4,8 @@
  */
 import Anthropic from '@anthropic-ai/sdk';
 import t from 'tap';
-import { CLIENT_TOKEN, MODEL, startProxy, startUpstreams } from './e2e-helpers.js';
+import { MODEL } from '../helpers/messages.js';
+import { CLIENT_TOKEN, startProxy, startUpstreams } from './e2e-helpers.js';
 
 t.test('the SDK gets the same message through ccload as direct', async (t) => {
   const [up] = await startUpstreams(t, 1);

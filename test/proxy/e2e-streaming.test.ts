@@ -4,11 +4,12 @@
  * gets its upstream request aborted at once and logged as 499.
  */
 
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { messageStreamEvents, type SseEvent } from '../../src/dev/anthropic-shapes.js';
 import type { FakeRequest } from '../../src/dev/fake-upstream.js';
 import { DEFAULT_USAGE, okStream } from '../../src/dev/fake-upstream.js';
 import { ErrorCode } from '../../src/proxy/outcome.js';
+import { MODEL } from '../helpers/messages.js';
 import { deadline, onceWithin } from '../helpers/wait.js';
 import {
   anthropicErrorOf,
@@ -16,26 +17,12 @@ import {
   channelKey,
   claudeCode,
   coolingScopes,
-  MODEL,
   send,
   sseEvents,
-  startProxy,
-  startUpstreams,
+  twoChannels,
 } from './e2e-helpers.js';
 
 const TEXT = 'alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma';
-
-/** Two channels, a (priority 20) and b (priority 10), on fresh fakes. */
-async function twoChannels(t: Test) {
-  const [a, b] = await startUpstreams(t, 2);
-  const proxy = await startProxy(t, {
-    channels: [
-      { name: 'a', url: a!.url, priority: 20 },
-      { name: 'b', url: b!.url, priority: 10 },
-    ],
-  });
-  return { a: a!, b: b!, ...proxy };
-}
 
 t.test('a stream cut after some deltas ends with event: error, no message_stop, no failover', async (t) => {
   const { a, b, url, daemon } = await twoChannels(t);

@@ -8,31 +8,20 @@ import t, { type Test } from 'tap';
 import type { Behaviour, FakeRequest } from '../../src/dev/fake-upstream.js';
 import { okStream } from '../../src/dev/fake-upstream.js';
 import { ErrorCode } from '../../src/proxy/outcome.js';
+import { MODEL, messagesBody } from '../helpers/messages.js';
 import { onceWithin } from '../helpers/wait.js';
 import {
   anthropicErrorOf,
   attempts,
   claudeCode,
-  MODEL,
-  messagesBody,
   send,
   sseEvents,
   startProxy,
   startUpstreams,
+  twoChannels,
 } from './e2e-helpers.js';
 
 const FIRST_TOKEN = 600;
-
-async function twoChannels(t: Test) {
-  const [a, b] = await startUpstreams(t, 2);
-  const proxy = await startProxy(t, {
-    channels: [
-      { name: 'a', url: a!.url, priority: 20 },
-      { name: 'b', url: b!.url, priority: 10 },
-    ],
-  });
-  return { a: a!, b: b!, ...proxy };
-}
 
 /** Asserts the request took about one first_token: at least it, and not much more. */
 function aboutFirstToken(t: Test, ms: number, what: string): void {
@@ -94,7 +83,7 @@ t.test('a single channel that never answers: 504 timeout_error after first_token
   const [a] = await startUpstreams(t, 1);
   const { url } = await startProxy(t, { channels: [{ name: 'a', url: a!.url }] });
   a!.setDefault({ kind: 'never' });
-  const res = await send(url, { body: messagesBody(MODEL, true) });
+  const res = await send(url, { body: messagesBody({ stream: true }) });
   t.equal(res.status, 504);
   const err = anthropicErrorOf(res.body);
   t.equal(err?.type, 'timeout_error');
@@ -104,34 +93,29 @@ t.test('a single channel that never answers: 504 timeout_error after first_token
 });
 
 t.test('timeout hints cap the request and are not forwarded', async (t) => {
-  const [a, b] = await startUpstreams(t, 2);
-  const { url, daemon } = await startProxy(t, {
-    channels: [
-      { name: 'a', url: a!.url, priority: 20 },
-      { name: 'b', url: b!.url, priority: 10 },
-    ],
+  const { a, b, url, daemon } = await twoChannels(t, {
     // first_token well above the short hints, so "ended at the hint" cannot be mistaken for it.
     routing: { first_token: '1s' },
   });
-  a!.setDefault({ kind: 'never' });
-  b!.setDefault({ kind: 'never' });
+  a.setDefault({ kind: 'never' });
+  b.setDefault({ kind: 'never' });
   const hints: [string, { path?: string; headers?: Record<string, string> }][] = [
     ['x-timeout-ms: 250', { headers: { 'x-timeout-ms': '250' } }],
     ['x-timeout-s: 0.25', { headers: { 'x-timeout-s': '0.25' } }],
     ['?timeout_ms=250', { path: '/v1/messages?beta=true&timeout_ms=250' }],
   ];
   for (const [name, o] of hints) {
-    const res = await send(url, { ...o, body: messagesBody(MODEL, true) });
+    const res = await send(url, { ...o, body: messagesBody({ stream: true }) });
     const took = res.endedAt - res.sentAt;
     t.equal(res.status, 504, `${name}: 504`);
     t.equal(anthropicErrorOf(res.body)?.type, 'timeout_error');
     t.ok(took >= 230 && took < 900, `${name}: ended after ${took.toFixed(0)} ms, before first_token`);
-    const got = a!.requests.at(-1)!;
+    const got = a.requests.at(-1)!;
     t.equal(got.headers['x-timeout-ms'], undefined, `${name}: no x-timeout-ms upstream`);
     t.equal(got.headers['x-timeout-s'], undefined, `${name}: no x-timeout-s upstream`);
     t.notMatch(got.url, /timeout/, `${name}: no timeout parameter upstream (${got.url})`);
   }
-  t.equal(b!.requests.length, 0, 'the deadline passed during the first attempt: no failover');
+  t.equal(b.requests.length, 0, 'the deadline passed during the first attempt: no failover');
   t.same(
     [...daemon.app.proxyState.cooldowns.entries.values()].map((e) => e.channel),
     [],
@@ -139,11 +123,11 @@ t.test('timeout hints cap the request and are not forwarded', async (t) => {
   );
 
   // A hint longer than first_token: the first attempt ends at first_token, the next at the deadline.
-  const res = await send(url, { headers: { 'x-timeout-ms': '1500' }, body: messagesBody(MODEL, true) });
+  const res = await send(url, { headers: { 'x-timeout-ms': '1500' }, body: messagesBody({ stream: true }) });
   const took = res.endedAt - res.sentAt;
   t.equal(res.status, 504);
   t.ok(took >= 1480 && took < 2100, `two attempts within the 1500 ms deadline: ${took.toFixed(0)} ms`);
-  t.equal(b!.requests.length, 1, 'the second channel was tried');
+  t.equal(b.requests.length, 1, 'the second channel was tried');
   const rows = (await attempts(daemon, { atLeast: 5 })).slice(-2);
   t.same(
     rows.map((r) => [r.channel, r.errorClass]),
@@ -155,19 +139,13 @@ t.test('timeout hints cap the request and are not forwarded', async (t) => {
 });
 
 t.test('regression: ccload’s own error after upstream attempts carries x-ccload-request-id', async (t) => {
-  const [a, b] = await startUpstreams(t, 2);
-  const { url, daemon } = await startProxy(t, {
-    channels: [
-      { name: 'a', url: a!.url, priority: 20 },
-      { name: 'b', url: b!.url, priority: 10 },
-    ],
-  });
+  const { a, b, url, daemon } = await twoChannels(t);
   // 504 from the request's own deadline (the attempt that ends the request without an answer).
-  a!.setDefault({ kind: 'never' });
+  a.setDefault({ kind: 'never' });
   const late = await send(url, { headers: { 'x-timeout-ms': '200' }, body: messagesBody() });
   // 502 after every attempt failed without an upstream answer.
-  a!.setDefault({ kind: 'reset' });
-  b!.setDefault({ kind: 'reset' });
+  a.setDefault({ kind: 'reset' });
+  b.setDefault({ kind: 'reset' });
   const reset = await send(url, { body: messagesBody() });
   for (const [res, status, n] of [
     [late, 504, 1],

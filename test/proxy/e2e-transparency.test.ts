@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import t from 'tap';
 import type { EchoBody, StreamBehaviour } from '../../src/dev/fake-upstream.js';
 import { okStream } from '../../src/dev/fake-upstream.js';
+import { MODEL } from '../helpers/messages.js';
 import { waitFor } from '../helpers/wait.js';
 import {
   attempts,
@@ -15,7 +16,6 @@ import {
   claudeCode,
   closedPortUrl,
   coolingScopes,
-  MODEL,
   send,
   startProxy,
   startUpstreams,

@@ -10,13 +10,13 @@ import { request } from 'undici';
 import { hashContent } from '../../src/config/load.js';
 import { controlFilePath, readControlFile } from '../../src/control.js';
 import { okStream, startFakeUpstream } from '../../src/dev/fake-upstream.js';
+import { MODEL } from '../helpers/messages.js';
 import { waitFor } from '../helpers/wait.js';
 import {
   type ChildDaemon,
   fdCount,
   fmt,
   health,
-  MODEL,
   metricSum,
   openInspector,
   reliabilityConfig,

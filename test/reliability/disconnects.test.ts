@@ -19,13 +19,12 @@ import {
   type StreamBehaviour,
   startFakeUpstream,
 } from '../../src/dev/fake-upstream.js';
+import { MODEL, messagesBody } from '../helpers/messages.js';
 import { prng } from '../helpers/random.js';
 import { deadline, waitFor } from '../helpers/wait.js';
 import {
   fdCount,
   loadHeaders,
-  MODEL,
-  messagesBody,
   metricSum,
   percentile,
   reliabilityConfig,
@@ -82,7 +81,7 @@ type Ending = 'complete' | 'left' | 'error';
  * leaves early waits first. Resolves with how it ended (never rejects).
  */
 function play(url: string, plan: Plan, stream: boolean, wait: number): Promise<Ending> {
-  const body = messagesBody(plan === 'gone-mid-stream' || stream, 2000);
+  const body = messagesBody({ stream: plan === 'gone-mid-stream' || stream, bytes: 2000 });
   return new Promise<Ending>((resolve) => {
     let done = false;
     const end = (e: Ending) => {

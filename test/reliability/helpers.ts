@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Agent, request, WebSocket } from 'undici';
 import { controlFilePath, readControlFile } from '../../src/control.js';
 import { type ChannelSpec, testConfig } from '../helpers/config.js';
+import { messagesBody } from '../helpers/messages.js';
 import { type Teardownable, tmpDir } from '../helpers/tmp.js';
 import { deadline, waitFor } from '../helpers/wait.js';
 
@@ -20,8 +21,6 @@ const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 export const TOKEN = 'ccl-reliability-token-4b1d';
 /** The key every channel of a reliability config sends upstream. */
 export const CHANNEL_KEY = 'sk-ant-reliability-0000c0ffee';
-/** The model the load asks for. */
-export const MODEL = 'claude-sonnet-5-5';
 
 /**
  * A ccload.yaml for the suite (`testConfig` with its defaults): open loopback listen, a database in
@@ -245,14 +244,6 @@ export async function health(url: string): Promise<Health> {
   return (await res.body.json()) as Health;
 }
 
-/** A Messages API body of about `bytes` bytes (a padded user message). */
-export function messagesBody(stream: boolean, bytes = 600, model = MODEL): Buffer {
-  const pad = 'x'.repeat(Math.max(0, bytes - 120));
-  return Buffer.from(
-    JSON.stringify({ model, max_tokens: 64, stream, messages: [{ role: 'user', content: `hi ${pad}` }] }),
-  );
-}
-
 /** The headers of a load request. */
 export const loadHeaders = { 'content-type': 'application/json', 'x-api-key': TOKEN };
 
@@ -320,8 +311,8 @@ export interface Planned {
 /** The default plan: every other request streams, `bodyBytes` per body. */
 export function alternating(bodyBytes = 600): (i: number) => Planned {
   const plans = [
-    { tag: 'json', body: messagesBody(false, bodyBytes) },
-    { tag: 'stream', body: messagesBody(true, bodyBytes) },
+    { tag: 'json', body: messagesBody({ bytes: bodyBytes }) },
+    { tag: 'stream', body: messagesBody({ stream: true, bytes: bodyBytes }) },
   ];
   return (i) => plans[i % 2]!;
 }

@@ -10,15 +10,9 @@ import { createClient } from '@libsql/client';
 import t from 'tap';
 import { messageStreamEvents } from '../../src/dev/anthropic-shapes.js';
 import { DEFAULT_USAGE, type StreamBehaviour, startFakeUpstream } from '../../src/dev/fake-upstream.js';
+import { MODEL, messagesBody } from '../helpers/messages.js';
 import { deadline, waitFor } from '../helpers/wait.js';
-import {
-  MODEL,
-  messagesBody,
-  type Planned,
-  reliabilityConfig,
-  startChildDaemon,
-  startLoad,
-} from './helpers.js';
+import { type Planned, reliabilityConfig, startChildDaemon, startLoad } from './helpers.js';
 
 /** 30 deltas 100 ms apart: about 3 s, longer than the 2 s drain timeout of the config. */
 const LONG: StreamBehaviour = {
@@ -47,12 +41,16 @@ t.test('SIGTERM under load: streams end properly, exit 0, no log row lost', asyn
   const streams = startLoad({
     url: d.url,
     concurrency: 60,
-    plan: (): Planned => ({ tag: 'stream', body: messagesBody(true), accept: streamEnd }),
+    plan: (): Planned => ({
+      tag: 'stream',
+      body: messagesBody({ stream: true, bytes: 600 }),
+      accept: streamEnd,
+    }),
   });
   const json = startLoad({
     url: d.url,
     concurrency: 16,
-    plan: (): Planned => ({ tag: 'json', body: messagesBody(false), accept: jsonEnd }),
+    plan: (): Planned => ({ tag: 'json', body: messagesBody({ bytes: 600 }), accept: jsonEnd }),
     paceMs: 5,
   });
   t.teardown(() => Promise.all([streams.stop(), json.stop()]));

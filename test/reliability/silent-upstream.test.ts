@@ -8,6 +8,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import t, { type Test } from 'tap';
 import { startFakeUpstream } from '../../src/dev/fake-upstream.js';
+import { messagesBody } from '../helpers/messages.js';
 import { waitFor } from '../helpers/wait.js';
 import {
   type ChildDaemon,
@@ -16,7 +17,6 @@ import {
   fdCount,
   fmt,
   health,
-  messagesBody,
   metricSum,
   openInspector,
   type Planned,
@@ -42,10 +42,18 @@ function silentEnd(status: number, text: string): boolean {
 /** Half the requests only the silent channel serves; the rest fail over to the live one. ≈4 KB bodies. */
 function plan(): (i: number) => Planned {
   const plans: Planned[] = [
-    { tag: 'silent-only', body: messagesBody(false, 4_000, 'claude-silent'), accept: silentEnd },
-    { tag: 'silent-only', body: messagesBody(true, 4_000, 'claude-silent'), accept: silentEnd },
-    { tag: 'failover', body: messagesBody(false, 4_000, 'claude-both'), accept: completeAnswer },
-    { tag: 'failover', body: messagesBody(true, 4_000, 'claude-both'), accept: completeAnswer },
+    { tag: 'silent-only', body: messagesBody({ bytes: 4_000, model: 'claude-silent' }), accept: silentEnd },
+    {
+      tag: 'silent-only',
+      body: messagesBody({ stream: true, bytes: 4_000, model: 'claude-silent' }),
+      accept: silentEnd,
+    },
+    { tag: 'failover', body: messagesBody({ bytes: 4_000, model: 'claude-both' }), accept: completeAnswer },
+    {
+      tag: 'failover',
+      body: messagesBody({ stream: true, bytes: 4_000, model: 'claude-both' }),
+      accept: completeAnswer,
+    },
   ];
   return (i) => plans[i % plans.length]!;
 }
