@@ -17,6 +17,7 @@ import { startFakeUpstream } from '../../src/dev/fake-upstream.js';
 import { testEnv } from '../helpers/config.js';
 import { startTestDaemon } from '../helpers/daemon.js';
 import { call, login } from '../helpers/http.js';
+import { messagesBody } from '../helpers/messages.js';
 import { type Teardownable, tmpDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -326,11 +327,7 @@ t.test('cooldown clear: a cooldown made by a failed request, then cleared', asyn
   const proxied = await request(`${daemon.url}/v1/messages`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
-    body: JSON.stringify({
-      model: 'dead-model-1',
-      max_tokens: 5,
-      messages: [{ role: 'user', content: 'hi' }],
-    }),
+    body: messagesBody({ model: 'dead-model-1' }),
   });
   await proxied.body.text();
   t.not(proxied.statusCode, 200, 'the dead channel failed');

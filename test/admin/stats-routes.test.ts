@@ -9,6 +9,7 @@ import { startFakeUpstream } from '../../src/dev/fake-upstream.js';
 import { testConfig } from '../helpers/config.js';
 import { startTestDaemon } from '../helpers/daemon.js';
 import { type Answer, call, login } from '../helpers/http.js';
+import { messagesBody } from '../helpers/messages.js';
 import { waitFor } from '../helpers/wait.js';
 
 const ADMIN = ['/admin/logs', '/admin/errors', '/admin/stats', '/admin/metrics', '/admin/usage'];
@@ -114,11 +115,7 @@ t.test('end to end: a failover is two attempts, one client request, usage once',
   const res = await request(`${base}/v1/messages`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'x-api-key': 'ccl-stats-test-token-0001' },
-    body: JSON.stringify({
-      model: 'claude-sonnet-4-5',
-      max_tokens: 16,
-      messages: [{ role: 'user', content: 'hi' }],
-    }),
+    body: messagesBody({ model: 'claude-sonnet-4-5' }),
   });
   await res.body.text();
   t.equal(res.statusCode, 200, 'the client got the backup’s answer');

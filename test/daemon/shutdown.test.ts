@@ -13,6 +13,7 @@ import t from 'tap';
 import { Pool } from 'undici';
 import { messageStreamEvents } from '../../src/dev/anthropic-shapes.js';
 import { DEFAULT_USAGE, type FakeUpstream, startFakeUpstream } from '../../src/dev/fake-upstream.js';
+import { messagesBody } from '../helpers/messages.js';
 import { type Teardownable, tmpDir } from '../helpers/tmp.js';
 import { deadline } from '../helpers/wait.js';
 
@@ -50,7 +51,7 @@ channels:
   return { child, url, exited };
 }
 
-const body = JSON.stringify({ model: 'claude-test', max_tokens: 10, stream: true, messages: [] });
+const body = messagesBody({ model: 'claude-test', stream: true });
 
 /** Opens `n` streams and resolves once each has received its first bytes (committed). */
 async function openStreams(url: string, n: number) {

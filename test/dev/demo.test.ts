@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { type Client, createClient } from '@libsql/client';
 import t from 'tap';
 import { readOnlyUrl } from '../../src/import/ccload-db.js';
+import { login } from '../helpers/http.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { deadline, waitFor } from '../helpers/wait.js';
 
@@ -61,14 +62,8 @@ t.test('the demo fills the dashboard with requests, failovers and cooldowns', as
   );
   t.equal(cooldown?.['channel'], 'flaky-primary', 'the flaky channel cooled');
 
-  const login = await fetch(`${url}/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ password }),
-    redirect: 'manual',
-  });
-  t.ok(login.status < 300, `the demo password logs in (${login.status})`);
-  const cookie = login.headers.get('set-cookie')?.split(';')[0] ?? '';
+  const cookie = await login(url, password);
+  t.match(cookie, /^ccload_session=./, 'the demo password logs in');
   await waitFor(
     async () => {
       const res = await fetch(`${url}/admin/logs?hours=1&limit=500`, { headers: { cookie } });

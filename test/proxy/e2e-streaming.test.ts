@@ -72,10 +72,12 @@ t.test(
     const err = anthropicErrorOf(events.at(-1)!.data);
     t.equal(err?.type, 'timeout_error');
     t.match(err?.message, /idle/);
-    // The error frame arrives one `idle` (600 ms) after the last bytes, not earlier, not much later.
+    // The error frame arrives one `idle` (600 ms) after the last bytes, not earlier. The upper bound
+    // only has to tell the idle timer from no timer (the stalled upstream never ends; `send` gives
+    // up at 8 s), so it is generous: a loaded 2-core machine can delay timers by a second.
     const lastDelta = res.chunks.at(-2)!.at;
     const silence = res.chunks.at(-1)!.at - lastDelta;
-    t.ok(silence >= 550 && silence < 1500, `error frame ${silence.toFixed(0)} ms after the last delta`);
+    t.ok(silence >= 550 && silence < 3000, `error frame ${silence.toFixed(0)} ms after the last delta`);
     const [rec] = (await aborted) as [FakeRequest];
     t.ok(rec.aborted, 'the stalled upstream request was aborted');
     t.equal(b.requests.length, 0);
@@ -133,9 +135,11 @@ t.test('malformed SSE events pass through untouched and the daemon stays healthy
   t.equal((health.json() as { status: string }).status, 'ok');
 });
 
-t.test('client disconnect mid-stream aborts the upstream request within 100 ms, logged as 499', async (t) => {
+t.test('client disconnect mid-stream aborts the upstream request at once, logged as 499', async (t) => {
   const { a, b, url, daemon } = await twoChannels(t);
-  a.enqueue(okStream(MODEL, { text: `${TEXT} ${TEXT} ${TEXT}`, delayMs: 60 }));
+  // About 60 events 60 ms apart: the stream would run for more than 3 s if it were not aborted.
+  const stream = okStream(MODEL, { text: Array(9).fill(TEXT).join(' '), delayMs: 60 });
+  a.enqueue(stream);
   const aborted = onceWithin(a, 'aborted', 3000);
   const req = claudeCode(MODEL, true);
   let hungUpAt = 0;
@@ -151,9 +155,13 @@ t.test('client disconnect mid-stream aborts the upstream request within 100 ms, 
   });
   t.ok(res.broken, 'the client hung up mid-stream');
   const [rec] = (await aborted) as [FakeRequest];
+  // Typically a few ms; 1 s is generous for a loaded machine and still under a third of the stream.
   const lag = rec.abortedAt! - hungUpAt;
-  t.ok(lag < 100, `upstream aborted ${lag.toFixed(1)} ms after the client left`);
-  t.ok(rec.sentEvents < 20, `the upstream stopped early (${rec.sentEvents} events sent)`);
+  t.ok(lag < 1000, `upstream aborted ${lag.toFixed(1)} ms after the client left`);
+  t.ok(
+    rec.sentEvents < stream.events.length / 2,
+    `the upstream stopped early (${rec.sentEvents} of ${stream.events.length} events sent)`,
+  );
   const rows = await attempts(daemon, { requestId: res.requestId, atLeast: 1 });
   t.same(
     rows.map((r) => [r.channel, r.status, r.errorClass]),
@@ -164,7 +172,8 @@ t.test('client disconnect mid-stream aborts the upstream request within 100 ms, 
 });
 
 t.test('client disconnect before the commit point aborts the upstream too, without failover', async (t) => {
-  const { a, b, url, daemon } = await twoChannels(t);
+  // first_token far away, so the only thing that can end the attempt within the bound is the hang-up.
+  const { a, b, url, daemon } = await twoChannels(t, { routing: { first_token: '10s' } });
   a.enqueue({ kind: 'never' });
   const aborted = onceWithin(a, 'aborted', 3000);
   const arrived = a.nextRequest(3000);
@@ -179,7 +188,8 @@ t.test('client disconnect before the commit point aborts the upstream too, witho
   });
   await t.rejects(sent, /aborted by the test/);
   const [rec] = (await aborted) as [FakeRequest];
-  t.ok(rec.abortedAt! - hungUpAt < 100, `aborted ${(rec.abortedAt! - hungUpAt).toFixed(1)} ms after`);
+  // Typically a few ms; 2 s is generous for a loaded machine and far below first_token (10 s).
+  t.ok(rec.abortedAt! - hungUpAt < 2000, `aborted ${(rec.abortedAt! - hungUpAt).toFixed(1)} ms after`);
   const rows = await deadline(attempts(daemon, { atLeast: 1 }), 3000, 'the attempt row');
   t.same(
     rows.map((r) => [r.channel, r.status, r.errorClass, r.final]),
@@ -245,8 +255,9 @@ t.test('regression: a stream that stalls after the client caught up still ends a
   t.equal(got.at(-2)?.event, 'content_block_delta', 'every delta arrived');
   t.equal(got.at(-1)?.event, 'error', 'then the idle timeout’s error frame');
   t.equal(anthropicErrorOf(got.at(-1)!.data)?.type, 'timeout_error');
+  // At least one idle (600 ms); the generous upper bound only tells the idle timer from none.
   const silence = res.chunks.at(-1)!.at - res.chunks.at(-2)!.at;
-  t.ok(silence >= 550 && silence < 1500, `${silence.toFixed(0)} ms of silence before it`);
+  t.ok(silence >= 550 && silence < 3000, `${silence.toFixed(0)} ms of silence before it`);
   const rows = await attempts(daemon, { requestId: res.requestId, atLeast: 1 });
   t.equal(rows[0]?.errorClass, ErrorCode.IDLE_TIMEOUT);
 });

@@ -23,12 +23,13 @@ import {
 
 const FIRST_TOKEN = 600;
 
-/** Asserts the request took about one first_token: at least it, and not much more. */
+/**
+ * Asserts the request took about one first_token: at least it, and less than the 3 s the slow
+ * upstreams below take to answer (waiting for them would be the bug). That leaves 2.4 s of room
+ * for a loaded 2-core machine; which timer ended the attempt is checked from the attempt rows.
+ */
 function aboutFirstToken(t: Test, ms: number, what: string): void {
-  t.ok(
-    ms >= FIRST_TOKEN - 20 && ms < FIRST_TOKEN + 800,
-    `${what}: ${ms.toFixed(0)} ms (first_token ${FIRST_TOKEN})`,
-  );
+  t.ok(ms >= FIRST_TOKEN - 20 && ms < 3000, `${what}: ${ms.toFixed(0)} ms (first_token ${FIRST_TOKEN})`);
 }
 
 const slowStarts: [string, Behaviour][] = [
@@ -109,7 +110,11 @@ t.test('timeout hints cap the request and are not forwarded', async (t) => {
     const took = res.endedAt - res.sentAt;
     t.equal(res.status, 504, `${name}: 504`);
     t.equal(anthropicErrorOf(res.body)?.type, 'timeout_error');
-    t.ok(took >= 230 && took < 900, `${name}: ended after ${took.toFixed(0)} ms, before first_token`);
+    // That the hint, not first_token, ended the attempt shows in the record (a total timeout) and in
+    // the absence of a failover below; the upper bound is generous for a loaded machine.
+    t.ok(took >= 230 && took < 2500, `${name}: ended after ${took.toFixed(0)} ms`);
+    const [row] = await attempts(daemon, { requestId: res.requestId, atLeast: 1 });
+    t.equal(row?.errorClass, ErrorCode.TOTAL_TIMEOUT, `${name}: ended by the client's deadline`);
     const got = a.requests.at(-1)!;
     t.equal(got.headers['x-timeout-ms'], undefined, `${name}: no x-timeout-ms upstream`);
     t.equal(got.headers['x-timeout-s'], undefined, `${name}: no x-timeout-s upstream`);
@@ -126,7 +131,8 @@ t.test('timeout hints cap the request and are not forwarded', async (t) => {
   const res = await send(url, { headers: { 'x-timeout-ms': '1500' }, body: messagesBody({ stream: true }) });
   const took = res.endedAt - res.sentAt;
   t.equal(res.status, 504);
-  t.ok(took >= 1480 && took < 2100, `two attempts within the 1500 ms deadline: ${took.toFixed(0)} ms`);
+  // The rows below show which timer ended each attempt; the upper bound is generous for a loaded machine.
+  t.ok(took >= 1480 && took < 3500, `two attempts within the 1500 ms deadline: ${took.toFixed(0)} ms`);
   t.equal(b.requests.length, 1, 'the second channel was tried');
   const rows = (await attempts(daemon, { atLeast: 5 })).slice(-2);
   t.same(

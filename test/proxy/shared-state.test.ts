@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { startFakeUpstream } from '../../src/dev/fake-upstream.js';
 import { startTestDaemon } from '../helpers/daemon.js';
+import { messagesBody } from '../helpers/messages.js';
 import { tmpDir } from '../helpers/tmp.js';
 
 t.test('a cooldown entered by one instance is honoured by another', async (t) => {
@@ -23,7 +24,7 @@ channels:
   const db = join(shared, 'shared.db');
   const a = await startTestDaemon(t, text(db));
   const b = await startTestDaemon(t, text(db));
-  const body = JSON.stringify({ model: 'claude-x', max_tokens: 5, messages: [] });
+  const body = messagesBody({ model: 'claude-x' });
   const send = (url: string) =>
     fetch(`${url}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
 

@@ -127,7 +127,9 @@ async function outageUnderLoad(
   );
   t.equal(summarise(samples).failed, 0, `no failed request (${summarise(samples).failures.join('; ')})`);
   t.ok(inOutage.n > 1000, `the proxy kept serving during the ${what} (${inOutage.n} requests)`);
-  t.ok(inOutage.p99 < 500, `p99 latency during the ${what} ${inOutage.p99.toFixed(1)} ms < 500 ms`);
+  // A request that waited on the database would take up to the 10 s outage; 2 s leaves room for a
+  // loaded 2-core machine.
+  t.ok(inOutage.p99 < 2000, `p99 latency during the ${what} ${inOutage.p99.toFixed(1)} ms < 2000 ms`);
 
   const stats = daemon.app.logWriter.stats();
   const m = await scrape(daemon.url);

@@ -171,8 +171,10 @@ t.test('an upstream that never answers, under load: no fd, socket or memory grow
       silentOnly.p50 >= FIRST_TOKEN_MS,
       `round ${r}: a silent-only request ends no sooner than first_token`,
     );
+    // max_attempts × first_token + cooling_wait is 3.5 s; 3 s more for a loaded machine, and still
+    // below the load's 10 s per-request limit that a request left hanging would hit.
     t.ok(
-      silentOnly.max < 4000,
+      silentOnly.max < 6500,
       `round ${r}: and within max_attempts × first_token + cooling_wait (${silentOnly.max.toFixed(0)} ms)`,
     );
     const u = await settled(`round ${r}`);

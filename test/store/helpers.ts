@@ -1,9 +1,10 @@
 /**
  * Store test helpers: a migrated database in a temp dir, a pino logger that records its lines, a
- * sample attempt record, and a second process that holds the SQLite write lock on demand.
+ * sample attempt record, a second process that holds the SQLite write lock on demand, and node
+ * child processes for scripts.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { EventEmitter } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import path from 'node:path';
 import { pino } from 'pino';
 import type { AttemptRecord } from '../../src/store/attempt.js';
@@ -148,30 +149,18 @@ export interface LockHolder {
  */
 export async function holdWriteLock(t: TestLike, file: string, holdMs = 0): Promise<LockHolder> {
   const clientPath = new URL(import.meta.resolve('@libsql/client')).pathname;
-  const child = spawn(process.execPath, ['-e', LOCKER, clientPath, file, String(holdMs)], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill();
-  });
-  let out = '';
-  let err = '';
-  // Registered before the waiters below, so `out` is current when they look at it.
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    out += d;
-  });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
-    err += d;
-  });
+  const { child, output } = spawnNode(t, ['-e', LOCKER, clientPath, file, String(holdMs)]);
+  // spawnNode's listeners come first, so `output.out` is current when the waiters below look at it.
+  const out = () => output.out;
   const saw = (word: string) =>
     new Promise<void>((resolve, reject) => {
       const onData = () => {
-        if (out.includes(word)) resolve();
+        if (out().includes(word)) resolve();
       };
       child.stdout.on('data', onData);
       child.once('exit', (code) => {
-        if (out.includes(word)) resolve();
-        else reject(new Error(`lock holder exited (${code}) before "${word}": ${err}`));
+        if (out().includes(word)) resolve();
+        else reject(new Error(`lock holder exited (${code}) before "${word}": ${output.err}`));
       });
     });
   const locked = saw('locked');
@@ -186,4 +175,39 @@ export async function holdWriteLock(t: TestLike, file: string, holdMs = 0): Prom
       await deadline(released, 10_000, 'lock holder release');
     },
   };
+}
+
+/**
+ * `node <args>` as a child process, killed at teardown if still running; its stdout and stderr are
+ * collected into `output` as they come.
+ */
+export function spawnNode(
+  t: TestLike,
+  args: readonly string[],
+): { child: ChildProcessWithoutNullStreams; output: { out: string; err: string } } {
+  const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill();
+  });
+  const output = { out: '', err: '' };
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    output.out += d;
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    output.err += d;
+  });
+  return { child, output };
+}
+
+/** Runs `node <args>` to its exit (within `timeoutMs`): the exit code and what it wrote. */
+export async function runNode(
+  t: TestLike,
+  args: readonly string[],
+  timeoutMs = 15_000,
+): Promise<{ code: number | null; out: string; err: string }> {
+  const { child, output } = spawnNode(t, args);
+  const [code] = (await deadline(once(child, 'exit'), timeoutMs, 'the child process to exit')) as [
+    number | null,
+  ];
+  return { code, ...output };
 }

@@ -1,12 +1,10 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import t from 'tap';
 import { type AttemptRecord, rowToAttempt } from '../../src/store/attempt.js';
 import type { Database } from '../../src/store/db.js';
 import { LogWriter } from '../../src/store/log-writer.js';
-import { deadline, waitFor } from '../helpers/wait.js';
-import { captureLog, holdWriteLock, openTestDb, sampleAttempt, tempDbUrl } from './helpers.js';
+import { waitFor } from '../helpers/wait.js';
+import { captureLog, holdWriteLock, openTestDb, runNode, sampleAttempt, tempDbUrl } from './helpers.js';
 
 async function countRows(db: Database): Promise<number> {
   return Number((await db.client.execute('SELECT count(*) FROM attempts')).rows[0]?.[0]);
@@ -297,31 +295,15 @@ t.test('regression: close() keeps the process alive while it waits to retry', as
     await w.close(5000);
     process.stdout.write(JSON.stringify(w.stats()));
   `;
-  const child = spawn(
-    process.execPath,
-    [
-      '--input-type=module',
-      '-e',
-      script,
-      new URL('../../src/store/db.js', import.meta.url).href,
-      new URL('../../src/store/log-writer.js', import.meta.url).href,
-      new URL(import.meta.resolve('@libsql/client')).pathname,
-      file,
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill();
-  });
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    out += d;
-  });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
-    err += d;
-  });
-  const [code] = await deadline(once(child, 'exit'), 15_000, 'child exit');
+  const { code, out, err } = await runNode(t, [
+    '--input-type=module',
+    '-e',
+    script,
+    new URL('../../src/store/db.js', import.meta.url).href,
+    new URL('../../src/store/log-writer.js', import.meta.url).href,
+    new URL(import.meta.resolve('@libsql/client')).pathname,
+    file,
+  ]);
   t.equal(code, 0, err);
   t.match(JSON.parse(out || '{}'), { written: 5, dropped: 0, depth: 0 }, 'close finished and wrote the rows');
 });

@@ -4,8 +4,6 @@
  * its busy timeout; errors keep their SQLite code; per-connection PRAGMAs reach the thread; a
  * writer closing through it at shutdown finishes, and the process then exits by itself.
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -14,8 +12,8 @@ import { LogWriter } from '../../src/store/log-writer.js';
 import { rollupStatements } from '../../src/store/rollup.js';
 import { startWriteThread } from '../../src/store/write-thread.js';
 import { tmpDir } from '../helpers/tmp.js';
-import { deadline, waitFor } from '../helpers/wait.js';
-import { holdWriteLock, openTestDb, sampleAttempt, tempDbUrl } from './helpers.js';
+import { waitFor } from '../helpers/wait.js';
+import { holdWriteLock, openTestDb, runNode, sampleAttempt, tempDbUrl } from './helpers.js';
 
 const count = async (db: Awaited<ReturnType<typeof openTestDb>>, table: string) =>
   Number((await db.client.execute(`SELECT count(*) FROM ${table}`)).rows[0]?.[0]);
@@ -60,7 +58,9 @@ t.test('a locked database: the thread waits, the event loop does not', async (t)
   t.match(w.stats().lastError, /^SQLITE_BUSY/, 'the SQLite code crossed the thread boundary');
   const maxMs = lag.max / 1e6 - 5;
   t.comment(`event-loop delay beyond the 5 ms sampling over two 1 s busy waits: max ${maxMs.toFixed(1)} ms`);
-  t.ok(maxMs < 200, 'the event loop never waited on the lock');
+  // A busy wait on this thread would freeze the loop for the whole 1 s busy timeout; 600 ms leaves
+  // room for the stalls a loaded 2-core machine causes by itself.
+  t.ok(maxMs < 600, 'the event loop never waited on the lock');
   await lock.release();
   await waitFor(() => w.stats().written === 200, {
     timeoutMs: 10_000,
@@ -117,29 +117,13 @@ t.test('at shutdown, a close through the thread finishes and the process exits b
   // A file, not `-e`: a worker inherits the parent's execArgv, and `--input-type` breaks it.
   const file = path.join(tmpDir(t), 'shutdown.mjs');
   writeFileSync(file, script);
-  const child = spawn(
-    process.execPath,
-    [
-      file,
-      new URL('../../src/store/db.js', import.meta.url).href,
-      new URL('../../src/store/log-writer.js', import.meta.url).href,
-      new URL('../../src/store/write-thread.js', import.meta.url).href,
-      url,
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill();
-  });
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    out += d;
-  });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
-    err += d;
-  });
-  const [code] = await deadline(once(child, 'exit'), 15_000, 'the child to exit by itself');
+  const { code, out, err } = await runNode(t, [
+    file,
+    new URL('../../src/store/db.js', import.meta.url).href,
+    new URL('../../src/store/log-writer.js', import.meta.url).href,
+    new URL('../../src/store/write-thread.js', import.meta.url).href,
+    url,
+  ]);
   t.equal(code, 0, err);
   t.match(JSON.parse(out || '{}'), { written: 50, dropped: 0, depth: 0 });
 });
