@@ -11,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Client } from 'undici';
 import { z } from 'zod';
 import type { App } from '../app.js';
+import { isGlob } from '../config/glob.js';
 import { ChannelAuthSchema } from '../config/schema.js';
 import { redactReference } from '../config/secrets.js';
 import type { Channel, Snapshot } from '../config/snapshot.js';
@@ -408,7 +409,7 @@ const MAX_TEST_BODY = 64 * 1024;
 
 /** The first model a channel names exactly (no glob), else its first model_map alias. */
 export function testModel(c: Channel): string | undefined {
-  return c.models?.find((m) => !/[*?]/.test(m)) ?? Object.keys(c.modelMap).find((m) => !/[*?]/.test(m));
+  return c.models?.find((m) => !isGlob(m)) ?? Object.keys(c.modelMap).find((m) => !isGlob(m));
 }
 
 /**

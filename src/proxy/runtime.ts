@@ -6,6 +6,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { Pool } from 'undici';
+import { isGlob } from '../config/glob.js';
 import type { ClientToken, Snapshot } from '../config/snapshot.js';
 import { PriceBook } from './cost.js';
 
@@ -115,7 +116,7 @@ function modelList(snapshot: Snapshot) {
   const ids: string[] = [];
   const seen = new Set<string>();
   const add = (id: string) => {
-    if (!seen.has(id) && !/[*?]/.test(id)) {
+    if (!seen.has(id) && !isGlob(id)) {
       seen.add(id);
       ids.push(id);
     }

@@ -6,6 +6,7 @@
  * based on a stale view is refused (412) instead of overwriting someone's commit.
  */
 import type { App } from '../../app.js';
+import { isGlob } from '../../config/glob.js';
 import type { WriteBackResult } from '../../config/write-back/apply-edit.js';
 import { type ChannelTestResult, channelList } from '../channel-routes.js';
 import { type Html, html } from '../html.js';
@@ -100,7 +101,7 @@ function actions(c: ChannelView, hash: string, editable: boolean): Html {
   const post = (path: string, label: string, extra: Html = html``, cls = '') =>
     html`<form hx-post="${base}/${path}" hx-target="#channels-panel" hx-swap="outerHTML"${extra}><input type="hidden" name="hash" value="${hash}"><button type="submit" class="${cls}">${label}</button></form>`;
   const cooling = c.cooldowns.length > 0;
-  const testModelInput = c.models?.some((m) => !/[*?]/.test(m)) || Object.keys(c.model_map).length > 0;
+  const testModelInput = c.models?.some((m) => !isGlob(m)) || Object.keys(c.model_map).length > 0;
   return html`${editable ? post(c.enabled ? 'disable' : 'enable', c.enabled ? 'Disable' : 'Enable') : ''}
     ${cooling ? post('clear', 'Clear cooldown') : ''}
     <form hx-post="${base}/test" hx-target="#channel-test-result" hx-swap="innerHTML">
