@@ -74,6 +74,10 @@ const ServerSchema = z
       .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal'])
       .default('info')
       .meta({ description: 'Level of the structured (pino JSON) log on stdout.' }),
+    forward_client_address: z.boolean().default(false).meta({
+      description:
+        "true: the client's address headers (X-Forwarded-For, X-Forwarded-Host/-Proto, Forwarded, X-Real-IP, ...) are passed upstream unchanged; false: they are dropped. The client's Cookie is never forwarded.",
+    }),
   })
   .meta({ description: 'Where ccload listens and keeps its runtime state.' });
 

@@ -377,7 +377,13 @@ class ProxyRequest {
       const attempt = runAttempt({
         pool: this.#rt.pool(channel.origin),
         path: channel.basePath + this.#target,
-        headers: upstreamHeaders(this.#req.rawHeaders, key.value, channel.auth, body.length),
+        headers: upstreamHeaders(
+          this.#req.rawHeaders,
+          key.value,
+          channel.auth,
+          body.length,
+          this.#rt.snapshot.config.server.forward_client_address,
+        ),
         body,
         res: this.#res,
         firstTokenMs: routing.timeouts.first_token,

@@ -3,8 +3,11 @@
  * Hop-by-hop headers (RFC 9110 §7.6.1: `connection` and the names it lists, `keep-alive`, `te`,
  * `trailer`, `transfer-encoding`, `upgrade`, `proxy-*`) are dropped both ways; undici also rejects
  * `expect` and would forward a client `host`, so those go too. Client credentials are replaced by
- * the channel key; timeout hints are honoured by ccload and not forwarded. Everything else passes
- * unchanged, in order, with its original spelling.
+ * the channel key; timeout hints are honoured by ccload and not forwarded. The client's `cookie` is
+ * never forwarded (the dashboard's session cookie lives on the same origin as the proxy), and the
+ * client-address headers (`x-forwarded-*`, `forwarded`, `x-real-ip`, ...) only with
+ * `server.forward_client_address`. Everything else passes unchanged, in order, with its original
+ * spelling.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ChannelAuth } from '../config/schema.js';
@@ -26,7 +29,33 @@ const DROP_UPSTREAM = new Set([
   'x-timeout-ms',
   'x-timeout-s',
   'http2-settings',
+  // Same-origin cookies (the dashboard session among them) are not the upstream's business.
+  'cookie',
 ]);
+
+/**
+ * Headers that name the client's address or the address it reached ccload at (RFC 7239 and the
+ * de-facto `x-forwarded-*` family, plus the single-address headers CDNs and reverse proxies set).
+ * Forwarded only with `server.forward_client_address: true` (lower-case).
+ */
+export const CLIENT_ADDRESS_HEADERS: ReadonlySet<string> = new Set([
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-forwarded-server',
+  'x-forwarded-prefix',
+  'x-real-ip',
+  'x-client-ip',
+  'x-cluster-client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+]);
+
+/** DROP_UPSTREAM and the client-address headers: the default. */
+const DROP_UPSTREAM_WITH_ADDRESS = new Set([...DROP_UPSTREAM, ...CLIENT_ADDRESS_HEADERS]);
 
 /** Response headers never passed back to the client (lower-case). */
 const DROP_DOWNSTREAM = new Set([
@@ -42,13 +71,16 @@ const DROP_DOWNSTREAM = new Set([
  * The upstream request headers as a flat `[name, value, ...]` list (undici's fastest form), from
  * the client's raw headers. `accept-encoding: identity` is sent so error bodies and SSE can be read
  * (Claude Code asks for gzip/br/zstd; an identity answer is always acceptable to it).
+ * `forwardClientAddress` keeps the client-address headers (`server.forward_client_address`).
  */
 export function upstreamHeaders(
   rawHeaders: readonly string[],
   key: string,
   style: ChannelAuth,
   length: number,
+  forwardClientAddress = false,
 ): string[] {
+  const drop = forwardClientAddress ? DROP_UPSTREAM : DROP_UPSTREAM_WITH_ADDRESS;
   let listed: Set<string> | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     if (rawHeaders[i]!.length === 10 && rawHeaders[i]!.toLowerCase() === 'connection') {
@@ -60,7 +92,7 @@ export function upstreamHeaders(
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     const lower = name.toLowerCase();
-    if (DROP_UPSTREAM.has(lower) || lower.startsWith('proxy-') || listed?.has(lower)) continue;
+    if (drop.has(lower) || lower.startsWith('proxy-') || listed?.has(lower)) continue;
     out.push(name, rawHeaders[i + 1]!);
   }
   if (style !== 'bearer') out.push('x-api-key', key);
