@@ -1,6 +1,8 @@
 /**
  * Prometheus metrics (prom-client) on a registry of our own, so several daemons can live in one
- * process (tests). Label values are channel/model/token *names* — never a key or token.
+ * process (tests). Label values are channel/model/token *names* — never a key or token — and come
+ * from bounded sets: a model label is a name the configuration spells out or `other`
+ * (`Runtime.metricModel`), a reason never carries upstream text.
  */
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { ReloadOutcome } from './config/reloader.js';
@@ -45,7 +47,7 @@ export class Metrics {
   });
   readonly attempts = new FastCounter({
     name: 'ccload_attempts_total',
-    help: 'Upstream attempts by channel, model (as requested) and outcome (ok, or the error class).',
+    help: 'Upstream attempts by channel, model (as requested; other when the configuration does not name it) and outcome (ok, or the error class).',
     labelNames: ['channel', 'model', 'outcome'],
     registry: this.registry,
   });

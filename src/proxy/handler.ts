@@ -247,6 +247,8 @@ class ProxyRequest {
   readonly #token: string | null;
   readonly #body: Buffer;
   readonly #model: string;
+  /** The model as metrics label it (`other` unless the configuration names it). */
+  readonly #metricModel: string;
   readonly #modelStart: number;
   readonly #modelEnd: number;
   readonly #target: string;
@@ -281,6 +283,7 @@ class ProxyRequest {
     this.#token = token;
     this.#body = body;
     this.#model = sniff.model;
+    this.#metricModel = rt.metricModel(sniff.model);
     this.#modelStart = sniff.modelStart;
     this.#modelEnd = sniff.modelEnd;
     const { target, hints } = stripHintQuery(req.url ?? '/');
@@ -415,7 +418,7 @@ class ProxyRequest {
       if (outcome.ok) state.success(ctx, now());
       else if (outcome.scope !== 'none') {
         const entry = state.failure(outcome, ctx, routing.cooldown, now());
-        if (entry) this.#d.metrics.child(this.#d.metrics.cooldownsEntered, entry.scope, outcome.reason).inc();
+        if (entry) this.#d.metrics.child(this.#d.metrics.cooldownsEntered, entry.scope, outcome.label).inc();
       }
       const final = outcome.ok || !outcome.failover || end.committed;
       if (final) {
@@ -427,7 +430,7 @@ class ProxyRequest {
       unrecorded = (f) => this.#record(ts, n, channel, key.fingerprint, sent, ended, outcome, f);
       tried.push({ channel: channel.name, keyIndex });
       last = { end, outcome, channel };
-      this.#d.metrics.pair(channel.name, this.#model).failovers.inc();
+      this.#d.metrics.pair(channel.name, this.#metricModel).failovers.inc();
     }
 
     unrecorded?.(!this.#gone && last?.end.reply !== undefined);
@@ -569,7 +572,7 @@ class ProxyRequest {
     };
     this.#d.logWriter.enqueue(record);
     const m = this.#d.metrics;
-    const pm = m.pair(channel.name, this.#model);
+    const pm = m.pair(channel.name, this.#metricModel);
     pm.attempt(outcome.errorClass ?? 'ok').inc();
     if (end.ttfbMs !== null) pm.ttfb.observe(end.ttfbMs / 1000);
     if (usage) {

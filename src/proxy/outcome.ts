@@ -97,6 +97,12 @@ export interface Outcome {
   readonly longStart?: boolean | undefined;
   /** Short human reason, e.g. `429 rate limited`, `connect failed (ECONNREFUSED)`. */
   readonly reason: string;
+  /**
+   * The reason without the upstream's detail (`connect failed`, `429 rate limited`): one of a
+   * bounded set, so it can label a metric (`ccload_cooldowns_entered_total{reason}`) without a
+   * series per message an upstream invents.
+   */
+  readonly label: string;
 }
 
 const STATUS_TEXT: Readonly<Record<number, string>> = {
@@ -191,7 +197,15 @@ function classifyStatus(result: Extract<AttemptResult, { kind: 'status' }>, ctx:
     failover: boolean,
     reason: string,
     extra: { resetAt?: number | undefined; longStart?: boolean } = {},
-  ): Outcome => ({ ok: false, errorClass: ErrorCode.UPSTREAM_STATUS, scope, failover, reason, ...extra });
+  ): Outcome => ({
+    ok: false,
+    errorClass: ErrorCode.UPSTREAM_STATUS,
+    scope,
+    failover,
+    reason,
+    label: reason,
+    ...extra,
+  });
 
   if (status >= 200 && status < 300) {
     if (result.bodyText === '') {
@@ -201,9 +215,17 @@ function classifyStatus(result: Extract<AttemptResult, { kind: 'status' }>, ctx:
         scope: 'channel+model',
         failover: true,
         reason: `${status} with empty body`,
+        label: `${status} with empty body`,
       };
     }
-    return { ok: true, errorClass: undefined, scope: 'none', failover: false, reason: `${status} ok` };
+    return {
+      ok: true,
+      errorClass: undefined,
+      scope: 'none',
+      failover: false,
+      reason: `${status} ok`,
+      label: `${status} ok`,
+    };
   }
 
   // count_tokens: a 4xx says nothing about the channel's health for messages (relays often lack
@@ -303,13 +325,13 @@ function classifyFailure(result: Extract<AttemptResult, { kind: 'failure' }>): O
     // After commit the client already has part of the answer: no failover, the stream ends with
     // an `event: error` frame; the upstream is still blamed and cooled.
     const errorClass = BREAKS_STREAM.has(result.code) ? ErrorCode.STREAM_BROKEN : result.code;
-    const reason = result.code === ErrorCode.STREAM_BROKEN ? detailed : `${detailed} after commit`;
-    return { ok: false, errorClass, scope, failover: false, reason };
+    const after = result.code === ErrorCode.STREAM_BROKEN ? '' : ' after commit';
+    return { ok: false, errorClass, scope, failover: false, reason: detailed + after, label: base + after };
   }
   // Failover only where another candidate may do better: not when the request's deadline or the
   // client is gone, nor for the proxy's own request-level errors.
   const failover = scope !== 'none';
-  return { ok: false, errorClass: result.code, scope, failover, reason: detailed };
+  return { ok: false, errorClass: result.code, scope, failover, reason: detailed, label: base };
 }
 
 /**
@@ -323,7 +345,7 @@ function classifyFailure(result: Extract<AttemptResult, { kind: 'failure' }>): O
 export function classifyOutcome(result: AttemptResult, ctx: OutcomeContext): Outcome {
   switch (result.kind) {
     case 'success':
-      return { ok: true, errorClass: undefined, scope: 'none', failover: false, reason: 'ok' };
+      return { ok: true, errorClass: undefined, scope: 'none', failover: false, reason: 'ok', label: 'ok' };
     case 'status':
       return classifyStatus(result, ctx);
     case 'failure':

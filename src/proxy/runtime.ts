@@ -13,6 +13,9 @@ import { PriceBook } from './cost.js';
 /** Extra slack of undici's own timeouts over ours: they are only a backstop. */
 const BACKSTOP_MS = 5000;
 
+/** The metric label of every model the configuration does not name. */
+export const OTHER_MODEL = 'other';
+
 /** Per-snapshot data-path state. */
 export class Runtime {
   readonly snapshot: Snapshot;
@@ -22,6 +25,7 @@ export class Runtime {
   /** The `GET /v1/models` body. */
   readonly modelsBody: Buffer;
   readonly #tokens: { token: ClientToken; bytes: Buffer }[];
+  readonly #namedModels: ReadonlySet<string>;
   readonly #pools = new Map<string, Pool>();
   #inflight = 0;
   #retired = false;
@@ -33,6 +37,16 @@ export class Runtime {
     this.#tokens = snapshot.tokens.map((token) => ({ token, bytes: Buffer.from(token.value) }));
     this.open = snapshot.tokens.length === 0 && snapshot.config.auth.tokens.length === 0;
     this.modelsBody = Buffer.from(JSON.stringify(modelList(snapshot)));
+    this.#namedModels = namedModels(snapshot);
+  }
+
+  /**
+   * The model as a metric label: the name itself when the configuration names it, else `other`.
+   * Clients choose the model freely; labelling it as sent would let any client token holder add
+   * series to the public `/metrics` without bound (issue 10).
+   */
+  metricModel(model: string): string {
+    return this.#namedModels.has(model) ? model : OTHER_MODEL;
   }
 
   /** Requests using this runtime now. */
@@ -129,4 +143,24 @@ function modelList(snapshot: Snapshot) {
   const created = new Date(snapshot.loadedAt).toISOString();
   const data = ids.map((id) => ({ type: 'model', id, display_name: id, created_at: created }));
   return { data, has_more: false, first_id: ids[0] ?? null, last_id: ids[ids.length - 1] ?? null };
+}
+
+/**
+ * Every model name the configuration spells out: exact (non-glob) `models` entries, `model_map`
+ * keys and values, exact `pricing` keys — of every channel, enabled or not. Bounded by the file.
+ */
+function namedModels(snapshot: Snapshot): ReadonlySet<string> {
+  const names = new Set<string>();
+  const add = (m: string) => {
+    if (!isGlob(m)) names.add(m);
+  };
+  for (const c of snapshot.channels) {
+    for (const m of c.models ?? []) add(m);
+    for (const [from, to] of Object.entries(c.modelMap)) {
+      add(from);
+      add(to);
+    }
+  }
+  for (const m of Object.keys(snapshot.config.pricing)) add(m);
+  return names;
 }

@@ -52,3 +52,70 @@ t.test('server.forward_client_address: true passes the address headers, never th
     t.equal(got.headers[name], value, `${name} forwarded unchanged`);
   t.equal(got.headers.cookie, undefined, 'cookie is still dropped');
 });
+
+/** The distinct values of `label` on the series of `metric` in a Prometheus text. */
+function labelValues(text: string, metric: string, label: string): Set<string> {
+  const out = new Set<string>();
+  const re = new RegExp(`^${metric}\\{([^}]*)\\}`, 'gm');
+  for (const m of text.matchAll(re)) {
+    const v = new RegExp(`(?:^|,)${label}="((?:[^"\\\\]|\\\\.)*)"`).exec(m[1]!);
+    if (v) out.add(v[1]!);
+  }
+  return out;
+}
+
+t.test('regression: models a client invents do not become metric series (issue 10, finding 9)', async (t) => {
+  const [up] = await startUpstreams(t, 1);
+  const { url } = await startProxy(t, {
+    channels: [{ name: 'a', url: up!.url, models: [MODEL, 'claude-*'], modelMap: { 'claude-alias': MODEL } }],
+  });
+  // Models starting `claude-err-` get an `event: error` naming the model before any content: a
+  // failure whose reason would carry upstream text into the cooldown metric's label.
+  up!.handle((req) =>
+    req.model?.startsWith('claude-err-')
+      ? {
+          kind: 'stream',
+          events: [
+            {
+              event: 'error',
+              data: { type: 'error', error: { type: 'overloaded_error', message: `busy: ${req.model}` } },
+            },
+          ],
+        }
+      : undefined,
+  );
+  const invented = Array.from(
+    { length: 100 },
+    (_, i) => `claude-${i % 4 === 0 ? 'err-' : ''}${Math.random().toString(36).slice(2, 12)}`,
+  );
+  const models = [...invented, MODEL, 'claude-alias'];
+  for (let i = 0; i < models.length; i += 10) {
+    const batch = await Promise.all(models.slice(i, i + 10).map((m) => send(url, { body: messagesBody(m) })));
+    for (const [j, r] of batch.entries()) {
+      const m = models[i + j]!;
+      t.equal(r.status, m.startsWith('claude-err-') ? 502 : 200, `${m}: answered`);
+    }
+  }
+  const metrics = await send(url, { method: 'GET', path: '/metrics' });
+  t.equal(metrics.status, 200);
+  const text = metrics.text();
+  for (const metric of [
+    'ccload_attempts_total',
+    'ccload_tokens_total',
+    'ccload_failovers_total',
+    'ccload_cost_usd_total',
+  ]) {
+    const seen = labelValues(text, metric, 'model');
+    t.ok(seen.size <= 3, `${metric}: ${seen.size} model label values (${[...seen].slice(0, 5).join(', ')})`);
+    for (const v of seen)
+      t.ok(['other', MODEL, 'claude-alias'].includes(v), `${metric}: ${v} is a configured name or other`);
+  }
+  t.same(
+    [...labelValues(text, 'ccload_attempts_total', 'model')].sort(),
+    [MODEL, 'claude-alias', 'other'].sort(),
+    'configured names keep their own series; the rest are other',
+  );
+  const reasons = labelValues(text, 'ccload_cooldowns_entered_total', 'reason');
+  t.same([...reasons], ['error event before commit'], 'the cooldown reason label carries no upstream text');
+  t.notOk(text.includes('busy: '), 'no upstream error message in /metrics');
+});
