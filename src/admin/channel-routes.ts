@@ -5,7 +5,7 @@
  *
  * Key values never appear in an answer: a key is shown as its fingerprint (`…abcd`) and, when the
  * file writes it as a `${...}` reference, as that reference. Upstream error text in a test result
- * is scrubbed of the channel's key values before it is returned.
+ * is scrubbed of the snapshot's secrets (every channel key among them) before it is returned.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Client } from 'undici';
@@ -26,6 +26,7 @@ import type { ChannelKeySources } from '../config/write-back/key-sources.js';
 import { BodyTooLarge, readBody, sendJson } from '../http/respond.js';
 import { activeEntries } from '../proxy/cooldown.js';
 import { upstreamHeaders } from '../proxy/headers.js';
+import { scrubberFor } from '../proxy/scrub.js';
 import { configWritable, issueJson } from './core-routes.js';
 import type { Route } from './router.js';
 
@@ -444,11 +445,7 @@ export async function testKey(
   const started = performance.now();
   const base = { key_index: key.index, fingerprint: key.fingerprint };
   const elapsed = () => Math.round(performance.now() - started);
-  const scrub = (s: string) => {
-    let out = s;
-    for (const k of c.keys) if (k.value) out = out.split(k.value).join(k.fingerprint);
-    return out.slice(0, 500);
-  };
+  const scrub = (s: string) => scrubberFor(snapshot).text(s).slice(0, 500);
   try {
     const res = await client.request({
       path: `${c.basePath}/v1/messages/count_tokens`,
@@ -481,7 +478,7 @@ export async function testKey(
         ? `HTTP ${res.statusCode}: ${message}`
         : res.statusCode === 200
           ? 'HTTP 200 without input_tokens (not an Anthropic count_tokens answer)'
-          : `HTTP ${res.statusCode}${text ? `: ${text.replace(/\s+/g, ' ').slice(0, 200)}` : ''}`;
+          : `HTTP ${res.statusCode}${text ? `: ${scrub(text).replace(/\s+/g, ' ').slice(0, 200)}` : ''}`;
     return { ...base, ok: false, status: res.statusCode, duration_ms: elapsed(), error: scrub(error) };
   } catch (err) {
     const e = err as { code?: string; cause?: { code?: string }; message?: string; name?: string };

@@ -11,11 +11,18 @@
  *
  * One timer per attempt, re-armed lazily: chunks only record `lastActivity`, and the timer checks
  * which limit (first token, idle, deadline) is really due when it fires.
+ *
+ * Upstream error text is scrubbed of the snapshot's secrets (scrub.ts) before it goes anywhere: a
+ * failure status's body and headers, the detail of a failure (which reaches the client's error
+ * message, the log and the cooldown table), and after commit the bytes of an `event: error`, which
+ * are held until the event is complete so that a key split across chunks is still found.
  */
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
 import type { Dispatcher, Pool } from 'undici';
 import { downstreamHeaders, flatHeaders } from './headers.js';
-import { type AttemptResult, ErrorCode } from './outcome.js';
+import { type AttemptResult, anthropicError, ErrorCode } from './outcome.js';
+import type { Scrubber } from './scrub.js';
 import { SseTap, sseErrorFrame } from './sse-tap.js';
 import { type Usage, usageFromJsonBody } from './usage.js';
 
@@ -35,6 +42,8 @@ export interface AttemptInput {
   readonly extraHeaders: readonly string[];
   /** Called once when the answer starts reaching the client; `streamed` for SSE. */
   readonly onCommit?: (streamed: boolean) => void;
+  /** Removes the snapshot's secrets from upstream error text. */
+  readonly scrub: Scrubber;
 }
 
 /** A reply held before commit, for the caller to send when it ends up being the answer. */
@@ -67,6 +76,32 @@ const MAX_ERROR_BODY = 1024 * 1024;
 const MAX_HELD_BODY = 64 * 1024 * 1024;
 /** Largest SSE preamble held before the first content event; beyond it the stream commits early. */
 const MAX_HELD_PREAMBLE = 1024 * 1024;
+/** Largest (possible) error event held after commit to be scrubbed whole; beyond it, it is scrubbed in pieces. */
+const MAX_HELD_ERROR_EVENT = 1024 * 1024;
+
+/**
+ * A failure status's body, decoded when the upstream compressed it although ccload asked for
+ * `identity` (it must be readable to be scrubbed); undefined when it cannot be (an unknown
+ * encoding, a broken or oversized stream). Bounded: at most MAX_ERROR_BODY bytes come out.
+ */
+function decodeErrorBody(body: Buffer, encoding: string): Buffer | undefined {
+  const opts = { maxOutputLength: MAX_ERROR_BODY };
+  try {
+    switch (encoding.trim().toLowerCase()) {
+      case 'gzip':
+      case 'x-gzip':
+        return gunzipSync(body, opts);
+      case 'deflate':
+        return inflateSync(body, opts);
+      case 'br':
+        return brotliDecompressSync(body, opts);
+      default:
+        return undefined;
+    }
+  } catch {
+    return undefined;
+  }
+}
 
 const NO_RESPONSE_CONNECT = new Set([
   'ECONNREFUSED',
@@ -135,6 +170,13 @@ class Attempt implements Dispatcher.DispatchHandler {
   #size = 0;
   #tap: SseTap | undefined;
   #waitingDrain = false;
+  /** After commit: stream bytes from `#sent` on not yet written (a possible error event being read). */
+  #unsent: Buffer[] = [];
+  #unsentSize = 0;
+  /** Stream offset of the first byte not yet written to the client. */
+  #sent = 0;
+  /** `tap.errorEvents` already accounted for by `#relay`. */
+  #errorsSeen = 0;
 
   constructor(input: AttemptInput) {
     this.#in = input;
@@ -214,9 +256,8 @@ class Attempt implements Dispatcher.DispatchHandler {
     const { res } = this.#in;
     switch (this.#mode) {
       case 'error': {
-        const body = this.#body();
+        const { body, headers } = this.#errorReply();
         const bodyText = body.toString('utf8');
-        const headers = downstreamHeaders(this.#headers, false);
         return this.#settle({
           result: { kind: 'status', status: this.#status, headers: flatHeaders(this.#headers), bodyText },
           reply: { status: this.#status, headers, body },
@@ -275,7 +316,14 @@ class Attempt implements Dispatcher.DispatchHandler {
     const tap = this.#tap!;
     if (this.#committed) {
       tap.push(chunk);
-      return this.#write(controller, chunk);
+      if (this.#unsentSize === 0 && tap.errorEvents === this.#errorsSeen && tap.pendingErrorFrom < 0) {
+        this.#sent += chunk.length;
+        return this.#write(controller, chunk);
+      }
+      this.#unsent.push(chunk);
+      this.#unsentSize += chunk.length;
+      if (!this.#relay()) this.#backpressure();
+      return;
     }
     const crossed = tap.push(chunk) >= 0;
     this.#hold(chunk);
@@ -290,6 +338,7 @@ class Attempt implements Dispatcher.DispatchHandler {
     const tap = this.#tap!;
     const { res } = this.#in;
     if (this.#committed) {
+      this.#flushUnsent();
       if (tap.stopped) {
         res.end();
         return this.#settle({ result: { kind: 'success' } });
@@ -333,17 +382,93 @@ class Attempt implements Dispatcher.DispatchHandler {
     if (this.#in.extraHeaders.length > 0) headers.push(...this.#in.extraHeaders);
     res.writeHead(this.#status, headers);
     const held = this.#chunks;
+    const size = this.#size;
     this.#chunks = [];
     this.#size = 0;
     let ok = true;
-    if (held.length === 1) ok = res.write(held[0]!);
-    else {
+    const tap = this.#tap;
+    if (tap && (tap.errorEvents > 0 || tap.pendingErrorFrom >= 0)) {
+      // The chunk that committed also holds (the start of) an error event: it goes through the relay.
+      this.#unsent = held;
+      this.#unsentSize = size;
+      ok = this.#relay();
+    } else if (held.length === 1) {
+      this.#sent = size;
+      ok = res.write(held[0]!);
+    } else {
+      this.#sent = size;
       res.cork();
       for (const c of held) ok = res.write(c);
       process.nextTick(() => res.uncork());
     }
     if (!ok) this.#backpressure();
     this.#rearm();
+  }
+
+  /**
+   * After commit, writes the unsent stream bytes up to where a possible error event begins (that
+   * event waits until it is complete or proves to be something else), scrubbed when an error
+   * event was completed among them. Returns false when the client's buffer is full.
+   */
+  #relay(): boolean {
+    const tap = this.#tap!;
+    const errored = tap.errorEvents !== this.#errorsSeen;
+    this.#errorsSeen = tap.errorEvents;
+    const end = this.#sent + this.#unsentSize;
+    const from = tap.pendingErrorFrom;
+    // An event held longer than the bound is scrubbed and sent in pieces (memory stays bounded).
+    const overflow = from >= 0 && this.#unsentSize > MAX_HELD_ERROR_EVENT;
+    const cut = from < 0 || overflow ? end : Math.max(from, this.#sent);
+    if (cut === this.#sent) return true;
+    const all = this.#unsent.length === 1 ? this.#unsent[0]! : Buffer.concat(this.#unsent, this.#unsentSize);
+    let out = cut === end ? all : all.subarray(0, cut - this.#sent);
+    const rest = cut === end ? undefined : all.subarray(cut - this.#sent);
+    this.#unsent = rest ? [rest] : [];
+    this.#unsentSize = rest ? rest.length : 0;
+    this.#sent = cut;
+    if (errored || overflow) out = this.#in.scrub.bytes(out);
+    return this.#in.res.write(out);
+  }
+
+  /** The stream ended (or failed) after commit: what is still held goes out, scrubbed. */
+  #flushUnsent(): void {
+    if (this.#unsentSize === 0) return;
+    const all = Buffer.concat(this.#unsent, this.#unsentSize);
+    this.#unsent = [];
+    this.#sent += this.#unsentSize;
+    this.#unsentSize = 0;
+    this.#in.res.write(this.#in.scrub.bytes(all));
+  }
+
+  /**
+   * A failure status's answer for the client, scrubbed: the body (decoded first when the upstream
+   * compressed it; replaced by a ccload error when it cannot be read) and the header values.
+   */
+  #errorReply(): { body: Buffer; headers: string[] } {
+    const scrub = this.#in.scrub;
+    let body = this.#body();
+    let headers = downstreamHeaders(this.#headers, false);
+    const encoding = this.#headers['content-encoding'];
+    if (encoding !== undefined && String(encoding).trim().toLowerCase() !== 'identity' && body.length > 0) {
+      const decoded = decodeErrorBody(body, String(encoding));
+      const dropped = new Set(['content-encoding', ...(decoded ? [] : ['content-type'])]);
+      headers = headers.filter((_, i, all) =>
+        i % 2 === 0 ? !dropped.has(all[i]!) : !dropped.has(all[i - 1]!),
+      );
+      if (decoded) body = decoded;
+      else {
+        body = Buffer.from(
+          anthropicError(
+            'api_error',
+            `the upstream answered ${this.#status} with a body ccload cannot read (${encoding})`,
+          ),
+        );
+        headers.push('content-type', 'application/json');
+      }
+    }
+    if (scrub.empty) return { body, headers };
+    for (let i = 1; i < headers.length; i += 2) headers[i] = scrub.header(headers[i]!);
+    return { body: scrub.bytes(body), headers };
   }
 
   #write(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -428,6 +553,7 @@ class Attempt implements Dispatcher.DispatchHandler {
     const { res } = this.#in;
     const committed = this.#committed;
     if (committed && code !== ErrorCode.CLIENT_GONE && !res.writableEnded) {
+      this.#flushUnsent();
       const [type, message] = COMMITTED_FAILURE[code] ?? ['api_error', 'the upstream stream broke off'];
       if (this.#mode === 'sse') res.end(sseErrorFrame(type, message));
       else res.destroy();
@@ -446,8 +572,12 @@ class Attempt implements Dispatcher.DispatchHandler {
     this.#settled = true;
     clearTimeout(this.#timer);
     const tap = this.#tap;
+    const r = end.result;
+    // A failure's detail may quote the upstream (an error event's message): it reaches the
+    // client's error message, the log and the cooldown table.
+    const result = r.kind === 'failure' && r.detail ? { ...r, detail: this.#in.scrub.text(r.detail) } : r;
     this.#resolve({
-      result: end.result,
+      result,
       committed: this.#committed,
       status: end.status ?? this.#status,
       ttfbMs: this.#ttfb === null ? null : Math.round(this.#ttfb),

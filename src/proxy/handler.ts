@@ -393,6 +393,7 @@ class ProxyRequest {
         idleMs: routing.timeouts.idle,
         deadline: this.#deadline,
         extraHeaders: ['x-ccload-request-id', this.#id],
+        scrub: this.#rt.scrubber,
         onCommit: (streamed) => {
           if (!streamed) return;
           this.#streaming = true;

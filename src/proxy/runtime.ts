@@ -9,6 +9,7 @@ import { Pool } from 'undici';
 import { isGlob } from '../config/glob.js';
 import type { ClientToken, Snapshot } from '../config/snapshot.js';
 import { PriceBook } from './cost.js';
+import { type Scrubber, scrubberFor } from './scrub.js';
 
 /** Extra slack of undici's own timeouts over ours: they are only a backstop. */
 const BACKSTOP_MS = 5000;
@@ -24,6 +25,8 @@ export class Runtime {
   readonly open: boolean;
   /** The `GET /v1/models` body. */
   readonly modelsBody: Buffer;
+  /** Removes this snapshot's secrets from upstream error text. */
+  readonly scrubber: Scrubber;
   readonly #tokens: { token: ClientToken; bytes: Buffer }[];
   readonly #namedModels: ReadonlySet<string>;
   readonly #pools = new Map<string, Pool>();
@@ -38,6 +41,7 @@ export class Runtime {
     this.open = snapshot.tokens.length === 0 && snapshot.config.auth.tokens.length === 0;
     this.modelsBody = Buffer.from(JSON.stringify(modelList(snapshot)));
     this.#namedModels = namedModels(snapshot);
+    this.scrubber = scrubberFor(snapshot);
   }
 
   /**

@@ -187,6 +187,12 @@ export class SseTap {
   private _model: string | undefined;
   private _eventCount = 0;
   private _malformed = 0;
+  private _errorEvents = 0;
+
+  /** Stream offset of the current chunk's first byte. */
+  private streamPos = 0;
+  /** Stream offset where the event being read began; -1 before its first byte. */
+  private eventStart = -1;
 
   private lineState = LINE_FRESH;
   private readonly carry = Buffer.allocUnsafe(CARRY_MAX);
@@ -240,6 +246,21 @@ export class SseTap {
   /** Events whose data had to be read but could not be (bad JSON, or over `maxEventBytes`). */
   get malformed(): number {
     return this._malformed;
+  }
+  /** `event: error` events dispatched so far (every one, not only the first). */
+  get errorEvents(): number {
+    return this._errorEvents;
+  }
+  /**
+   * Where the stream's undispatched tail begins (an offset in the whole stream) when that tail is
+   * an event that is, or may still turn out to be, an `error` event (its type not known yet); -1
+   * otherwise. A relay that must not pass error text unread holds the bytes from here until the
+   * event is complete — a client cannot act on an incomplete event anyway.
+   */
+  get pendingErrorFrom(): number {
+    return this.eventStart >= 0 && (this.kind === KIND_NONE || this.kind === KIND_ERROR)
+      ? this.eventStart
+      : -1;
   }
   /** Whether the stream so far ends inside an event (bytes after the last dispatching blank line). */
   get midEvent(): boolean {
@@ -300,6 +321,7 @@ export class SseTap {
       if (part !== LF_PART) this.parts[i] = Buffer.from(part);
     }
     this.viewFrom = this.parts.length;
+    this.streamPos += n;
     return this.commitAt;
   }
 
@@ -307,6 +329,7 @@ export class SseTap {
   private segment(b: Buffer, s: number, e: number, ends: boolean, after: number): void {
     switch (this.lineState) {
       case LINE_FRESH:
+        if (this.eventStart < 0 && !(ends && s === e)) this.eventStart = this.streamPos + s;
         if (ends) {
           if (s === e) this.dispatch(after);
           else this.line(b, s, e);
@@ -423,6 +446,7 @@ export class SseTap {
     this.overflow = false;
     this.dataLen = 0;
     this.viewFrom = 0;
+    this.eventStart = -1;
     if (parts.length > 0) this.parts = [];
     if (dataLines === 0) return;
     this._eventCount++;
@@ -470,6 +494,7 @@ export class SseTap {
         this.commit(after);
         return;
       case KIND_ERROR: {
+        this._errorEvents++;
         if (this._error !== undefined) return;
         const error = asRecord(parsed?.['error']);
         const type = error?.['type'];

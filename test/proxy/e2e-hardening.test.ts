@@ -3,8 +3,23 @@
  * address headers reaching an upstream, channel keys echoed back by an upstream's error text, and
  * metric series a client can create at will.
  */
-import t from 'tap';
-import { MODEL, messagesBody, proxyConfig, send, startProxy, startUpstreams } from './e2e-helpers.js';
+import { gzipSync } from 'node:zlib';
+import t, { type Test } from 'tap';
+import { encodeSse, messageStreamEvents } from '../../src/dev/anthropic-shapes.js';
+import type { FakeRequest, StreamBehaviour } from '../../src/dev/fake-upstream.js';
+import { waitFor } from '../helpers/wait.js';
+import {
+  anthropicErrorOf,
+  attempts,
+  channelKey,
+  MODEL,
+  messagesBody,
+  proxyConfig,
+  send,
+  sseEvents,
+  startProxy,
+  startUpstreams,
+} from './e2e-helpers.js';
 
 const ADDRESS_HEADERS: Record<string, string> = {
   'x-forwarded-for': '203.0.113.7, 10.0.0.2',
@@ -119,3 +134,174 @@ t.test('regression: models a client invents do not become metric series (issue 1
   t.same([...reasons], ['error event before commit'], 'the cooldown reason label carries no upstream text');
   t.notOk(text.includes('busy: '), 'no upstream error message in /metrics');
 });
+
+// --- Finding 7: upstream error text that echoes keys ---------------------------------------------
+
+const K0 = channelKey('a', 0);
+const K1 = channelKey('a', 1);
+/** The fingerprints ccload shows instead of the keys. */
+const FP0 = `…${K0.slice(-4)}`;
+const FP1 = `…${K1.slice(-4)}`;
+
+/** The key a request carried upstream. */
+function usedKey(req: FakeRequest): string {
+  return String(req.headers['x-api-key']);
+}
+
+/** An Anthropic error body whose message echoes the key used and, like some relays, every key of the account. */
+function echoingError(req: FakeRequest): Record<string, unknown> {
+  return {
+    type: 'error',
+    error: {
+      type: 'authentication_error',
+      message: `invalid x-api-key: ${usedKey(req)} (account keys: ${K0}, ${K1})`,
+    },
+  };
+}
+
+/** Fails the test when any byte sequence of a key is in `bytes`. */
+function noKeys(t: Test, what: string, bytes: Buffer | string): void {
+  const text = typeof bytes === 'string' ? bytes : bytes.toString('utf8');
+  for (const k of [K0, K1]) t.notOk(text.includes(k), `${what}: no ${k.slice(0, 14)}… in it`);
+  // Nor a long piece of one (a key cut in two halves by chunking, then half scrubbed).
+  for (const k of [K0, K1]) t.notOk(text.includes(k.slice(-16)), `${what}: not even its tail`);
+}
+
+t.test(
+  'regression: a failure status that echoes the channel keys reaches the client scrubbed (issue 10, finding 7)',
+  async (t) => {
+    const [up] = await startUpstreams(t, 1);
+    const { url } = await startProxy(t, { channels: [{ name: 'a', url: up!.url, keys: [K0, K1] }] });
+    // 401 on every key: both attempts fail over, the client gets the last upstream answer.
+    up!.handle((req) => ({
+      kind: 'status',
+      status: 401,
+      body: echoingError(req),
+      headers: { 'x-upstream-debug': `rejected key=${usedKey(req)}` },
+    }));
+    const r401 = await send(url, { body: messagesBody() });
+    t.equal(r401.status, 401, `the upstream status passes (${r401.text()})`);
+    noKeys(t, '401 answer', r401.allBytes());
+    const e = anthropicErrorOf(r401.body);
+    t.equal(e?.type, 'authentication_error', 'still the upstream error shape');
+    t.match(
+      e?.message,
+      `invalid x-api-key: ${FP1} (account keys: ${FP0}, ${FP1})`,
+      'keys shown as fingerprints',
+    );
+    t.equal(
+      r401.headers['x-upstream-debug'],
+      `rejected key=...${K1.slice(-4)}`,
+      'header values scrubbed too (in ASCII)',
+    );
+    t.equal(r401.headers['content-length'], String(r401.body.length), 'content-length of the scrubbed body');
+
+    // 400 is returned as is (no failover): same scrubbing.
+    up!.handle((req) => ({ kind: 'status', status: 400, body: echoingError(req) }));
+    const r400 = await send(url, { body: messagesBody() });
+    t.equal(r400.status, 400);
+    noKeys(t, '400 answer', r400.allBytes());
+
+    // A relay that compresses its error body although ccload asked for identity.
+    up!.handle((req) => ({
+      kind: 'status',
+      status: 400,
+      body: gzipSync(Buffer.from(JSON.stringify(echoingError(req)))),
+      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+    }));
+    const gz = await send(url, { body: messagesBody() });
+    t.equal(gz.status, 400);
+    t.equal(gz.headers['content-encoding'], undefined, 'sent decoded');
+    noKeys(t, 'gzip answer', gz.allBytes());
+    t.match(anthropicErrorOf(gz.body)?.message, FP0, 'readable, with fingerprints');
+
+    // An encoding ccload cannot read is not passed on unread.
+    up!.handle(() => ({
+      kind: 'status',
+      status: 400,
+      body: Buffer.from('opaque'),
+      headers: { 'content-type': 'application/json', 'content-encoding': 'zstd' },
+    }));
+    const zs = await send(url, { body: messagesBody() });
+    t.equal(zs.status, 400);
+    t.equal(zs.headers['content-encoding'], undefined);
+    t.match(anthropicErrorOf(zs.body)?.message, 'cannot read (zstd)');
+  },
+);
+
+t.test(
+  'regression: an error event that echoes keys is scrubbed before and after the commit point (issue 10, finding 7)',
+  async (t) => {
+    const [up] = await startUpstreams(t, 1);
+    const { url, daemon } = await startProxy(t, { channels: [{ name: 'a', url: up!.url, keys: [K0, K1] }] });
+
+    // Before commit: the error event fails the attempt over; its message ends up in the client's
+    // error, the cooldown reason (dashboard, admin API, database).
+    up!.handle((req) => ({
+      kind: 'stream',
+      events: [{ event: 'error', data: echoingError(req) }],
+    }));
+    const before = await send(url, { body: messagesBody(MODEL, true) });
+    t.equal(before.status, 502);
+    noKeys(t, 'error before commit', before.allBytes());
+    t.match(anthropicErrorOf(before.body)?.message, FP0, 'the reason names the fingerprint');
+    const reasons = [...daemon.app.proxyState.cooldowns.entries.values()].map((e) => e.reason);
+    t.ok(reasons.length > 0, 'the channel cooled');
+    noKeys(t, 'cooldown reasons in memory', reasons.join('\n'));
+    await waitFor(
+      async () => {
+        const rows = await daemon.app.db.client.execute('SELECT * FROM cooldowns');
+        return rows.rows.length > 0;
+      },
+      { timeoutMs: 3000, message: 'cooldowns written' },
+    );
+    const stored = await daemon.app.db.client.execute('SELECT * FROM cooldowns');
+    noKeys(t, 'cooldowns table', JSON.stringify(stored.rows));
+    noKeys(t, 'attempts table', JSON.stringify(await attempts(daemon, { atLeast: 1 })));
+    daemon.app.proxyState.clearChannel('a');
+
+    // After commit, split into 7-byte writes: the key is cut across chunks, and the error event
+    // must still reach the client whole and scrubbed, with everything around it unchanged.
+    const events = messageStreamEvents({
+      model: MODEL,
+      text: 'Partial answer',
+      usage: { input_tokens: 1, output_tokens: 1 },
+    });
+    const deltaAt = events.findIndex((e) => e.event === 'content_block_delta');
+    for (const chunking of [7, 'random', 'event'] as const) {
+      up!.handle((req) => {
+        const b: StreamBehaviour = {
+          kind: 'stream',
+          chunking,
+          seed: 7,
+          delayMs: 1,
+          events: [...events.slice(0, deltaAt + 1), { event: 'error', data: echoingError(req) }],
+        };
+        return b;
+      });
+      const after = await send(url, { body: messagesBody(MODEL, true) });
+      t.equal(after.status, 200, `${chunking}: committed`);
+      noKeys(t, `${chunking}: error after commit`, after.allBytes());
+      const got = sseEvents(after.body);
+      const error = got.find((e) => e.event === 'error');
+      t.match(error?.data, `invalid x-api-key: ${FP0}`, `${chunking}: the error event arrived, scrubbed`);
+      const expected = encodeSse([
+        ...events.slice(0, deltaAt + 1),
+        {
+          event: 'error',
+          data: JSON.parse(
+            JSON.stringify(echoingError(up!.requests.at(-1)!))
+              .replaceAll(K0, FP0)
+              .replaceAll(K1, FP1),
+          ),
+        },
+      ]);
+      t.equal(
+        after.body.toString('utf8'),
+        expected.toString('utf8'),
+        `${chunking}: every other byte unchanged`,
+      );
+      daemon.app.proxyState.clearChannel('a');
+    }
+  },
+);

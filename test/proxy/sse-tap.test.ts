@@ -525,3 +525,81 @@ t.test('kept events spread over several data lines survive tiny random chunks', 
   }
   t.equal(wrong, 0);
 });
+
+t.test(
+  'pendingErrorFrom: bytes of a possible error event are never released before the event is complete',
+  async (t) => {
+    const key = 'sk-ant-api03-SECRETkey0123456789';
+    const errorData = JSON.stringify({
+      type: 'error',
+      error: { type: 'authentication_error', message: `bad ${key}` },
+    });
+    const head = encodeSse(
+      messageStreamEvents({ model: 'claude-x', text: 'Hello there', usage: USAGE }).slice(0, 4),
+    );
+    const streams: [string, Buffer][] = [
+      ['named error event', Buffer.concat([head, Buffer.from(`event: error\ndata: ${errorData}\n\n`)])],
+      ['data-only error event', Buffer.concat([head, Buffer.from(`data: ${errorData}\n\n`)])],
+      [
+        'comment, then error event',
+        Buffer.concat([head, Buffer.from(`: keep-alive\n\nevent: error\ndata: ${errorData}\n\n`)]),
+      ],
+      ['CRLF lines', Buffer.concat([head, Buffer.from(`event: error\r\ndata: ${errorData}\r\n\r\n`)])],
+      [
+        'error then more content',
+        Buffer.concat([head, Buffer.from(`event: error\ndata: ${errorData}\n\n`), head]),
+      ],
+    ];
+    for (const [name, stream] of streams) {
+      const keyAt = stream.indexOf(key);
+      let cases = 0;
+      // Every two-way split, and a walk of small random splits.
+      const splits: number[][] = [];
+      for (let i = 1; i < stream.length; i++) splits.push([i]);
+      for (let n = 0; n < 200; n++) {
+        const cuts = new Set<number>();
+        for (let k = 0; k < 4; k++) cuts.add(1 + ((n * 7919 + k * 104729) % (stream.length - 1)));
+        splits.push([...cuts].sort((a, b) => a - b));
+      }
+      for (const cuts of splits) {
+        const tap = new SseTap();
+        let offset = 0;
+        let released = 0;
+        let leaked = false;
+        for (const chunk of splitAt(stream, ...cuts)) {
+          tap.push(chunk);
+          offset += chunk.length;
+          const from = tap.pendingErrorFrom;
+          released = Math.max(released, from < 0 ? offset : from);
+          // Releasing bytes past the key's first byte before the error event is complete would leak it.
+          if (released > keyAt && tap.errorEvents === 0) leaked = true;
+        }
+        cases++;
+        if (leaked) t.fail(`${name}: split at ${cuts.join(',')} released the key before the event completed`);
+        if (tap.errorEvents !== 1)
+          t.fail(`${name}: split at ${cuts.join(',')}: ${tap.errorEvents} error events`);
+      }
+      t.pass(`${name}: ${cases} splits, none released the error event early`);
+    }
+  },
+);
+
+t.test('pendingErrorFrom: content events are not held', async (t) => {
+  const stream = encodeSse(
+    messageStreamEvents({ model: 'claude-x', text: 'Hello there, a longer answer', usage: USAGE }),
+  );
+  const tap = new SseTap();
+  let held = 0;
+  // Chunks that each end right after a complete event or inside a content event's data.
+  let offset = 0;
+  for (const chunk of splitAt(
+    stream,
+    ...Array.from({ length: 20 }, (_, i) => Math.floor(((i + 1) * stream.length) / 21)),
+  )) {
+    tap.push(chunk);
+    offset += chunk.length;
+    if (tap.pendingErrorFrom >= 0) held += offset - tap.pendingErrorFrom;
+  }
+  t.equal(tap.errorEvents, 0);
+  t.ok(held < 200, `only bytes of event headers not yet complete were held (${held} bytes over 20 chunks)`);
+});

@@ -1,0 +1,79 @@
+import { gzipSync } from 'node:zlib';
+import t from 'tap';
+import { Scrubber } from '../../src/proxy/scrub.js';
+
+const KEY = 'sk-ant-api03-AbCdEf0123456789-wxyz';
+const OTHER = 'sk-relay/with+odd"chars\\9876';
+
+t.test(
+  'secrets are replaced by their fingerprints, in every form an error text may quote them',
+  async (t) => {
+    const s = new Scrubber([KEY, OTHER, 'short']);
+    t.equal(s.empty, false);
+    const table: [string, string][] = [
+      [`invalid x-api-key: ${KEY}`, 'invalid x-api-key: …wxyz'],
+      [`Bearer ${KEY}, again ${KEY}.`, 'Bearer …wxyz, again …wxyz.'],
+      [`raw ${OTHER}`, 'raw …9876'],
+      [`json ${JSON.stringify(OTHER)}`, 'json "…9876"'],
+      [`slashes ${JSON.stringify(OTHER).replace('/', '\\/')}`, 'slashes "…9876"'],
+      [`url ?key=${encodeURIComponent(OTHER)}`, 'url ?key=…9876'],
+      ['a short secret is left alone: short', 'a short secret is left alone: short'],
+      [`a prefix only: ${KEY.slice(0, 20)}`, `a prefix only: ${KEY.slice(0, 20)}`],
+      ['', ''],
+    ];
+    for (const [input, want] of table) {
+      t.equal(s.text(input), want, JSON.stringify(input));
+      t.equal(s.bytes(Buffer.from(input)).toString('utf8'), want, `bytes: ${JSON.stringify(input)}`);
+    }
+  },
+);
+
+t.test(
+  'bytes: untouched without a secret (the same Buffer), and bytes that are not UTF-8 survive',
+  async (t) => {
+    const s = new Scrubber([KEY]);
+    const clean = Buffer.from('{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}');
+    t.equal(s.bytes(clean), clean, 'the same buffer');
+    const binary = Buffer.concat([
+      Buffer.from([0xff, 0xfe, 0x80]),
+      Buffer.from(` ${KEY} `),
+      Buffer.from([0xc3]),
+    ]);
+    const out = s.bytes(binary);
+    t.same(
+      out,
+      Buffer.concat([Buffer.from([0xff, 0xfe, 0x80]), Buffer.from(' …wxyz '), Buffer.from([0xc3])]),
+    );
+    const compressed = gzipSync(Buffer.from(KEY.repeat(3)));
+    t.equal(s.bytes(compressed), compressed, 'compressed bytes are not text: the caller decodes them first');
+  },
+);
+
+t.test('header values get an ASCII fingerprint (a header cannot carry …)', async (t) => {
+  const s = new Scrubber([KEY]);
+  t.equal(s.header(`key=${KEY}`), 'key=...wxyz');
+  t.equal(s.header('nothing here'), 'nothing here');
+});
+
+t.test('no secrets: empty, and text passes unchanged', async (t) => {
+  const s = new Scrubber(['', 'tiny']);
+  t.equal(s.empty, true);
+  t.equal(s.text(`x ${KEY}`), `x ${KEY}`);
+});
+
+t.test('a secret that extends another is replaced whole', async (t) => {
+  const s = new Scrubber(['sk-ant-aaaaaaaa', 'sk-ant-aaaaaaaa-bbbbcccc']);
+  t.equal(s.text('k=sk-ant-aaaaaaaa-bbbbcccc;'), 'k=…cccc;');
+  t.equal(s.text('k=sk-ant-aaaaaaaa;'), 'k=…aaaa;');
+});
+
+t.test('many secrets, a large body: scrubbing stays cheap', async (t) => {
+  const keys = Array.from({ length: 1000 }, (_, i) => `sk-ant-api03-${i}-${'k'.repeat(40)}`);
+  const s = new Scrubber(keys);
+  const body = Buffer.from(`${'sk-ant-api03-'.repeat(80_000)}${keys[999]}`);
+  const start = performance.now();
+  const out = s.bytes(body);
+  const ms = performance.now() - start;
+  t.notOk(out.includes(keys[999]!), 'the key is gone');
+  t.ok(ms < 2000, `1 MiB of near-misses against 1000 keys in ${ms.toFixed(0)} ms`);
+});
