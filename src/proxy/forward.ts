@@ -177,6 +177,8 @@ class Attempt implements Dispatcher.DispatchHandler {
   #sent = 0;
   /** `tap.errorEvents` already accounted for by `#relay`. */
   #errorsSeen = 0;
+  /** A failure body went past MAX_ERROR_BODY: the rest was discarded. */
+  #truncated = false;
 
   constructor(input: AttemptInput) {
     this.#in = input;
@@ -245,6 +247,7 @@ class Attempt implements Dispatcher.DispatchHandler {
         return;
       case 'error':
         if (this.#size < MAX_ERROR_BODY) this.#hold(chunk);
+        else this.#truncated = true;
         return;
       default:
         return;
@@ -468,7 +471,7 @@ class Attempt implements Dispatcher.DispatchHandler {
     }
     if (scrub.empty) return { body, headers };
     for (let i = 1; i < headers.length; i += 2) headers[i] = scrub.header(headers[i]!);
-    return { body: scrub.bytes(body), headers };
+    return { body: this.#truncated ? scrub.truncatedBytes(body) : scrub.bytes(body), headers };
   }
 
   #write(controller: Dispatcher.DispatchController, chunk: Buffer): void {

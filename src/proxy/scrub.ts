@@ -22,6 +22,8 @@ import type { Snapshot } from '../config/snapshot.js';
 
 /** Shorter secrets are not scrubbed (see the module comment). */
 export const MIN_SCRUBBED_LENGTH = 8;
+/** The shortest start of a secret removed from the end of a truncated text. */
+const PARTIAL_MIN = 4;
 
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -90,6 +92,29 @@ export class Scrubber {
       return t.replacement.get(m)!;
     });
     return found ? Buffer.from(out, 'latin1') : b;
+  }
+
+  /**
+   * Like `bytes`, for text that was cut off after `b` (a body truncated at its bound): also drops a
+   * tail that is the start of a secret, which the cut would otherwise leave half shown.
+   */
+  truncatedBytes(b: Buffer): Buffer {
+    const t = this.#bytes;
+    const out = this.bytes(b);
+    if (t === undefined) return out;
+    const forms = [...t.replacement.keys()];
+    const longest = Math.max(...forms.map((f) => f.length));
+    const tail = out.toString('latin1', Math.max(0, out.length - longest));
+    let cut = 0;
+    for (const form of forms) {
+      for (let k = Math.min(form.length - 1, tail.length); k > cut && k >= PARTIAL_MIN; k--) {
+        if (tail.endsWith(form.slice(0, k))) {
+          cut = k;
+          break;
+        }
+      }
+    }
+    return cut === 0 ? out : out.subarray(0, out.length - cut);
   }
 }
 

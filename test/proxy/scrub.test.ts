@@ -55,6 +55,15 @@ t.test('header values get an ASCII fingerprint (a header cannot carry …)', asy
   t.equal(s.header('nothing here'), 'nothing here');
 });
 
+t.test('a truncated text loses a tail that starts a secret', async (t) => {
+  const s = new Scrubber([KEY, OTHER]);
+  const cut = (text: string) => s.truncatedBytes(Buffer.from(text)).toString('utf8');
+  t.equal(cut(`x ${KEY} y ${KEY.slice(0, 20)}`), 'x …wxyz y ', 'a started key is cut off');
+  t.equal(cut(`json ${JSON.stringify(OTHER).slice(0, 12)}`), 'json "', 'in any form');
+  t.equal(cut(`ends ${KEY.slice(0, 3)}`), `ends ${KEY.slice(0, 3)}`, 'three characters say nothing');
+  t.equal(cut('ordinary text'), 'ordinary text');
+});
+
 t.test('no secrets: empty, and text passes unchanged', async (t) => {
   const s = new Scrubber(['', 'tiny']);
   t.equal(s.empty, true);
