@@ -1,5 +1,6 @@
 import t from 'tap';
 import { compileGlob, isGlob } from '../../src/config/glob.js';
+import { prng } from '../helpers/random.js';
 
 /** The regular expression ccload used to compile globs to: the semantics the matcher keeps. */
 function regexGlob(pattern: string): (name: string) => boolean {
@@ -74,13 +75,8 @@ t.test('glob semantics table', async (t) => {
 
 t.test('the matcher agrees with the regular expression on random patterns and names', async (t) => {
   // A small alphabet makes overlapping segments (the hard cases) common.
-  let seed = 0x2545f491;
-  const rand = (n: number) => {
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return (seed >>> 0) % n;
-  };
+  const rnd = prng(0x2545f491);
+  const rand = (n: number) => Math.floor(rnd() * n);
   const word = (alphabet: string, max: number) =>
     Array.from({ length: rand(max + 1) }, () => alphabet[rand(alphabet.length)]).join('');
   let disagreements = 0;

@@ -7,13 +7,13 @@ import { gzipSync } from 'node:zlib';
 import t, { type Test } from 'tap';
 import { encodeSse, messageStreamEvents } from '../../src/dev/anthropic-shapes.js';
 import type { FakeRequest, StreamBehaviour } from '../../src/dev/fake-upstream.js';
+import { MODEL, messagesBody } from '../helpers/messages.js';
+import { prng } from '../helpers/random.js';
 import { waitFor } from '../helpers/wait.js';
 import {
   anthropicErrorOf,
   attempts,
   channelKey,
-  MODEL,
-  messagesBody,
   proxyConfig,
   send,
   sseEvents,
@@ -60,7 +60,7 @@ t.test('server.forward_client_address: true passes the address headers, never th
     'server:\n  forward_client_address: true\n',
   );
   const { url } = await startProxy(t, text);
-  const res = await send(url, { headers: { ...ADDRESS_HEADERS, cookie: COOKIE }, body: messagesBody(MODEL) });
+  const res = await send(url, { headers: { ...ADDRESS_HEADERS, cookie: COOKIE }, body: messagesBody() });
   t.equal(res.status, 200);
   const got = up!.requests.at(-1)!;
   for (const [name, value] of Object.entries(ADDRESS_HEADERS))
@@ -99,13 +99,16 @@ t.test('regression: models a client invents do not become metric series (issue 1
         }
       : undefined,
   );
+  const rnd = prng(9);
   const invented = Array.from(
     { length: 100 },
-    (_, i) => `claude-${i % 4 === 0 ? 'err-' : ''}${Math.random().toString(36).slice(2, 12)}`,
+    (_, i) => `claude-${i % 4 === 0 ? 'err-' : ''}${rnd().toString(36).slice(2, 12)}`,
   );
   const models = [...invented, MODEL, 'claude-alias'];
   for (let i = 0; i < models.length; i += 10) {
-    const batch = await Promise.all(models.slice(i, i + 10).map((m) => send(url, { body: messagesBody(m) })));
+    const batch = await Promise.all(
+      models.slice(i, i + 10).map((m) => send(url, { body: messagesBody({ model: m }) })),
+    );
     for (const [j, r] of batch.entries()) {
       const m = models[i + j]!;
       t.equal(r.status, m.startsWith('claude-err-') ? 502 : 200, `${m}: answered`);
@@ -241,7 +244,7 @@ t.test(
       kind: 'stream',
       events: [{ event: 'error', data: echoingError(req) }],
     }));
-    const before = await send(url, { body: messagesBody(MODEL, true) });
+    const before = await send(url, { body: messagesBody({ stream: true }) });
     t.equal(before.status, 502);
     noKeys(t, 'error before commit', before.allBytes());
     t.match(anthropicErrorOf(before.body)?.message, FP0, 'the reason names the fingerprint');
@@ -279,7 +282,7 @@ t.test(
         };
         return b;
       });
-      const after = await send(url, { body: messagesBody(MODEL, true) });
+      const after = await send(url, { body: messagesBody({ stream: true }) });
       t.equal(after.status, 200, `${chunking}: committed`);
       noKeys(t, `${chunking}: error after commit`, after.allBytes());
       const got = sseEvents(after.body);
