@@ -13,7 +13,7 @@ import { z } from 'zod';
 import type { App } from '../app.js';
 import { isGlob } from '../config/glob.js';
 import { ChannelAuthSchema } from '../config/schema.js';
-import { redactReference } from '../config/secrets.js';
+import { redactSecretText } from '../config/secrets.js';
 import type { Channel, Snapshot } from '../config/snapshot.js';
 import type { WriteBackError, WriteBackErrorKind, WriteBackResult } from '../config/write-back/apply-edit.js';
 import type {
@@ -31,18 +31,6 @@ import { configWritable, issueJson } from './core-routes.js';
 import type { Route } from './router.js';
 
 const iso = (ms: number) => new Date(ms).toISOString();
-
-/** A URL as the admin API shows it: any password in it replaced (a URL is not a secret field, but may hold one). */
-export function displayUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (!u.password) return url;
-    u.password = '***';
-    return u.toString().replace(/\/$/, url.endsWith('/') ? '/' : '');
-  } catch {
-    return url;
-  }
-}
 
 /** One channel of `GET /admin/channels`. */
 export function channelJson(
@@ -63,7 +51,7 @@ export function channelJson(
   return {
     name: c.name,
     index: c.index,
-    url: c.keys.reduce((u, k) => (k.value ? u.split(k.value).join(k.fingerprint) : u), displayUrl(c.url)),
+    url: c.keys.reduce((u, k) => (k.value ? u.split(k.value).join(k.fingerprint) : u), c.shownUrl),
     priority: c.priority,
     models: c.models ?? null,
     model_map: c.modelMap,
@@ -84,7 +72,7 @@ export function channelJson(
     ...(sources
       ? {
           key_field: sources.field ?? null,
-          key_refs: sources.refs.map((r) => (r === null ? null : redactReference(r))),
+          key_refs: sources.refs.map((r) => (r === null ? null : redactSecretText(r))),
         }
       : {}),
     cooldowns: active.map((e) => ({

@@ -9,10 +9,18 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { compileGlob } from './glob.js';
-import { expand } from './interpolate.js';
+import { expand, fileReferences, readReferencedFiles } from './interpolate.js';
 import { type ConfigPath, formatPath, locate } from './locate.js';
+import { formatReference, hasReference, parseReferences } from './references.js';
 import { type ChannelConfig, type Config, ConfigSchema, configJsonSchema } from './schema.js';
-import { fingerprint, holdsLiteralSecret, isSecretPath } from './secrets.js';
+import {
+  fingerprint,
+  holdsLiteralSecret,
+  isReferencePath,
+  isSecretPath,
+  maskUrl,
+  referenceFields,
+} from './secrets.js';
 import type { Channel, ChannelKey, ClientToken, ConfigIssue, ReloadSource, Snapshot } from './snapshot.js';
 
 /** What the loader needs besides the file. */
@@ -57,11 +65,15 @@ export async function loadConfigFile(input: LoadInput): Promise<LoadResult> {
     const message = code === 'ENOENT' ? 'file not found' : `cannot read the file: ${code}`;
     return { ok: false, hash: undefined, errors: [issue(input, 1, 1, [], message)], warnings: [] };
   }
-  return loadConfigText(bytes.toString('utf8'), input, hashContent(bytes));
+  return await loadConfigText(bytes.toString('utf8'), input, hashContent(bytes));
 }
 
-/** Loads config text (the content of `input.path`). Synchronous apart from `${file:...}` reads. */
-export function loadConfigText(text: string, input: LoadInput, hash = hashContent(text)): LoadResult {
+/** Loads config text (the content of `input.path`). Asynchronous only for `${file:...}` reads. */
+export async function loadConfigText(
+  text: string,
+  input: LoadInput,
+  hash = hashContent(text),
+): Promise<LoadResult> {
   const full = resolve(input.cwd ?? process.cwd(), input.path);
   const baseDir = dirname(full);
   const errors: ConfigIssue[] = [];
@@ -86,25 +98,46 @@ export function loadConfigText(text: string, input: LoadInput, hash = hashConten
     return { ok: false, hash, errors, warnings };
   }
 
-  // Interpolation on the loaded copy; paths whose reference failed are not judged again by zod.
+  // References expand only where the schema allows them (secrets, url, database); anywhere else
+  // a `${` is an error, so no value from the environment or a file can surface in a name, a
+  // model list or a mapping. `${file:…}` files are read first, off the event loop.
   const badRefs = new Set<string>();
-  const data = interpolate(raw, [], (path, value) => {
-    const x = expand(value, input.env, baseDir);
-    for (const message of x.errors) {
-      at(path, message);
+  const files = await readReferencedFiles(referencedFiles(raw, baseDir));
+  const data = interpolate(
+    raw,
+    [],
+    (path, value) => {
+      if (!isReferencePath(path)) {
+        if (hasReference(value)) {
+          at(path, outOfScope(value));
+          badRefs.add(formatPath(path));
+        }
+        return literalValue(value);
+      }
+      const x = expand(value, input.env, files, baseDir);
+      for (const message of x.errors) {
+        at(path, message);
+        badRefs.add(formatPath(path));
+      }
+      if (x.value !== '' && isSecretPath(path) && holdsLiteralSecret(value)) {
+        at(
+          path,
+          !x.referenced
+            ? 'a literal secret in the file: write a ${NAME} or ${file:PATH} reference instead (a file meant for git should not hold keys)'
+            : parseReferences(value).some((s) => s.kind === 'text')
+              ? 'literal text beside a reference (e.g. ${NAME:-}sk-…): the text is a secret in the file; write the whole value as one ${NAME} or ${file:PATH} reference'
+              : 'a secret as the default of a reference (${NAME:-secret}): the default is in the file; drop it or use ${NAME} / ${file:PATH}',
+          'warning',
+        );
+      }
+      return x.value;
+    },
+    (path, key) => {
+      if (!hasReference(key)) return;
+      at(path, outOfScope(key), 'error', true);
       badRefs.add(formatPath(path));
-    }
-    if (x.value !== '' && isSecretPath(path) && holdsLiteralSecret(value)) {
-      at(
-        path,
-        x.referenced
-          ? 'a secret as the default of a reference (${NAME:-secret}): the default is in the file; drop it or use ${NAME} / ${file:PATH}'
-          : 'a literal secret in the file: write a ${NAME} or ${file:PATH} reference instead (a file meant for git should not hold keys)',
-        'warning',
-      );
-    }
-    return x.value;
-  });
+    },
+  );
 
   const parsed = ConfigSchema.safeParse(data);
   if (!parsed.success) {
@@ -121,7 +154,8 @@ export function loadConfigText(text: string, input: LoadInput, hash = hashConten
   const env = applyEnv(config, input, at);
   if (errors.length > 0) return { ok: false, hash, errors: sortIssues(errors), warnings };
 
-  const channels = config.channels.map((c, index) => buildChannel(c, index));
+  const written = (raw as { channels?: { url?: unknown }[] }).channels ?? [];
+  const channels = config.channels.map((c, index) => buildChannel(c, index, written[index]?.url));
   for (const c of channels) {
     if (c.enabled && c.problems.length > 0) at(['channels', c.index], `${c.problems.join('; ')}`, 'warning');
   }
@@ -186,25 +220,65 @@ function sortIssues(list: ConfigIssue[]): ConfigIssue[] {
 
 /**
  * The file's data after `${...}` interpolation and before the schema: what both zod and the
- * published JSON Schema judge. Throws on YAML syntax errors.
+ * published JSON Schema judge. Throws on YAML syntax errors; references out of scope stay as text.
  */
-export function interpolatedData(text: string, env: LoadInput['env'], baseDir: string): unknown {
+export async function interpolatedData(
+  text: string,
+  env: LoadInput['env'],
+  baseDir: string,
+): Promise<unknown> {
   const doc = parseDocument(text, { uniqueKeys: true });
   if (doc.errors.length > 0) throw doc.errors[0];
-  return interpolate(doc.toJS({ maxAliasCount: 1000 }), [], (_path, s) => expand(s, env, baseDir).value);
+  const raw = doc.toJS({ maxAliasCount: 1000 }) as unknown;
+  const files = await readReferencedFiles(referencedFiles(raw, baseDir));
+  return interpolate(raw, [], (path, s) =>
+    isReferencePath(path) ? expand(s, env, files, baseDir).value : literalValue(s),
+  );
 }
 
-/** Applies `fn` to every string value of a plain JS tree, returning a copy. */
+/** The error for a `${` where references do not expand. */
+function outOfScope(value: string): string {
+  const first = parseReferences(value).find((s) => s.kind !== 'text');
+  const shown = first ? (first.kind === 'invalid' ? first.raw : formatReference(first)) : '${';
+  return (
+    `"${shown.length > 60 ? `${shown.slice(0, 57)}...` : shown}": references are expanded only in ${referenceFields()}; ` +
+    'write $${ for a literal "${"'
+  );
+}
+
+/** A value where references do not expand: literal text, `$${` read as `${`. */
+function literalValue(value: string): string {
+  if (!value.includes('${')) return value;
+  return parseReferences(value)
+    .map((s) => (s.kind === 'text' ? s.text : ''))
+    .join('');
+}
+
+/** The files the `${file:…}` references of reference fields name (others are not read). */
+function referencedFiles(raw: unknown, baseDir: string): string[] {
+  const out: string[] = [];
+  interpolate(raw, [], (path, s) => {
+    if (isReferencePath(path)) out.push(...fileReferences(s, baseDir));
+    return s;
+  });
+  return out;
+}
+
+/** Applies `fn` to every string value of a plain JS tree (and `onKey` to every key), returning a copy. */
 function interpolate(
   value: unknown,
   path: (string | number)[],
   fn: (path: ConfigPath, s: string) => string,
+  onKey?: (path: ConfigPath, key: string) => void,
 ): unknown {
   if (typeof value === 'string') return fn(path, value);
-  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, [...path, i], fn));
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, [...path, i], fn, onKey));
   if (value && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = interpolate(v, [...path, k], fn);
+    for (const [k, v] of Object.entries(value)) {
+      onKey?.([...path, k], k);
+      out[k] = interpolate(v, [...path, k], fn, onKey);
+    }
     return out;
   }
   return value;
@@ -366,8 +440,10 @@ function applyEnv(
   return { listen: { host, port }, database, adminPassword };
 }
 
-function buildChannel(c: ChannelConfig, index: number): Channel {
+function buildChannel(c: ChannelConfig, index: number, written: unknown): Channel {
   const url = c.url.replace(/\/+$/, '');
+  // Shown as written (a reference names its variable, never its value), userinfo and query masked.
+  const shownUrl = maskUrl((typeof written === 'string' ? written : url).replace(/\/+$/, ''));
   const parsed = new URL(url);
   const values = (c.keys ?? (c.api_key !== undefined ? [c.api_key] : [])).filter((k) => k !== '');
   const keys: ChannelKey[] = values.map((value, i) => ({ index: i, value, fingerprint: fingerprint(value) }));
@@ -389,6 +465,7 @@ function buildChannel(c: ChannelConfig, index: number): Channel {
     name: c.name,
     index,
     url,
+    shownUrl,
     origin: parsed.origin,
     basePath: parsed.pathname.replace(/\/+$/, ''),
     keys,

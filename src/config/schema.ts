@@ -3,7 +3,9 @@
  * here and nowhere else; `schema/ccload.schema.json` is generated from it (`npm run schema`).
  *
  * Secrets are marked with `x-secret: true`; redaction and the literal-secret warning are driven by
- * those marks (see secrets.ts), so a new secret field only needs the mark.
+ * those marks (see secrets.ts), so a new secret field only needs the mark. `${…}` references expand
+ * only in secret fields and in fields marked `x-reference: true` (URLs, masked when shown); in any
+ * other field a `${` is a validation error.
  */
 import { z } from 'zod';
 import { DURATION_PATTERN, parseDuration, parseSize, SIZE_PATTERN } from './values.js';
@@ -61,7 +63,8 @@ const ServerSchema = z
       .default('file:data/ccload.db')
       .meta({
         description:
-          "libSQL URL of the runtime-state database. A relative file: path is relative to this file's folder. Env SQLITE_PATH (a file path) overrides it.",
+          "libSQL URL of the runtime-state database. A relative file: path is relative to this file's folder. Env SQLITE_PATH (a file path) overrides it. May hold ${…} references; shown with its userinfo and query masked.",
+        'x-reference': true,
       }),
     database_token: Secret(
       'Auth token for a remote libSQL server (libsql:// or https://); use a ${...} reference.',
@@ -162,7 +165,9 @@ export const ChannelSchema = z
     name: Name.meta({ description: "Unique; the channel's identity in API paths, logs and stats." }),
     url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }).meta({
       pattern: '^https?://',
-      description: "Base URL; the client's path (/v1/messages...) and query are appended.",
+      description:
+        "Base URL; the client's path (/v1/messages...) and query are appended. May hold ${…} references; shown as written, with its userinfo and query masked.",
+      'x-reference': true,
     }),
     api_key: Secret('The channel key, sent upstream as x-api-key. Use a ${...} reference.').optional(),
     keys: z.array(Secret('One key of this channel.')).min(1, 'must list at least one key').optional().meta({

@@ -31,8 +31,13 @@ export interface Channel {
   readonly name: string;
   /** Position in the file's `channels` list. */
   readonly index: number;
-  /** The base URL as configured (interpolated), without a trailing slash. */
+  /** The base URL as configured (interpolated), without a trailing slash. Never shown: see `shownUrl`. */
   readonly url: string;
+  /**
+   * The base URL as pages, the API and logs show it: as written in the file (references, not their
+   * values), userinfo and query values masked.
+   */
+  readonly shownUrl: string;
   /** `scheme://host:port` — the undici Pool key. */
   readonly origin: string;
   /** Path prefix of the base URL (`''` or e.g. `/relay`), prepended to the client's path. */

@@ -185,9 +185,9 @@ t.test('same text, same hash; a byte changed, another hash', async (t) => {
     source: 'api',
     now: 0,
   } as const;
-  const a = loadConfigText(text, input);
-  const b = loadConfigText(text, input);
-  const c = loadConfigText(`${text}\n`, input);
+  const a = await loadConfigText(text, input);
+  const b = await loadConfigText(text, input);
+  const c = await loadConfigText(`${text}\n`, input);
   t.equal(a.hash, b.hash);
   t.not(a.hash, c.hash);
 });

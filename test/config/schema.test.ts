@@ -38,6 +38,7 @@ t.test("README's configuration reference is fresh (run `npm run schema`)", async
 t.test('zod and the published JSON Schema (ajv, draft 2020-12) agree on every fixture', async (t) => {
   const ajv = new Ajv2020({ strict: true, allErrors: true });
   ajv.addKeyword('x-secret');
+  ajv.addKeyword('x-reference');
   addFormats.default(ajv);
   const validate = ajv.compile(JSON.parse(readFileSync(schemaFilePath(), 'utf8')));
   const docs = readdirSync(fixtures)
@@ -48,7 +49,7 @@ t.test('zod and the published JSON Schema (ajv, draft 2020-12) agree on every fi
   for (const [name, path] of docs) {
     let data: unknown;
     try {
-      data = interpolatedData(readFileSync(path, 'utf8'), env, fixtures);
+      data = await interpolatedData(readFileSync(path, 'utf8'), env, fixtures);
     } catch {
       continue; // YAML syntax errors never reach either schema
     }
@@ -87,7 +88,7 @@ t.test('the JSON Schema is strict and carries descriptions', async (t) => {
 });
 
 t.test('redaction keeps references visible and hides secrets, defaults included', async (t) => {
-  const { redactYaml, redactReference } = await import('../../src/config/secrets.js');
+  const { redactYaml, redactSecretText } = await import('../../src/config/secrets.js');
   const text = `# keep this comment
 channels:
   - name: a
@@ -108,7 +109,7 @@ auth:
   t.match(out, '${K2:-…7777}');
   t.match(out, '${TOK:-}');
   t.match(out, '# keep this comment');
-  t.equal(redactReference('${file:/run/creds/key}'), '${file:/run/creds/key}');
+  t.equal(redactSecretText('${file:/run/creds/key}'), '${file:/run/creds/key}');
   const broken = redactYaml(`${text}\n  bad: [\n`);
   t.notMatch(broken, 'sk-ant-literal-0000abcd', 'an unparsable file is redacted line by line');
   t.notMatch(broken, 'sk-default-secret');

@@ -94,7 +94,7 @@ t.test('every action on the annotated fixture gives exactly the expected file', 
     );
     t.equal(r.changed, true, `${name}: changed`);
     t.equal(r.normalised, false, `${name}: minimal merge, not yaml's whole-file rendering`);
-    const v = loadConfigText(r.text, {
+    const v = await loadConfigText(r.text, {
       path: join(FIXTURES, 'channels.yaml'),
       env: ENV,
       generation: 2,

@@ -44,9 +44,9 @@ async function run(args: string[], cwd: string): Promise<Run> {
 const sha = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 /** Loads `yaml` as ccload.yaml (with `version: 1` on top) with the env file's variables. */
-function load(yaml: string, envText: string, dir: string): Snapshot {
+async function load(yaml: string, envText: string, dir: string): Promise<Snapshot> {
   const env = parseEnv(envText);
-  const r = loadConfigText(`version: 1\n${yaml}`, {
+  const r = await loadConfigText(`version: 1\n${yaml}`, {
     path: join(dir, 'ccload.yaml'),
     env,
     generation: 1,
@@ -89,7 +89,7 @@ t.test('seed schema: channels, keys in a 0600 env file, the old database untouch
   const envText = readFileSync(join(dir, 'keys.env'), 'utf8');
   t.equal(statSync(join(dir, 'keys.env')).mode & 0o777, 0o600, 'env file is mode 0600');
 
-  const snap = load(yaml, envText, dir);
+  const snap = await load(yaml, envText, dir);
   t.same(summarise(snap), [
     {
       name: 'anthropic-main',
@@ -146,7 +146,7 @@ t.test('later schema: api_keys table, comma keys, redirects, types, collisions',
   t.equal(statSync(envPath).mode & 0o777, 0o600, 'the default env file sits beside --out, mode 0600');
   const yaml = readFileSync(join(dir, 'later.yaml'), 'utf8');
   const envText = readFileSync(envPath, 'utf8');
-  const snap = load(yaml, envText, dir);
+  const snap = await load(yaml, envText, dir);
   t.same(summarise(snap), [
     {
       name: 'relay',
@@ -223,7 +223,7 @@ t.test('latest schema: channel_models, oauth channels skipped, per-key model lim
   t.match(r.stdout, /^# Channels imported from the Go ccLoad database/, 'the YAML goes to stdout');
   const envText = readFileSync(join(dir, 'ccload-keys.env'), 'utf8');
   t.equal(statSync(join(dir, 'ccload-keys.env')).mode & 0o777, 0o600);
-  const snap = load(r.stdout, envText, dir);
+  const snap = await load(r.stdout, envText, dir);
   t.same(summarise(snap), [
     {
       name: 'official',
@@ -307,6 +307,10 @@ t.test('the ccload CLI runs the import (child process)', async (t) => {
   t.equal(code, 0, stderr);
   t.match(stderr, /3 channel\(s\) imported/);
   t.equal(statSync(join(dir, 'x.env')).mode & 0o777, 0o600);
-  const snap = load(readFileSync(join(dir, 'x.yaml'), 'utf8'), readFileSync(join(dir, 'x.env'), 'utf8'), dir);
+  const snap = await load(
+    readFileSync(join(dir, 'x.yaml'), 'utf8'),
+    readFileSync(join(dir, 'x.env'), 'utf8'),
+    dir,
+  );
   t.equal(snap.channels.length, 3);
 });

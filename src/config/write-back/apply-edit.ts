@@ -165,7 +165,7 @@ async function applyLocked(opts: ApplyEditOptions, full: string): Promise<WriteB
   const edited = editConfigText(text, opts.edit);
   if (!edited.ok) {
     if (edited.error === 'unparsable') {
-      const r = loadConfigText(text, loadInput(now()), hash);
+      const r = await loadConfigText(text, loadInput(now()), hash);
       return invalid(r.ok ? [] : r.errors, 'the current ccload.yaml does not parse; fix the file first');
     }
     return { ok: false, error: edited.error, message: edited.message };
@@ -185,7 +185,7 @@ async function applyLocked(opts: ApplyEditOptions, full: string): Promise<WriteB
 
   const newBytes = Buffer.from(edited.text, 'utf8');
   const newHash = hashContent(newBytes);
-  const verdict = loadConfigText(edited.text, loadInput(now()), newHash);
+  const verdict = await loadConfigText(edited.text, loadInput(now()), newHash);
   if (!verdict.ok)
     return invalid(verdict.errors, 'the edited configuration would be invalid; nothing was written');
 

@@ -3,6 +3,7 @@
  * request can ask for, and how an edit is described in words (commit message, log line). The
  * channel's fields and their types are the schema's (`ChannelSchema`).
  */
+import { isSingleReference } from '../references.js';
 import { type ChannelInput, ChannelSchema } from '../schema.js';
 
 /**
@@ -78,8 +79,6 @@ export function describeEdit(edit: ChannelEdit): string {
   }
 }
 
-const REFERENCE = /^\$\{(?:file:[^}]+|[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?)\}$/;
-
 /**
  * True when `value` is exactly one `${NAME}`, `${NAME:-default}` or `${file:PATH}` reference — the
  * only form in which write-back accepts a new secret. Mixed text (`sk-${X}`) is not a reference.
@@ -87,5 +86,5 @@ const REFERENCE = /^\$\{(?:file:[^}]+|[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?)\}$/;
  * (an empty default, for instance), and the operator typed it on purpose.
  */
 export function isReference(value: string): boolean {
-  return REFERENCE.test(value);
+  return isSingleReference(value);
 }
