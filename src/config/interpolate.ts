@@ -114,7 +114,7 @@ export function expand(
   if (!text.includes('${')) return { value: text, referenced: false, errors: [] };
   const errors: string[] = [];
   let referenced = false;
-  const parts = parseReferences(text).map((s) => {
+  const parts = parseReferences(text).map((s): string => {
     switch (s.kind) {
       case 'text':
         return s.text;

@@ -101,7 +101,7 @@ export function holdsLiteralSecret(value: string): boolean {
 }
 
 /** A marker for a reference inside a URL while its structure is read (references may hold `/?#@`). */
-const HOLE = /^\u0000\d+\u0001$/;
+const HOLE = /^\uE000\d+\uE001$/;
 
 /**
  * A URL as it may be shown: its userinfo (`user:password@`) and every query value (`?key=…`) and
@@ -115,7 +115,7 @@ export function maskUrl(url: string): string {
     .map((s) =>
       s.kind === 'text'
         ? formatText(s.text)
-        : `\u0000${refs.push(formatReference(s, fingerprint)) - 1}\u0001`,
+        : `\uE000${refs.push(formatReference(s, fingerprint)) - 1}\uE001`,
     )
     .join('');
   const part = (s: string) => (s === '' || HOLE.test(s) ? s : '…');
@@ -159,7 +159,7 @@ export function maskUrl(url: string): string {
     rest = rest.slice(0, q);
   }
   return `${head}${rest}${query}${fragment}`.replace(
-    /\u0000(\d+)\u0001/g,
+    /\uE000(\d+)\uE001/g,
     (_m, i: string) => refs[Number(i)]!,
   );
 }
