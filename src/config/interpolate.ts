@@ -114,32 +114,28 @@ export function expand(
   if (!text.includes('${')) return { value: text, referenced: false, errors: [] };
   const errors: string[] = [];
   let referenced = false;
-  const parts = parseReferences(text).map((s): string => {
-    switch (s.kind) {
-      case 'text':
-        return s.text;
-      case 'invalid':
-        errors.push(s.message);
-        return '';
-      case 'file': {
-        referenced = true;
-        const full = referencedPath(s.path, baseDir);
-        const read = files.get(full) ?? { ok: false, reason: 'not read' };
-        if (read.ok) return read.value;
-        errors.push(`cannot read ${full} for \${file:${s.path}}: ${read.reason}`);
-        return '';
-      }
-      case 'env': {
-        referenced = true;
-        const set = env[s.name];
-        if (set !== undefined && (set !== '' || s.fallback === undefined)) return set;
-        if (s.fallback !== undefined) return s.fallback;
+  let value = '';
+  for (const s of parseReferences(text)) {
+    if (s.kind === 'text') {
+      value += s.text;
+    } else if (s.kind === 'invalid') {
+      errors.push(s.message);
+    } else if (s.kind === 'file') {
+      referenced = true;
+      const full = referencedPath(s.path, baseDir);
+      const read = files.get(full) ?? { ok: false, reason: 'not read' };
+      if (read.ok) value += read.value;
+      else errors.push(`cannot read ${full} for \${file:${s.path}}: ${read.reason}`);
+    } else {
+      referenced = true;
+      const set = env[s.name];
+      if (set !== undefined && (set !== '' || s.fallback === undefined)) value += set;
+      else if (s.fallback !== undefined) value += s.fallback;
+      else
         errors.push(
           `environment variable ${s.name} is not set (write \${${s.name}:-} to allow it to be empty)`,
         );
-        return '';
-      }
     }
-  });
-  return { value: parts.join(''), referenced, errors };
+  }
+  return { value, referenced, errors };
 }
