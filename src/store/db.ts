@@ -10,6 +10,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type Client, createClient } from '@libsql/client';
+import { maskUrl } from '../config/url-mask.js';
 import { migrate } from './migrate.js';
 
 /** The logging surface the store needs; a pino logger fits it. */
@@ -217,7 +218,8 @@ export async function openDatabase(url: string, opts: OpenOptions = {}): Promise
     if (kind === 'file') {
       const mode = await client.execute('PRAGMA journal_mode=WAL');
       const journal = String(mode.rows[0]?.[0] ?? '');
-      if (journal.toLowerCase() !== 'wal') log.warn({ url, journal }, 'database did not switch to WAL mode');
+      if (journal.toLowerCase() !== 'wal')
+        log.warn({ url: redactUrl(url), journal }, 'database did not switch to WAL mode');
       for (const pragma of CONNECTION_PRAGMAS) await onEveryConnection(pragma);
     } else if (kind === 'memory') {
       await client.execute('PRAGMA foreign_keys=ON');
@@ -238,9 +240,9 @@ export function guarded<T>(db: StoreDb, op: () => Promise<T>): Promise<T> {
   return db.guard ? db.guard(op) : op();
 }
 
-/** `url` with the value of an `authToken` query parameter replaced by `***`. */
+/** `url` as logs may show it: userinfo and every query value (`authToken=…`) masked. */
 export function redactUrl(url: string): string {
-  return url.replace(/([?&]authToken=)[^&#]*/gi, '$1***');
+  return maskUrl(url);
 }
 
 /** `dev:ino` of a file, or undefined when it does not exist. */

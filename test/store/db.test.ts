@@ -23,10 +23,8 @@ t.test('databaseKind and filePathOf', async (t) => {
   t.equal(filePathOf('file:///var/lib/x.db'), '/var/lib/x.db');
   t.equal(filePathOf('file:/tmp/a%20b.db'), '/tmp/a b.db');
   t.throws(() => filePathOf('file:'));
-  t.equal(
-    redactUrl('libsql://db.turso.io?tls=1&authToken=secret'),
-    'libsql://db.turso.io?tls=1&authToken=***',
-  );
+  t.equal(redactUrl('libsql://db.turso.io?tls=1&authToken=secret'), 'libsql://db.turso.io?tls=…&authToken=…');
+  t.equal(redactUrl('https://user:pw@db.example/x'), 'https://…:…@db.example/x');
   t.equal(redactUrl('file:data/x.db'), 'file:data/x.db');
 });
 

@@ -40,7 +40,8 @@ export function channelForm(opts: { hash: string; channel?: ChannelView; error?:
   <form hx-post="${action}" hx-target="#form-panel" hx-swap="outerHTML" class="form-grid">
     <input type="hidden" name="hash" value="${opts.hash}">
     <label for="f-name">Name</label><input id="f-name" name="name" required value="${c?.name ?? ''}" autocomplete="off">
-    <label for="f-url">Base URL</label><input id="f-url" name="url" type="url" required value="${c?.url ?? 'https://api.anthropic.com'}" size="48">
+    <label for="f-url">Base URL</label><input id="f-url" name="url" type="text" inputmode="url" required value="${c?.url ?? 'https://api.anthropic.com'}" size="48">
+    <span class="hint">May hold <code>\${NAME}</code> references; a password or query value in it is shown masked (<code>…</code>): to change one, type the whole URL again.</span>
     <label for="f-priority">Priority</label><input id="f-priority" name="priority" type="number" value="${c?.priority ?? 0}" class="inline-input">
     <span class="hint">Higher first; equal priorities share traffic round-robin.</span>
     <label for="f-models">Models</label><input id="f-models" name="models" value="${c?.models?.join(', ') ?? ''}" size="48" placeholder="claude-*, claude-sonnet-4-5">

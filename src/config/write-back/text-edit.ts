@@ -5,6 +5,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import { parseDocument } from 'yaml';
+import { maskUrl, URL_MASK } from '../url-mask.js';
 import { type ChannelEdit, describeEdit } from './channel-edit.js';
 import { type EditRefusal, expectedData, plan, refuse } from './edit-plan.js';
 import { applyScalarOps } from './scalar-edit.js';
@@ -32,6 +33,13 @@ export function editConfigText(text: string, edit: ChannelEdit): TextEditResult 
   const doc = parseDocument(body, { uniqueKeys: true });
   if (doc.errors.length > 0) {
     return refuse('unparsable', `the file is not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
+  }
+  const url = edit.action === 'add' ? edit.channel.url : edit.action === 'update' ? edit.changes.url : undefined;
+  if (url?.includes(URL_MASK)) {
+    return refuse(
+      'bad_request',
+      `url: "${maskUrl(url)}" still holds a masked part (…): pages and the API show a URL's userinfo and query masked; give the full URL, or a \${…} reference for its secret part`,
+    );
   }
   const planned = plan(doc, edit);
   if ('ok' in planned) return planned;
