@@ -121,7 +121,11 @@ t.test('the list: snapshot, runtime state, fingerprints and references, never a 
     a.json.channels.map((c: { name: string }) => c.name),
     ['main', 'dead', 'literal', 'in-url'],
   );
-  t.equal(a.json.channels[3].url, 'https://ops:***@relay.example.com/k/…0004', 'password and key masked');
+  t.equal(
+    a.json.channels[3].url,
+    'https://…:…@relay.example.com/k/${EU_KEY}',
+    'userinfo masked, the reference shown as written (issue 10: never its value)',
+  );
   const [main, , literal] = a.json.channels;
   t.match(main, {
     name: 'main',
