@@ -3,7 +3,7 @@
  * (check, serve, reload, signals, exit codes, .env). Daemon children are awaited through their
  * `"event":"listening"` log line, never by sleeping, and killed in teardown.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -243,6 +243,36 @@ t.test('serve: an invalid or missing config exits 78 with the errors on stderr',
   t.equal(missing.code, 78, 'serve is the default command');
   t.match(missing.stderr, /^nothere\.yaml:1:1 file not found$/m);
 });
+
+t.test(
+  'check and serve: a ${file:} FIFO or /dev/zero is an error naming the reason, not a hang (issue 10 finding 2)',
+  async (t) => {
+    const cwd = tmpDir(t);
+    execFileSync('mkfifo', [join(cwd, 'key.fifo')]);
+    for (const [ref, reason] of [
+      ['key.fifo', 'not a regular file (a FIFO)'],
+      ['/dev/zero', 'not a regular file (a character device)'],
+    ] as const) {
+      writeFileSync(join(cwd, 'c.yaml'), daemonConfig(1).replace(/api_key: .*/, `api_key: \${file:${ref}}`));
+      const check = await ccload(['check', 'c.yaml'], { cwd, env: { TEST_PASS: 'pw' }, timeoutMs: 15_000 });
+      t.equal(check.code, 1, `check ${ref}: exit 1`);
+      t.match(
+        check.stdout,
+        new RegExp(
+          `^c\\.yaml:\\d+:\\d+ channels\\[0\\]\\.api_key: cannot read .*: ${reason.replace(/[()]/g, '\\$&')}$`,
+          'm',
+        ),
+      );
+      const serve = await ccload(['serve', '--config', 'c.yaml'], {
+        cwd,
+        env: { TEST_PASS: 'pw' },
+        timeoutMs: 15_000,
+      });
+      t.equal(serve.code, 78, `serve ${ref}: EX_CONFIG`);
+      t.match(serve.stderr, reason);
+    }
+  },
+);
 
 t.test('reload, SIGHUP and SIGTERM against a daemon child', async (t) => {
   const dir = tmpDir(t);

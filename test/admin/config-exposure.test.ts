@@ -111,6 +111,19 @@ t.test('URL userinfo and query values are masked on every view (finding 6)', asy
   t.equal(r.status, 400);
   t.match(r.text, 'still holds a masked part');
 
+  // Literal text after a reference is a literal secret: warned and redacted on the Config page.
+  const mixed = '${UNSET_VARIABLE:-}sk-ant-api03-MIXED-SECRET-beef';
+  writeFileSync(file, config({ url }).replace('${TEST_KEY}', mixed));
+  const applied = await daemon.app.reloader.request('api');
+  t.equal(applied.result, 'applied');
+  t.match(
+    daemon.app.reloader.current.warnings.map((w) => w.message).join('\n'),
+    'literal text beside a reference',
+  );
+  const shown = await call(daemon.url, 'GET', '/config', { cookie });
+  t.notMatch(shown.text, 'MIXED-SECRET');
+  t.match(shown.text, '${UNSET_VARIABLE:-}…beef (redacted literal)');
+
   // A file that does not parse: the Config page shows it line by line, secrets and URLs masked.
   writeFileSync(
     file,

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import t from 'tap';
-import { type LoadResult, loadConfigFile, loadConfigText } from '../../src/config/load.js';
+import { type LoadResult, loadConfigFile } from '../../src/config/load.js';
 import { hasReference, isSingleReference, parseReferences } from '../../src/config/references.js';
 import { maskUrl, redactSecretText, redactYaml } from '../../src/config/secrets.js';
 import { formatIssue } from '../../src/config/snapshot.js';
