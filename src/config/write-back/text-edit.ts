@@ -34,7 +34,8 @@ export function editConfigText(text: string, edit: ChannelEdit): TextEditResult 
   if (doc.errors.length > 0) {
     return refuse('unparsable', `the file is not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
   }
-  const url = edit.action === 'add' ? edit.channel.url : edit.action === 'update' ? edit.changes.url : undefined;
+  const url =
+    edit.action === 'add' ? edit.channel.url : edit.action === 'update' ? edit.changes.url : undefined;
   if (url?.includes(URL_MASK)) {
     return refuse(
       'bad_request',
