@@ -10,24 +10,20 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Daemon } from '../../src/daemon.js';
-import { configText, startTestDaemon, testEnv } from '../daemon/helpers.js';
+import { DEAD_URL, testConfig } from '../helpers/config.js';
+import { startTestDaemon } from '../helpers/daemon.js';
+import { call, login } from '../helpers/http.js';
 import { deadline } from '../helpers/wait.js';
-import { call } from './http-helpers.js';
 
 const SECRET = 'sk-ant-api03-DAEMON-ENV-SECRET-4c1d';
 const CLIENT = 'client-token-exposure-0001';
 const ENV = { ANTHROPIC_API_KEY: SECRET, CLIENT };
-/** A client token, so `/v1/models` is answered for a token holder. */
-const AUTH = 'auth:\n  tokens: [{ name: c, token: "${CLIENT}" }]\n';
+/** With a client token, so `/v1/models` is answered for a token holder. */
 const config = (o: { url?: string } = {}) =>
-  configText({ ...o, extra: '' }).replace('channels:\n', `${AUTH}channels:\n`);
-
-async function login(d: Daemon): Promise<string> {
-  const a = await call(d.url, 'POST', '/login', { body: { password: testEnv.TEST_PASS } });
-  if (a.status !== 200) throw new Error(`login failed: ${a.status} ${a.text}`);
-  const sc = a.headers['set-cookie'];
-  return String(Array.isArray(sc) ? sc[0] : sc).split(';')[0]!;
-}
+  testConfig({
+    tokens: [{ name: 'c', token: '${CLIENT}' }],
+    channels: [{ name: 'main', url: o.url ?? DEAD_URL }],
+  });
 
 /** Everything an admin or a client token holder can read about channels. */
 async function views(d: Daemon, cookie: string): Promise<string> {
@@ -53,7 +49,7 @@ async function views(d: Daemon, cookie: string): Promise<string> {
 
 t.test('a reference outside the secret fields leaks nowhere (finding 1)', async (t) => {
   const { daemon, file } = await startTestDaemon(t, config(), { env: ENV });
-  const cookie = await login(daemon);
+  const cookie = await login(daemon.url);
   const attempts = [
     { models: ['${ANTHROPIC_API_KEY}'] },
     { models: ['claude-*'], model_map: { 'claude-x': '${ANTHROPIC_API_KEY}' } },
@@ -84,11 +80,11 @@ t.test('a reference outside the secret fields leaks nowhere (finding 1)', async 
 t.test('a ${file:} FIFO fails a reload promptly and says why (finding 2)', async (t) => {
   const { daemon, dir, file } = await startTestDaemon(t);
   execFileSync('mkfifo', [join(dir, 'fifo')]);
-  writeFileSync(file, configText().replace('${TEST_KEY}', '${file:fifo}'));
+  writeFileSync(file, testConfig().replace('${TEST_KEY}', '${file:fifo}'));
   const outcome = await deadline(daemon.app.reloader.request('api'), 10_000, 'reload with a FIFO');
   t.equal(outcome.result, 'rejected');
   t.match(JSON.stringify(outcome.errors), 'not a regular file (a FIFO)');
-  writeFileSync(file, configText().replace('${TEST_KEY}', '${file:/dev/zero}'));
+  writeFileSync(file, testConfig().replace('${TEST_KEY}', '${file:/dev/zero}'));
   const zero = await deadline(daemon.app.reloader.request('api'), 10_000, 'reload with /dev/zero');
   t.match(JSON.stringify(zero.errors), 'not a regular file (a character device)');
   t.equal((await call(daemon.url, 'GET', '/health')).status, 200, 'the daemon still answers');
@@ -97,7 +93,7 @@ t.test('a ${file:} FIFO fails a reload promptly and says why (finding 2)', async
 t.test('URL userinfo and query values are masked on every view (finding 6)', async (t) => {
   const url = 'http://relay-user:relay-PASS-SECRET@127.0.0.1:9/v1?key=query-SECRET-value';
   const { daemon, file } = await startTestDaemon(t, config({ url }), { env: ENV });
-  const cookie = await login(daemon);
+  const cookie = await login(daemon.url);
   const list = await call(daemon.url, 'GET', '/admin/channels', { cookie });
   t.equal(list.json.channels[0].url, 'http://…:…@127.0.0.1:9/v1?key=…');
   t.notMatch(await views(daemon, cookie), 'SECRET');
@@ -127,7 +123,7 @@ t.test('URL userinfo and query values are masked on every view (finding 6)', asy
   // A file that does not parse: the Config page shows it line by line, secrets and URLs masked.
   writeFileSync(
     file,
-    `${configText({ url })}auth:\n  tokens:\n    - name: t\n      token: |\n        BLOCK-SECRET-token\n  broken: [\n`,
+    `${testConfig({ channels: [{ name: 'main', url }] })}auth:\n  tokens:\n    - name: t\n      token: |\n        BLOCK-SECRET-token\n  broken: [\n`,
   );
   const outcome = await daemon.app.reloader.request('api');
   t.equal(outcome.result, 'rejected');
