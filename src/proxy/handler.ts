@@ -145,7 +145,7 @@ export class ProxyHandler {
     else if (path === '/v1/models' || path.startsWith('/v1/models/')) {
       if (req.method !== 'GET')
         return sendError(res, 405, 'invalid_request_error', `method ${req.method} not allowed`);
-      if (!this.#authenticate(runtime, req, res)) return;
+      if (this.#authenticate(runtime, req, res) === false) return;
       return this.#models(runtime, path, res);
     } else return sendError(res, 404, 'not_found_error', `ccload does not serve ${req.method} ${path}`);
     if (req.method !== 'POST')

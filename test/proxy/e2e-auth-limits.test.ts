@@ -87,6 +87,9 @@ t.test('no tokens configured: an open proxy', async (t) => {
   t.equal(res.status, 200);
   const rows = await attempts(daemon, { requestId: res.requestId, atLeast: 1 });
   t.equal(rows[0]?.token, null, 'no token name');
+  // Regression: the open proxy's "no token needed" answer was read as a refusal, so /v1/models hung.
+  const models = await send(url, { path: '/v1/models', rawHeadersOnly: true, headers: {} });
+  t.equal(models.status, 200, '/v1/models answers on an open proxy');
 });
 
 t.test('a body over server.max_body gets 413 request_too_large', async (t) => {
