@@ -154,11 +154,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       await backfill;
     });
     const proxyState = new ProxyState(state, log);
-    await proxyState.start({ now });
-    closers.push(() => proxyState.close());
+    await proxyState.start({ now, affinity: () => reloader.current.config.routing.affinity });
+    // Pins of channels whose url or keys changed, or that were removed, while ccload was stopped.
+    proxyState.pins.prune(initial.channels);
+    closers.push(() => proxyState.close(now()));
     metrics.observe({
       logWriter: () => logWriter.stats(),
       cooldowns: () => activeEntries(proxyState.cooldowns, now(), reloader.current.channels),
+      pins: () => proxyState.pins.perChannel(),
     });
     let runtime = new Runtime(initial);
     closers.push(() => runtime.destroy());

@@ -105,6 +105,18 @@ export class Metrics {
     labelNames: ['scope'] as const,
     registers: [this.registry],
   });
+  readonly affinity = new Counter({
+    name: 'ccload_affinity_total',
+    help: 'Client requests by what session affinity did: pinned (the pin served), new (a new session was pinned), moved (the pin moved), kept (the pin was briefly unavailable and stayed), none (no session).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly sessionPins = new Gauge({
+    name: 'ccload_session_pins',
+    help: 'Sessions pinned to each channel now.',
+    labelNames: ['channel'] as const,
+    registers: [this.registry],
+  });
   readonly logQueueDepth = new Gauge({
     name: 'ccload_log_queue_depth',
     help: 'Attempt-log rows waiting to be written to the database.',
@@ -130,6 +142,7 @@ export class Metrics {
   observe(sources: {
     logWriter: () => { depth: number; written: number; dropped: number; failedWrites: number };
     cooldowns: () => readonly { scope: string }[];
+    pins?: () => ReadonlyMap<string, number>;
   }): void {
     const seen = { written: 0, dropped: 0, failedWrites: 0 };
     const sync = () => {
@@ -145,6 +158,10 @@ export class Metrics {
       for (const scope of ['channel', 'key', 'channel+model', 'key+model'])
         this.cooldownsActive.set({ scope }, 0);
       for (const e of sources.cooldowns()) this.cooldownsActive.inc({ scope: e.scope });
+      if (sources.pins) {
+        this.sessionPins.reset();
+        for (const [channel, n] of sources.pins()) this.sessionPins.set({ channel }, n);
+      }
     };
     this.#beforeScrape = sync;
   }

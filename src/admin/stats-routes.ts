@@ -14,6 +14,7 @@ import { sendJson } from '../http/respond.js';
 import {
   MAX_TREND_BUCKETS,
   parseStatusFilter,
+  queryCacheShare,
   queryLogs,
   queryStats,
   querySummary,
@@ -105,7 +106,12 @@ export function statsRoutes(app: App): Route[] {
         answer(res, async () => {
           const u = ctx.url;
           const q = { hours: hoursParam(u), channel: textParam(u, 'channel'), model: textParam(u, 'model') };
-          sendJson(res, 200, { stats: await queryStats(app.db, q, app.now()) });
+          const now = app.now();
+          const [stats, cache] = await Promise.all([
+            queryStats(app.db, q, now),
+            queryCacheShare(app.db, q, now),
+          ]);
+          sendJson(res, 200, { stats, cache_read_share: cache });
         }),
     },
     {

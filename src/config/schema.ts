@@ -154,6 +154,25 @@ const RoutingSchema = z
     allow_no_channels: z.boolean().default(false).meta({
       description: 'Accept a file with no enabled channel (otherwise that is a validation error).',
     }),
+    affinity: z
+      .strictObject({
+        enabled: z.boolean().default(true).meta({
+          description:
+            "Pin each Claude Code session (x-claude-code-session-id, or the session in metadata.user_id) to the channel and key that first answered it, so its turns read that account's prompt cache; new sessions spread evenly over the equal-priority channels and keys.",
+        }),
+        idle: Duration(
+          "A pin unused this long is forgotten. Default: a little over Claude Code's 1-hour prompt cache, beyond which no account holds the session's cache any more.",
+        ).prefault('65m'),
+        move_after: Duration(
+          "A pin moves to where the session is served once its channel or key has been unavailable (cooling) this long; shorter trouble (one 529, a brief cooldown) fails over and leaves the pin. Default: longer than a burst of failures' cooldowns, shorter than the 5-minute cache.",
+        ).prefault('1m'),
+        return_to_priority: z.boolean().default(true).meta({
+          description:
+            'true: a session pinned to a lower-priority channel moves back when a higher-priority one is ready (one cache write, then the preferred channel); false: it stays until the pin expires.',
+        }),
+      })
+      .prefault({})
+      .meta({ description: 'Prompt-cache-aware session affinity (hot-reloadable).' }),
   })
   .meta({ description: 'Routing policy.' });
 

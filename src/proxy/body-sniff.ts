@@ -1,6 +1,7 @@
 /**
- * The two request fields the proxy reads — top-level `model` and `stream` — found in the raw body
- * bytes without building the JSON tree, and the one edit it may make (a channel's model_map).
+ * The request fields the proxy reads — top-level `model` and `stream`, and the session in the
+ * top-level `metadata.user_id` — found in the raw body bytes without building the JSON tree, and the
+ * one edit it may make (a channel's model_map).
  *
  * Claude Code sends 40–300 KB bodies (`model` first, `stream` last, `messages`/`system`/`tools` in
  * between) and long conversations reach several MB, so JSON.parse + re-serialise would dominate the
@@ -33,9 +34,20 @@ const RBRACE = 0x7d;
  */
 const INLINE_STRING_SCAN = 16;
 
-/** What sniffRequest found: the model (decoded) with its token's byte range, and the stream flag. */
+/**
+ * What sniffRequest found: the model (decoded) with its token's byte range, the stream flag, and the
+ * byte range of the top-level `metadata` object (-1/-1 when absent or not an object).
+ */
 export type SniffResult =
-  | { ok: true; model: string; modelStart: number; modelEnd: number; stream: boolean }
+  | {
+      ok: true;
+      model: string;
+      modelStart: number;
+      modelEnd: number;
+      stream: boolean;
+      metadataStart: number;
+      metadataEnd: number;
+    }
   | { ok: false; message: string };
 
 /** A reason to reject the body, thrown inside the scanner and turned into `{ ok: false }`. */
@@ -158,13 +170,15 @@ function literalEnd(b: Buffer, i: number): number {
 const KEY_OTHER = 0;
 const KEY_MODEL = 1;
 const KEY_STREAM = 2;
+const KEY_METADATA = 3;
 
 /** Which key the string token [start, end] (quotes included) names; escaped keys are decoded like JSON.parse would. */
 function keyId(b: Buffer, start: number, end: number): number {
   const len = end - start - 1;
   if (len === 5 && hasWord(b, start + 1, 'model')) return KEY_MODEL;
   if (len === 6 && hasWord(b, start + 1, 'stream')) return KEY_STREAM;
-  // An escaped spelling of either name needs at least one six-byte \uXXXX escape.
+  if (len === 8 && hasWord(b, start + 1, 'metadata')) return KEY_METADATA;
+  // An escaped spelling of any of the names needs at least one six-byte \uXXXX escape.
   if (len < 10) return KEY_OTHER;
   let escaped = false;
   for (let k = start + 1; k < end; k++) if (b[k] === BACKSLASH) escaped = true;
@@ -175,7 +189,13 @@ function keyId(b: Buffer, start: number, end: number): number {
   } catch {
     throw new BodyError(`${INVALID}bad property name at byte ${start}`);
   }
-  return key === 'model' ? KEY_MODEL : key === 'stream' ? KEY_STREAM : KEY_OTHER;
+  return key === 'model'
+    ? KEY_MODEL
+    : key === 'stream'
+      ? KEY_STREAM
+      : key === 'metadata'
+        ? KEY_METADATA
+        : KEY_OTHER;
 }
 
 function topLevelKind(c: number | undefined): string | undefined {
@@ -200,6 +220,8 @@ function sniff(b: Buffer): SniffResult {
   let modelEnd = -1;
   let modelIsString = false;
   let stream = false;
+  let metadataStart = -1;
+  let metadataEnd = -1;
   i = skipWs(b, i + 1);
   if (b[i] === RBRACE) {
     i++;
@@ -225,6 +247,10 @@ function sniff(b: Buffer): SniffResult {
       } else if (key === KEY_STREAM) {
         // Anything but `true` (false, null, a string) means "not streaming"; the upstream judges the rest.
         stream = c === 0x74;
+      } else if (key === KEY_METADATA) {
+        const isObject = c === LBRACE;
+        metadataStart = isObject ? valueStart : -1;
+        metadataEnd = isObject ? i : -1;
       }
       i = skipWs(b, i);
       if (b[i] === COMMA) {
@@ -249,7 +275,7 @@ function sniff(b: Buffer): SniffResult {
     return { ok: false, message: `${INVALID}bad string in "model" at byte ${modelStart}` };
   }
   if (model === '') return { ok: false, message: 'request body "model" field is empty' };
-  return { ok: true, model: model as string, modelStart, modelEnd, stream };
+  return { ok: true, model: model as string, modelStart, modelEnd, stream, metadataStart, metadataEnd };
 }
 
 /**
@@ -280,4 +306,66 @@ export function rewriteModel(body: Buffer, modelStart: number, modelEnd: number,
     [body.subarray(0, modelStart), token, body.subarray(modelEnd)],
     body.length - (modelEnd - modelStart) + token.length,
   );
+}
+
+/** Longest `metadata.user_id` decoded (bytes of its JSON token); Claude Code's is about 150. */
+const MAX_USER_ID_BYTES = 4096;
+
+/**
+ * The string value of `user_id` directly inside the object at [start, end) — the top-level
+ * `metadata` that sniffRequest located — or undefined when there is none, it is not a string, or it
+ * is implausibly long. Only the members of that one object are looked at: a `user_id` (or a
+ * session id) anywhere deeper in the body, e.g. inside a message, is never picked up. Duplicate
+ * keys: the last one wins, as with JSON.parse.
+ */
+export function metadataUserId(b: Buffer, start: number, end: number): string | undefined {
+  if (start < 0 || end > b.length || b[start] !== LBRACE) return undefined;
+  const obj = b.subarray(0, end);
+  let found: [number, number] | undefined;
+  try {
+    let i = skipWs(obj, start + 1);
+    if (obj[i] === RBRACE) return undefined;
+    for (;;) {
+      if (obj[i] !== QUOTE) return undefined;
+      const keyEnd = stringEnd(obj, i);
+      const isUserId = isKey(obj, i, keyEnd, 'user_id');
+      i = skipWs(obj, keyEnd + 1);
+      if (obj[i] !== COLON) return undefined;
+      i = skipWs(obj, i + 1);
+      const valueStart = i;
+      const c = obj[i];
+      if (c === QUOTE) i = stringEnd(obj, i) + 1;
+      else if (c !== undefined && (c | 0x20) === LBRACE) i = containerEnd(obj, i);
+      else i = literalEnd(obj, i);
+      if (isUserId) found = c === QUOTE ? [valueStart, i] : undefined;
+      i = skipWs(obj, i);
+      if (obj[i] === COMMA) {
+        i = skipWs(obj, i + 1);
+        continue;
+      }
+      if (obj[i] === RBRACE) break;
+      return undefined;
+    }
+  } catch (err) {
+    if (err instanceof BodyError) return undefined;
+    throw err;
+  }
+  if (!found || found[1] - found[0] > MAX_USER_ID_BYTES) return undefined;
+  try {
+    return JSON.parse(b.toString('utf8', found[0], found[1])) as string;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Is the string token [start, end] (quotes included) the ASCII `word`, escapes decoded? */
+function isKey(b: Buffer, start: number, end: number, word: string): boolean {
+  const len = end - start - 1;
+  if (len === word.length) return hasWord(b, start + 1, word);
+  if (len < word.length || len > word.length * 6 || b.indexOf(BACKSLASH, start) >= end) return false;
+  try {
+    return JSON.parse(b.toString('utf8', start, end + 1)) === word;
+  } catch {
+    return false;
+  }
 }

@@ -11,8 +11,9 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { AttemptRecord } from '../store/attempt.js';
 import type { LogWriter } from '../store/log-writer.js';
+import { type AffinityResult, type Choice, sessionIdOf, sessionKey } from './affinity.js';
 import { readRequestBody } from './body-reader.js';
-import { rewriteModel, sniffRequest } from './body-sniff.js';
+import { metadataUserId, rewriteModel, sniffRequest } from './body-sniff.js';
 import { type AttemptEnd, type HeldReply, runAttempt } from './forward.js';
 import { stripHintQuery, timeoutHint, upstreamHeaders } from './headers.js';
 import {
@@ -251,6 +252,13 @@ class ProxyRequest {
   readonly #metricModel: string;
   readonly #modelStart: number;
   readonly #modelEnd: number;
+  /** The session key (`sessionKey`) when the request names a session; also its fingerprint in records. */
+  readonly #session: string | null;
+  /** Route by the session's pin (a messages request with a session, affinity enabled). */
+  readonly #pinned: boolean;
+  /** What affinity did for this request, for the metric. */
+  #affinity: AffinityResult = 'none';
+  #settled = false;
   readonly #target: string;
   readonly #deadline: number;
   readonly #started = performance.now();
@@ -273,7 +281,13 @@ class ProxyRequest {
     endpoint: Endpoint,
     token: string | null,
     body: Buffer,
-    sniff: { model: string; modelStart: number; modelEnd: number },
+    sniff: {
+      model: string;
+      modelStart: number;
+      modelEnd: number;
+      metadataStart: number;
+      metadataEnd: number;
+    },
   ) {
     this.#d = d;
     this.#rt = rt;
@@ -286,6 +300,15 @@ class ProxyRequest {
     this.#metricModel = rt.metricModel(sniff.model);
     this.#modelStart = sniff.modelStart;
     this.#modelEnd = sniff.modelEnd;
+    // The header first (Claude Code sends it on every request, so the body is rarely looked at).
+    const header = req.headers['x-claude-code-session-id'];
+    const sessionId = sessionIdOf(
+      header,
+      header === undefined ? metadataUserId(body, sniff.metadataStart, sniff.metadataEnd) : undefined,
+    );
+    this.#session = sessionId === undefined ? null : sessionKey(token, sessionId);
+    this.#pinned =
+      this.#session !== null && endpoint === 'messages' && rt.snapshot.config.routing.affinity.enabled;
     const { target, hints } = stripHintQuery(req.url ?? '/');
     this.#target = target;
     const total = rt.snapshot.config.routing.timeouts.total;
@@ -308,6 +331,15 @@ class ProxyRequest {
   }
 
   async run(): Promise<void> {
+    try {
+      await this.#run();
+    } finally {
+      if (this.#pinned && !this.#settled) this.#d.state.pins.abandon(this.#session!);
+      this.#d.metrics.child(this.#d.metrics.affinity, this.#affinity).inc();
+    }
+  }
+
+  async #run(): Promise<void> {
     const { state, now } = this.#d;
     const routing = this.#rt.snapshot.config.routing;
     const channels = this.#rt.snapshot.channels;
@@ -332,13 +364,32 @@ class ProxyRequest {
         tried,
       });
       let candidate: Candidate;
+      let choice: Choice | undefined;
       if (sel.kind === 'none') {
         return this.#finishError(ErrorCode.NO_CHANNEL, this.#model, []);
       } else if (sel.kind === 'exhausted') {
         break;
       } else if (sel.kind === 'go') {
         if (attempts === 0) state.advance(sel.rrAdvance);
-        candidate = sel.candidates[0]!;
+        if (this.#pinned) {
+          const session = this.#session!;
+          const affinity = routing.affinity;
+          choice = state.pins.choose({
+            candidates: sel.candidates,
+            session,
+            pin: state.pins.find(session, t, affinity.idle),
+            channels,
+            model: this.#model,
+            cooldowns: state.cooldowns,
+            now: t,
+            policy: affinity,
+          });
+          candidate = sel.candidates[choice.index]!;
+          if (choice.decision === 'new') state.pins.assign(session, candidate, t);
+          this.#affinity = choice.decision;
+        } else {
+          candidate = sel.candidates[0]!;
+        }
       } else {
         const until = sel.kind === 'wait' ? sel.until : t + sel.retryAfterMs;
         const waitMs = until - t;
@@ -416,6 +467,12 @@ class ProxyRequest {
         sentModel: sent,
       });
       const ctx = { channel, keyIndex, model: this.#model };
+      let affinity: AffinityResult = choice?.decision ?? 'none';
+      if (outcome.ok && choice) {
+        affinity = state.pins.settle(this.#session!, candidate, choice.decision, now());
+        this.#affinity = affinity;
+        this.#settled = true;
+      }
       if (outcome.ok) state.success(ctx, now());
       else if (outcome.scope !== 'none') {
         const entry = state.failure(outcome, ctx, routing.cooldown, now());
@@ -423,12 +480,12 @@ class ProxyRequest {
       }
       const final = outcome.ok || !outcome.failover || end.committed;
       if (final) {
-        this.#record(ts, attempts, channel, key.fingerprint, sent, end, outcome, !this.#gone);
+        this.#record(ts, attempts, channel, key.fingerprint, sent, end, outcome, !this.#gone, affinity);
         return this.#finishAttempt(channel, end, outcome);
       }
       const n = attempts;
       const ended = end;
-      unrecorded = (f) => this.#record(ts, n, channel, key.fingerprint, sent, ended, outcome, f);
+      unrecorded = (f) => this.#record(ts, n, channel, key.fingerprint, sent, ended, outcome, f, affinity);
       tried.push({ channel: channel.name, keyIndex });
       last = { end, outcome, channel };
       this.#d.metrics.pair(channel.name, this.#metricModel).failovers.inc();
@@ -545,6 +602,7 @@ class ProxyRequest {
     end: AttemptEnd,
     outcome: Outcome,
     final: boolean,
+    affinity: AffinityResult,
   ): void {
     const usage = outcome.ok || end.committed ? end.usage : undefined;
     const cost = usage ? this.#rt.prices.cost(sent, usage) : null;
@@ -570,6 +628,8 @@ class ProxyRequest {
       cacheCreationTokens: usage?.cacheCreation ?? null,
       cacheReadTokens: usage?.cacheRead ?? null,
       costUsd: cost,
+      sessionFp: this.#session,
+      affinity,
     };
     this.#d.logWriter.enqueue(record);
     const m = this.#d.metrics;

@@ -1,12 +1,15 @@
 /**
- * The proxy's runtime state that outlives snapshots: the cooldown table and the round-robin
- * pointers. Decisions stay in the pure modules (cooldown.ts, select.ts); this class applies their
- * results, writes cooldown changes through to SQLite (rare: failures and recoveries), flushes
- * round-robin pointers on a timer (they move on every request), and restores both at start.
+ * The proxy's runtime state that outlives snapshots: the cooldown table, the round-robin pointers
+ * and the session pins. Decisions stay in the pure modules (cooldown.ts, select.ts, affinity.ts);
+ * this class applies their results, writes cooldown changes through to SQLite (rare: failures and
+ * recoveries), flushes round-robin pointers and pins on a timer (they move on every request), and
+ * restores all three at start.
  */
 import type { Channel } from '../config/snapshot.js';
 import type { Logger } from '../log.js';
 import type { StateStore } from '../store/state-store.js';
+import type { AffinityPolicy } from './affinity.js';
+import { SessionPins } from './affinity-state.js';
 import {
   type AttemptContext,
   type CooldownEntry,
@@ -34,31 +37,40 @@ import {
 export class ProxyState {
   readonly cooldowns: CooldownState = createCooldownState();
   readonly rr: RoundRobin = createRoundRobin();
+  readonly pins: SessionPins;
   readonly #store: StateStore;
   readonly #log: Logger;
   #rrDirty = false;
   /** When this instance last cleared each scope, so a shared-state sync does not undo it. */
   readonly #clearedAt = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
+  #affinity: () => Pick<AffinityPolicy, 'idle'> = () => ({ idle: 65 * 60_000 });
   #writes: Promise<unknown> = Promise.resolve();
 
   constructor(store: StateStore, log: Logger) {
     this.#store = store;
     this.#log = log;
+    this.pins = new SessionPins(store);
   }
 
   /**
    * Loads persisted cooldowns and pointers, then starts the timer that persists pointers and
    * picks up cooldowns other ccload instances sharing the database have written.
    */
-  async start(opts: { flushMs?: number; now?: () => number } = {}): Promise<void> {
+  async start(
+    opts: { flushMs?: number; now?: () => number; affinity?: () => Pick<AffinityPolicy, 'idle'> } = {},
+  ): Promise<void> {
     for (const [k, e] of restoreCooldowns(await this.#store.loadCooldowns()).entries)
       this.cooldowns.entries.set(k, e);
     for (const [k, v] of restoreRoundRobin(await this.#store.loadRr())) this.rr.set(k, v);
     const now = opts.now ?? Date.now;
+    await this.pins.load(now());
+    this.#affinity = opts.affinity ?? (() => ({ idle: 65 * 60_000 }));
     this.#timer = setInterval(() => {
       void this.flushRr();
+      void this.flushPins(now());
       void this.syncShared(now()).catch(() => {});
+      void this.pins.syncShared(now()).catch(() => {});
     }, opts.flushMs ?? 2000);
     this.#timer.unref();
   }
@@ -130,6 +142,7 @@ export class ProxyState {
   prune(now: number, policy: CooldownPolicy, channels: readonly Channel[]): void {
     const dropped = prune(this.cooldowns, now, policy, channels);
     if (dropped.length > 0) this.#persist(() => this.#store.deleteCooldowns(dropped.map(scopeKey)));
+    this.pins.prune(channels);
   }
 
   /** Writes the round-robin pointers if they moved. */
@@ -139,17 +152,26 @@ export class ProxyState {
     await this.#persist(() => this.#store.saveRr(this.rr.entries()));
   }
 
-  /** Persists pointers and waits for pending writes; stops the timer. */
-  async close(): Promise<void> {
+  /** Writes the session pins that changed (and forgets idle ones). */
+  async flushPins(now: number): Promise<void> {
+    await this.#persist(() => this.pins.flush(now, this.#affinity().idle));
+  }
+
+  /** Persists pointers and pins and waits for pending writes; stops the timer. */
+  async close(now = Date.now()): Promise<void> {
     clearInterval(this.#timer);
     await this.flushRr();
+    await this.flushPins(now);
     await this.#writes;
   }
 
   /** Serialises state writes; a failed write is logged, memory stays authoritative. */
   #persist(write: () => Promise<unknown>): Promise<unknown> {
     this.#writes = this.#writes.then(write).catch((err: unknown) => {
-      this.#log.warn({ err, event: 'state_write_failed' }, 'could not persist cooldown/round-robin state');
+      this.#log.warn(
+        { err, event: 'state_write_failed' },
+        'could not persist cooldown/round-robin/pin state',
+      );
     });
     return this.#writes;
   }

@@ -37,6 +37,10 @@ export interface AttemptRecord {
   readonly cacheCreationTokens: number | null;
   readonly cacheReadTokens: number | null;
   readonly costUsd: number | null;
+  /** The session's fingerprint (a hash of client token name + session id, never the id); null without a session. */
+  readonly sessionFp?: string | null;
+  /** What session affinity did for this attempt: pinned, new, moved, kept or none. */
+  readonly affinity?: string | null;
 }
 
 /** An attempt read back from the table, with its row id. */
@@ -66,6 +70,8 @@ export const ATTEMPT_COLUMNS = [
   'cache_creation_tokens',
   'cache_read_tokens',
   'cost_usd',
+  'session_fp',
+  'affinity',
 ] as const;
 
 /** An integer column value: rounded, and null for anything that is not a finite number. */
@@ -108,6 +114,8 @@ export function attemptToRow(r: AttemptRecord): InValue[] {
     int(r.cacheCreationTokens),
     int(r.cacheReadTokens),
     real(r.costUsd),
+    text(r.sessionFp),
+    text(r.affinity),
   ];
 }
 
@@ -145,5 +153,7 @@ export function rowToAttempt(row: Row): StoredAttempt {
     cacheCreationTokens: num(row['cache_creation_tokens']),
     cacheReadTokens: num(row['cache_read_tokens']),
     costUsd: num(row['cost_usd']),
+    sessionFp: str(row['session_fp']),
+    affinity: str(row['affinity']),
   };
 }

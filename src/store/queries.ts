@@ -209,6 +209,10 @@ export interface LogEntry {
   readonly cache_creation_tokens: number | null;
   readonly cache_read_tokens: number | null;
   readonly cost_usd: number | null;
+  /** The session's fingerprint (a hash, never the client's session id); null without a session. */
+  readonly session_fp: string | null;
+  /** What session affinity did: pinned, new, moved, kept, none (null on rows from before it existed). */
+  readonly affinity: string | null;
 }
 
 function statusCond(f: StatusFilter): Cond {
@@ -275,6 +279,8 @@ function logEntry(row: Row): LogEntry {
     cache_creation_tokens: a.cacheCreationTokens,
     cache_read_tokens: a.cacheReadTokens,
     cost_usd: a.costUsd,
+    session_fp: a.sessionFp ?? null,
+    affinity: a.affinity ?? null,
   };
 }
 
@@ -338,6 +344,18 @@ export interface UsageTotals {
   readonly cost_usd: number;
 }
 
+/**
+ * The cache-read share of prompt tokens: cache read ÷ (input + cache read + cache write), 0..1
+ * (4 decimals); null without any prompt tokens. The share of the prompt served from the prompt
+ * cache — what session affinity is for.
+ */
+export function cacheReadShare(
+  t: Pick<UsageTotals, 'input_tokens' | 'cache_read_tokens' | 'cache_creation_tokens'>,
+): number | null {
+  const prompt = t.input_tokens + t.cache_read_tokens + t.cache_creation_tokens;
+  return prompt > 0 ? Math.round((t.cache_read_tokens / prompt) * 10_000) / 10_000 : null;
+}
+
 function totals(r: Row): UsageTotals {
   return {
     input_tokens: n(r['input_tokens']),
@@ -373,6 +391,51 @@ export interface StatsRow extends UsageTotals {
   readonly latency_avg_ms: number | null;
   readonly ttfb_p50_ms: number | null;
   readonly ttfb_avg_ms: number | null;
+}
+
+/** One channel's (or client token's) prompt-token totals and its cache-read share. */
+export interface CacheShareRow {
+  readonly input_tokens: number;
+  readonly cache_read_tokens: number;
+  readonly cache_creation_tokens: number;
+  /** `cacheReadShare`: cache read ÷ (input + cache read + cache write); null without prompt tokens. */
+  readonly cache_read_share: number | null;
+}
+
+/**
+ * The cache-read share per channel and per client token over the last `hours` (the same filters
+ * as `/admin/stats`), each ordered by name.
+ */
+export async function queryCacheShare(
+  db: StoreDb,
+  q: StatsQuery,
+  now: number,
+): Promise<{
+  channels: (CacheShareRow & { readonly channel_name: string | null })[];
+  tokens: (CacheShareRow & { readonly token: string | null })[];
+}> {
+  const w = hoursWindow(q.hours, now);
+  const segments = coverWindow(w.from, w.to, now);
+  const conds: Cond[] = [];
+  if (q.channel !== undefined) conds.push({ sql: 'channel = ?', args: [q.channel] });
+  if (q.model !== undefined) conds.push({ sql: 'model = ?', args: [q.model] });
+  const sums: SumName[] = ['input_tokens', 'cache_read_tokens', 'cache_creation_tokens'];
+  const [byChannel, byToken] = await Promise.all([
+    rollupSums(db, segments, ['channel'], sums, conds),
+    rollupSums(db, segments, ['token'], sums, conds),
+  ]);
+  const share = (r: Row): CacheShareRow => {
+    const t = {
+      input_tokens: n(r['input_tokens']),
+      cache_read_tokens: n(r['cache_read_tokens']),
+      cache_creation_tokens: n(r['cache_creation_tokens']),
+    };
+    return { ...t, cache_read_share: cacheReadShare(t) };
+  };
+  return {
+    channels: byChannel.map((r) => ({ channel_name: dim(r['channel']), ...share(r) })),
+    tokens: byToken.map((r) => ({ token: dim(r['token']), ...share(r) })),
+  };
 }
 
 /** Stats per channel × model over the last `hours`, ordered by channel then model. */

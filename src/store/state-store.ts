@@ -1,9 +1,11 @@
 /**
  * Persistence of the proxy's runtime state that must survive a restart: cooldown rows,
- * round-robin pointers, and the reload history shown by the dashboard. These writes are rare
- * (a cooldown change, a reload), so each is a plain awaited statement, not part of the log batch.
+ * round-robin pointers, session pins, and the reload history shown by the dashboard. These writes
+ * are rare (a cooldown change, a reload) or batched on a timer (pointers, pins), so each is a plain
+ * awaited statement or batch, not part of the log batch.
  */
 import type { InStatement, ResultSet, Row } from '@libsql/client';
+import type { PinRow } from '../proxy/affinity.js';
 import { guarded, type StoreDb } from './db.js';
 
 /** One persisted cooldown scope. */
@@ -200,6 +202,58 @@ export class StateStore {
       });
     }
     if (stmts.length > 0) await this.#batch(stmts);
+  }
+
+  /**
+   * Stored session pins written at or after `since` (ms; 0: all), with the time they were written.
+   * Other instances sharing the database are followed by asking for the rows written since the
+   * last look (indexed on `updated_at`).
+   */
+  async loadPins(since = 0): Promise<(PinRow & { readonly updatedAt: number })[]> {
+    const rs = await this.#execute({
+      sql: 'SELECT session, channel, key_index, identity, last_used, updated_at FROM session_pins WHERE updated_at >= ?',
+      args: [Math.floor(since)],
+    });
+    return rs.rows.map((r) => ({
+      session: String(r['session']),
+      channel: String(r['channel']),
+      keyIndex: Number(r['key_index']),
+      identity: strOrNull(r['identity']) ?? '',
+      lastUsed: Number(r['last_used']),
+      updatedAt: Number(r['updated_at']),
+    }));
+  }
+
+  /** Upserts and deletes session pins in one write batch, stamped `updatedAt`. */
+  async savePins(upserts: readonly PinRow[], deletes: readonly string[], updatedAt: number): Promise<void> {
+    const stmts: InStatement[] = [];
+    for (const p of upserts) {
+      stmts.push({
+        sql: `INSERT INTO session_pins (session, channel, key_index, identity, last_used, updated_at)
+              VALUES (?, ?, ?, ?, ?, ?)
+              ON CONFLICT (session) DO UPDATE SET channel = excluded.channel, key_index = excluded.key_index,
+                identity = excluded.identity, last_used = excluded.last_used, updated_at = excluded.updated_at
+              WHERE excluded.last_used >= session_pins.last_used`,
+        args: [p.session, p.channel, p.keyIndex, p.identity, Math.round(p.lastUsed), Math.round(updatedAt)],
+      });
+    }
+    for (let i = 0; i < deletes.length; i += DELETE_CHUNK) {
+      const chunk = deletes.slice(i, i + DELETE_CHUNK);
+      stmts.push({
+        sql: `DELETE FROM session_pins WHERE session IN (${chunk.map(() => '?').join(', ')})`,
+        args: chunk,
+      });
+    }
+    if (stmts.length > 0) await this.#batch(stmts);
+  }
+
+  /** Deletes pins last used before `before` (ms): the idle expiry of every instance's pins. */
+  async deleteIdlePins(before: number): Promise<number> {
+    const rs = await this.#execute({
+      sql: 'DELETE FROM session_pins WHERE last_used < ?',
+      args: [Math.floor(before)],
+    });
+    return rs.rowsAffected;
   }
 
   /** Records one reload and prunes history beyond `RELOADS_KEPT`; returns the new row id. */
