@@ -202,8 +202,7 @@ export function pinStatus(
 ): 'ok' | 'cooling' | 'gone' {
   const channel = channels.find((c) => c.name === pin.channel);
   if (
-    !channel ||
-    !channel.enabled ||
+    !channel?.enabled ||
     channel.problems.length > 0 ||
     channel.identity !== pin.identity ||
     !channel.keys.some((k) => k.index === pin.keyIndex) ||
