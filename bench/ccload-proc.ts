@@ -27,6 +27,8 @@ export interface CcloadConfig {
   cooldown?: { base: string; max: string };
   /** A number written into a comment, so every edit of the reload scenario is a new file. */
   edit?: number;
+  /** routing.affinity.enabled (default: the daemon's default, on). */
+  affinity?: boolean;
 }
 
 /** The text of a ccload.yaml for the benchmark; secrets are `${…}` references to the env below. */
@@ -48,6 +50,7 @@ export function ccloadYaml(c: CcloadConfig): string {
     'routing:',
     `  cooldown: { base: ${c.cooldown?.base ?? '1s'}, max: ${c.cooldown?.max ?? '30m'} }`,
     '  max_attempts: 5',
+    ...(c.affinity === undefined ? [] : [`  affinity: { enabled: ${c.affinity} }`]),
     'channels:',
   ];
   for (const ch of c.channels) {

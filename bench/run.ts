@@ -2,7 +2,7 @@
  * `npm run bench`: ccload against a bare passthrough, measured in the same run on loopback (a script
  * that prints numbers; it asserts nothing and exits 0 unless something could not run).
  *
- *   npm run bench [-- --seconds=5] [--only=small,43k,200k,streams200,streams1000,reloads,failover]
+ *   npm run bench [-- --seconds=5] [--only=small,43k,200k,streams200,streams1000,reloads,failover,affinity]
  *                 [--targets=direct,passthrough,ccload-warn,ccload-info] [--cpu-prof[=target,…]]
  *
  * Every server runs in its own process — the fake upstreams (bench/upstream.ts), the passthrough
@@ -22,6 +22,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runAffinityBench } from './affinity.js';
 import { type CcloadConfig, type CcloadProc, ccloadYaml, metricSum, startCcload } from './ccload-proc.js';
 import {
   CPU_RESOLUTION_US,
@@ -551,6 +552,13 @@ function gates(rows: Row[]): string[] {
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
+  // The affinity benchmark (bench/affinity.ts) measures the prompt cache, not CPU, and runs on
+  // its own for about a minute: only when named.
+  if (opts.only?.has('affinity')) {
+    await runAffinityBench();
+    opts.only.delete('affinity');
+    if (opts.only.size === 0) return;
+  }
   const dir = mkdtempSync(join(tmpdir(), 'ccload-bench-'));
   const startedAt = new Date();
   const load0 = loadavg();

@@ -58,12 +58,15 @@ export function channelJson(
     enabled: c.enabled,
     auth: c.auth,
     problems: c.problems,
+    /** Sessions pinned to this channel now (session affinity). */
+    pinned_sessions: app.proxyState.pins.sessionsOn(c.name),
     ...(channelUntil > now ? { cooling_until: iso(channelUntil), remaining_ms: channelUntil - now } : {}),
     keys: c.keys.map((k) => {
       const until = cooling('key', k.index);
       return {
         index: k.index,
         fingerprint: k.fingerprint,
+        pinned_sessions: app.proxyState.pins.sessionsOn(c.name, k.index),
         ...(until > now ? { cooling_until: iso(until), remaining_ms: until - now } : {}),
       };
     }),

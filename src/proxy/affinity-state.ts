@@ -95,6 +95,13 @@ export class SessionPins {
     return this.table.channelLoad;
   }
 
+  /** Sessions pinned to a channel, or to one of its keys. */
+  sessionsOn(channel: string, keyIndex?: number): number {
+    return keyIndex === undefined
+      ? (this.table.channelLoad.get(channel) ?? 0)
+      : (this.table.pairLoad.get(JSON.stringify([channel, keyIndex])) ?? 0);
+  }
+
   #dropped(pins: readonly Pin[]): void {
     for (const p of pins) {
       if (!p.confirmed) continue;

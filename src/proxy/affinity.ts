@@ -50,7 +50,7 @@ export interface Pin {
 /** The pin table: pins by session key, least recently used first, and the sessions per key. */
 export interface PinTable {
   readonly pins: Map<string, Pin>;
-  /** Sessions pinned (tentatively included) per `pairKey(channel, keyIndex)`. */
+  /** Sessions pinned (tentatively included) per `pairKey(channel, keyIndex)`: `JSON.stringify([channel, keyIndex])`. */
   readonly pairLoad: Map<string, number>;
   /** Sessions pinned per channel name. */
   readonly channelLoad: Map<string, number>;

@@ -91,7 +91,7 @@ function keys(c: ChannelView, now: number): Html {
       k.remaining_ms
         ? html` <span class="badge badge-warn">cooling <span data-until="${now + k.remaining_ms}">${Math.ceil(k.remaining_ms / 1000)}s</span></span>`
         : ''
-    }</div>`;
+    }${c.keys.length > 1 ? html` <span class="muted" title="sessions pinned to this key">· ${k.pinned_sessions} sessions</span>` : ''}</div>`;
   })}`;
 }
 
@@ -131,7 +131,7 @@ export async function channelsPanel(app: App, opts: { notice?: Notice } = {}): P
   ${notice(opts.notice)}
   <div id="channel-test-result"></div>
   <div class="table-wrap"><table class="stack">
-  <thead><tr><th>state</th><th>channel</th><th class="num">priority</th><th>models</th><th>keys</th><th>cooldowns</th><th></th></tr></thead>
+  <thead><tr><th>state</th><th>channel</th><th class="num">priority</th><th>models</th><th>keys</th><th class="num" title="Claude Code sessions pinned to the channel (session affinity)">pinned sessions</th><th>cooldowns</th><th></th></tr></thead>
   <tbody>${rows.map(
     (c) => html`<tr>
     <td>${state(c)}</td>
@@ -147,6 +147,7 @@ export async function channelsPanel(app: App, opts: { notice?: Notice } = {}): P
         : ''
     }</td>
     <td data-label="keys">${keys(c, now)}</td>
+    <td class="num" data-label="pinned sessions">${c.pinned_sessions}</td>
     <td data-label="cooldowns">${cooldownList(c, now)}</td>
     <td><div class="actions">${actions(c, list.hash, editable)}</div></td>
   </tr>`,

@@ -108,7 +108,11 @@ export async function logsPanel(app: App, f: LogFilters): Promise<Html> {
     (e) => html`<tr>
     <td class="nowrap">${time(Date.parse(e.time))}</td>
     <td>${statusBadge(e.status_code)}${e.error_class ? html`<div class="small muted">${e.error_class.replace(/^CCL_/, '')}</div>` : ''}</td>
-    <td>${e.channel_name ?? '–'}${e.key_fp ? html` <code class="small">${e.key_fp}</code>` : ''}</td>
+    <td>${e.channel_name ?? '–'}${e.key_fp ? html` <code class="small">${e.key_fp}</code>` : ''}${
+      e.session_fp && e.affinity && e.affinity !== 'none'
+        ? html`<div class="small muted" title="session ${e.session_fp}: what session affinity did">session ${e.affinity}</div>`
+        : ''
+    }</td>
     <td class="small"><code>${e.model ?? '–'}</code>${e.model_sent && e.model_sent !== e.model ? html` → <code>${e.model_sent}</code>` : ''}${e.is_streaming ? html` <span class="badge badge-off">stream</span>` : ''}${e.endpoint === 'count_tokens' ? html` <span class="badge badge-off">count</span>` : ''}</td>
     <td class="hide-sm">${e.token ?? html`<span class="muted">–</span>`}</td>
     <td class="num" data-label="attempt">${e.attempt}${e.final ? '' : html`<span class="muted" title="failed over to the next attempt">↷</span>`}</td>

@@ -1,10 +1,11 @@
 /**
- * The Overview page: the last 24 hours at a glance — requests, success rate, tokens and cost, the
- * trend chart, every channel's health, and usage per client token. The body refreshes itself.
+ * The Overview page: the last 24 hours at a glance — requests, success rate, tokens, the cache-read
+ * share and cost, the trend chart, every channel's health, and usage per client token. The body
+ * refreshes itself.
  */
 import type { App } from '../../app.js';
 import { activeEntries } from '../../proxy/cooldown.js';
-import { queryStats, queryTrend, queryUsage } from '../../store/queries.js';
+import { cacheReadShare, queryStats, queryTrend, queryUsage } from '../../store/queries.js';
 import { type Html, html } from '../html.js';
 import { trendChart } from './chart.js';
 import { count, ms, percent, usd } from './format.js';
@@ -38,6 +39,7 @@ export async function overviewBody(app: App): Promise<Html> {
   const snapshot = app.reloader.current;
   const cooling = activeEntries(app.proxyState.cooldowns, now, snapshot.channels);
   const inflight = await app.metrics.inflight.get();
+  const pinned = app.proxyState.pins.table.pins.size;
 
   const perChannel = new Map<string, { total: number; success: number; p50: number | null }>();
   for (const r of stats) {
@@ -83,8 +85,19 @@ export async function overviewBody(app: App): Promise<Html> {
   ${card('Requests · 24 h', count(ok + failed), html`${count(failed)} failed · ${count(attempts)} attempts`)}
   ${card('Success rate', ok + failed ? percent(ok / (ok + failed)) : '–', 'of client requests')}
   ${card('Tokens · 24 h', count(input + output + cacheRead + cacheWrite), html`${count(input)} in · ${count(output)} out · ${count(cacheRead)} cache read`)}
+  ${card(
+    'Cache reads · 24 h',
+    percent(
+      cacheReadShare({
+        input_tokens: input,
+        cache_read_tokens: cacheRead,
+        cache_creation_tokens: cacheWrite,
+      }),
+    ),
+    'of prompt tokens read from the prompt cache',
+  )}
   ${card('Cost · 24 h', usd(sum('cost_usd')), 'at the prices in ccload.yaml')}
-  ${card('Now', `${inflight.values[0]?.value ?? 0} in flight`, html`${cooling.length} scope${cooling.length === 1 ? '' : 's'} cooling`)}
+  ${card('Now', `${inflight.values[0]?.value ?? 0} in flight`, html`${cooling.length} scope${cooling.length === 1 ? '' : 's'} cooling · ${count(pinned)} session${pinned === 1 ? '' : 's'} pinned`)}
 </div>
 <section class="panel">
   <h2>Client requests, last 24 h</h2>

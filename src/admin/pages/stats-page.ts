@@ -1,9 +1,10 @@
 /**
  * The Stats page: channel × model over a chosen window — attempts, success rate, tokens, cost,
- * latency p50/p95 and time to first byte — with totals, and usage per client token.
+ * latency p50/p95 and time to first byte — with totals, the cache-read share per channel, and usage
+ * (with its cache-read share) per client token.
  */
 import type { App } from '../../app.js';
-import { queryStats, queryUsage } from '../../store/queries.js';
+import { cacheReadShare, queryCacheShare, queryStats, queryUsage } from '../../store/queries.js';
 import { type Html, html } from '../html.js';
 import { count, ms, percent, usd } from './format.js';
 
@@ -18,9 +19,10 @@ export function statsHours(url: URL): number {
 /** The stats panel. */
 export async function statsPanel(app: App, hours: number): Promise<Html> {
   const now = app.now();
-  const [rows, usage] = await Promise.all([
+  const [rows, usage, cache] = await Promise.all([
     queryStats(app.db, { hours }, now),
     queryUsage(app.db, { hours }, now),
+    queryCacheShare(app.db, { hours }, now),
   ]);
   const t = rows.reduce(
     (a, r) => ({
@@ -45,7 +47,7 @@ export async function statsPanel(app: App, hours: number): Promise<Html> {
     )}</span></h2>
   <div class="table-wrap"><table>
   <thead><tr><th>channel</th><th>model</th><th class="num">attempts</th><th class="num">success</th><th class="num">answered</th>
-    <th class="num">input</th><th class="num">output</th><th class="num hide-sm">cache read</th><th class="num hide-sm">cache write</th><th class="num">cost</th>
+    <th class="num">input</th><th class="num">output</th><th class="num hide-sm">cache read</th><th class="num hide-sm">cache write</th><th class="num" title="cache read ÷ (input + cache read + cache write)">cache share</th><th class="num">cost</th>
     <th class="num">p50</th><th class="num">p95</th><th class="num hide-sm">ttfb p50</th></tr></thead>
   <tbody>${rows.map(
     (r) => html`<tr>
@@ -55,6 +57,7 @@ export async function statsPanel(app: App, hours: number): Promise<Html> {
     <td class="num">${count(r.requests)}</td>
     <td class="num">${count(r.input_tokens)}</td><td class="num">${count(r.output_tokens)}</td>
     <td class="num hide-sm">${count(r.cache_read_tokens)}</td><td class="num hide-sm">${count(r.cache_creation_tokens)}</td>
+    <td class="num">${percent(cacheReadShare(r))}</td>
     <td class="num">${usd(r.cost_usd)}</td>
     <td class="num">${ms(r.latency_p50_ms)}</td><td class="num">${ms(r.latency_p95_ms)}</td><td class="num hide-sm">${ms(r.ttfb_p50_ms)}</td>
   </tr>`,
@@ -63,6 +66,7 @@ export async function statsPanel(app: App, hours: number): Promise<Html> {
     rows.length
       ? html`<tfoot><tr><th colspan="2">all</th><th class="num">${count(t.total)}</th><th class="num">${t.total ? percent(t.success / t.total) : '–'}</th><th class="num">${count(t.requests)}</th>
     <th class="num">${count(t.input)}</th><th class="num">${count(t.output)}</th><th class="num hide-sm">${count(t.cacheRead)}</th><th class="num hide-sm">${count(t.cacheWrite)}</th>
+    <th class="num">${percent(cacheReadShare({ input_tokens: t.input, cache_read_tokens: t.cacheRead, cache_creation_tokens: t.cacheWrite }))}</th>
     <th class="num">${usd(t.cost)}</th><th colspan="3"></th></tr></tfoot>`
       : ''
   }
@@ -72,17 +76,35 @@ export async function statsPanel(app: App, hours: number): Promise<Html> {
     Latencies are over successful attempts, from log-scale histograms (within about 10%).</p>
 </section>
 <section class="panel">
+  <h2>Prompt cache by channel <span class="muted small">last ${label(hours)}</span></h2>
+  ${
+    cache.channels.length === 0
+      ? html`<p class="muted">No attempts in this window.</p>`
+      : html`<div class="table-wrap"><table>
+  <thead><tr><th>channel</th><th class="num">input</th><th class="num">cache read</th><th class="num">cache write</th><th class="num">cache-read share</th><th class="num">pinned sessions now</th></tr></thead>
+  <tbody>${cache.channels.map(
+    (
+      c,
+    ) => html`<tr><td>${c.channel_name ?? '–'}</td><td class="num">${count(c.input_tokens)}</td><td class="num">${count(c.cache_read_tokens)}</td>
+    <td class="num">${count(c.cache_creation_tokens)}</td><td class="num"><strong>${percent(c.cache_read_share)}</strong></td>
+    <td class="num">${count(app.proxyState.pins.sessionsOn(c.channel_name ?? ''))}</td></tr>`,
+  )}</tbody></table></div>`
+  }
+  <p class="muted small">Cache-read share = cache read ÷ (input + cache read + cache write): the part of the prompt served from the account's prompt cache (billed at 0.1× input; a write costs 1.25×).
+    Session affinity keeps each Claude Code session on the account that holds its cache.</p>
+</section>
+<section class="panel">
   <h2>By client token <span class="muted small">last ${label(hours)}</span></h2>
   ${
     usage.length === 0
       ? html`<p class="muted">No requests in this window.</p>`
       : html`<div class="table-wrap"><table>
-  <thead><tr><th>token</th><th class="num">requests</th><th class="num">failed</th><th class="num">attempts</th><th class="num">input</th><th class="num">output</th><th class="num hide-sm">cache read</th><th class="num">cost</th></tr></thead>
+  <thead><tr><th>token</th><th class="num">requests</th><th class="num">failed</th><th class="num">attempts</th><th class="num">input</th><th class="num">output</th><th class="num hide-sm">cache read</th><th class="num">cache share</th><th class="num">cost</th></tr></thead>
   <tbody>${usage.map(
     (
       u,
     ) => html`<tr><td>${u.token ?? html`<span class="muted">(open proxy)</span>`}</td><td class="num">${count(u.requests)}</td><td class="num">${count(u.error)}</td><td class="num">${count(u.attempts)}</td>
-    <td class="num">${count(u.input_tokens)}</td><td class="num">${count(u.output_tokens)}</td><td class="num hide-sm">${count(u.cache_read_tokens)}</td><td class="num">${usd(u.cost_usd)}</td></tr>`,
+    <td class="num">${count(u.input_tokens)}</td><td class="num">${count(u.output_tokens)}</td><td class="num hide-sm">${count(u.cache_read_tokens)}</td><td class="num">${percent(cacheReadShare(u))}</td><td class="num">${usd(u.cost_usd)}</td></tr>`,
   )}</tbody></table></div>`
   }
 </section>`;
