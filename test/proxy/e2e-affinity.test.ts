@@ -12,7 +12,7 @@ import { hashContent } from '../../src/config/load.js';
 import type { Daemon } from '../../src/daemon.js';
 import type { FakeUpstream } from '../../src/dev/fake-upstream.js';
 import { sessionKey } from '../../src/proxy/affinity.js';
-import { startTestDaemon } from '../daemon/helpers.js';
+import { startTestDaemon, testEnv } from '../daemon/helpers.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
 import {
@@ -306,3 +306,88 @@ channels:
     'the session stays on its channel on both instances',
   );
 });
+
+t.test(
+  '/admin/stats and the pages report the cache-read share per channel and per client token',
+  async (t) => {
+    const [a, b] = await startUpstreams(t, 2);
+    // a reads most of its prompt from the cache, b writes it.
+    a!.setDefault({
+      kind: 'answer',
+      usage: {
+        input_tokens: 50,
+        output_tokens: 5,
+        cache_read_input_tokens: 900,
+        cache_creation_input_tokens: 50,
+      },
+    });
+    b!.setDefault({
+      kind: 'answer',
+      usage: {
+        input_tokens: 100,
+        output_tokens: 5,
+        cache_read_input_tokens: 0,
+        cache_creation_input_tokens: 900,
+      },
+    });
+    const { url, daemon } = await startProxy(t, {
+      channels: [
+        { name: 'a', url: a!.url, priority: 20 },
+        { name: 'b', url: b!.url, priority: 10 },
+      ],
+      tokens: [
+        { name: 'alice', token: 'ccl-token-alice-0123456789' },
+        { name: 'bob', token: 'ccl-token-bob-0123456789' },
+      ],
+    });
+    t.equal((await send(url, turn(randomUUID(), 0, 'header', 'ccl-token-alice-0123456789'))).status, 200);
+    // b only serves while a is disabled for the moment: send bob's request with a cooling.
+    a!.enqueue({ kind: 'status', status: 503 });
+    t.equal((await send(url, turn(randomUUID(), 0, 'header', 'ccl-token-bob-0123456789'))).status, 200);
+    await attempts(daemon, { atLeast: 3 });
+    const res = await fetch(`${url}/admin/stats?hours=1`, {
+      headers: { authorization: `Bearer ${daemon.app.controlToken}` },
+    });
+    const json = (await res.json()) as {
+      cache_read_share: {
+        channels: { channel_name: string; cache_read_share: number | null }[];
+        tokens: { token: string; cache_read_share: number | null }[];
+      };
+    };
+    t.same(
+      json.cache_read_share.channels.map((c) => [c.channel_name, c.cache_read_share]),
+      [
+        ['a', 0.9],
+        ['b', 0],
+      ],
+      'per channel: 900 / (50 + 900 + 50) and 0 / (100 + 900)',
+    );
+    t.same(
+      json.cache_read_share.tokens.map((c) => [c.token, c.cache_read_share]),
+      [
+        ['alice', 0.9],
+        ['bob', 0],
+      ],
+      'per client token',
+    );
+    // The Stats page shows the same share (rendered for a logged-in session).
+    const login = await fetch(`${url}/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ password: testEnv.TEST_PASS }),
+    });
+    const cookie = String(login.headers.get('set-cookie')).split(';')[0]!;
+    if (login.status === 200) {
+      const page = await (await fetch(`${url}/stats?hours=1`, { headers: { cookie } })).text();
+      t.match(page, /Prompt cache by channel/);
+      t.match(page, /<strong>90\.0%<\/strong>/, 'the Stats page shows 90% for a');
+      const overview = await (await fetch(`${url}/ui/overview`, { headers: { cookie } })).text();
+      // (900 + 0) / (50 + 900 + 50 + 100 + 0 + 900) = 45%
+      t.match(overview, /Cache reads · 24 h<\/div><div class="value">45\.0%/, 'the Overview card');
+      const channels = await (await fetch(`${url}/channels`, { headers: { cookie } })).text();
+      t.match(channels, /data-label="pinned sessions">1</, 'pins per channel on the Channels page');
+    } else {
+      t.fail(`login: ${login.status}`);
+    }
+  },
+);
