@@ -47,7 +47,7 @@ export async function statsPanel(app: App, hours: number): Promise<Html> {
     )}</span></h2>
   <div class="table-wrap"><table>
   <thead><tr><th>channel</th><th>model</th><th class="num">attempts</th><th class="num">success</th><th class="num">answered</th>
-    <th class="num">input</th><th class="num">output</th><th class="num hide-sm">cache read</th><th class="num hide-sm">cache write</th><th class="num" title="cache read ÷ (input + cache read + cache write)">cache share</th><th class="num">cost</th>
+    <th class="num">input</th><th class="num">output</th><th class="num hide-sm">cache read</th><th class="num hide-sm">cache write</th><th class="num">cost</th>
     <th class="num">p50</th><th class="num">p95</th><th class="num hide-sm">ttfb p50</th></tr></thead>
   <tbody>${rows.map(
     (r) => html`<tr>
@@ -57,7 +57,6 @@ export async function statsPanel(app: App, hours: number): Promise<Html> {
     <td class="num">${count(r.requests)}</td>
     <td class="num">${count(r.input_tokens)}</td><td class="num">${count(r.output_tokens)}</td>
     <td class="num hide-sm">${count(r.cache_read_tokens)}</td><td class="num hide-sm">${count(r.cache_creation_tokens)}</td>
-    <td class="num">${percent(cacheReadShare(r))}</td>
     <td class="num">${usd(r.cost_usd)}</td>
     <td class="num">${ms(r.latency_p50_ms)}</td><td class="num">${ms(r.latency_p95_ms)}</td><td class="num hide-sm">${ms(r.ttfb_p50_ms)}</td>
   </tr>`,
@@ -66,7 +65,6 @@ export async function statsPanel(app: App, hours: number): Promise<Html> {
     rows.length
       ? html`<tfoot><tr><th colspan="2">all</th><th class="num">${count(t.total)}</th><th class="num">${t.total ? percent(t.success / t.total) : '–'}</th><th class="num">${count(t.requests)}</th>
     <th class="num">${count(t.input)}</th><th class="num">${count(t.output)}</th><th class="num hide-sm">${count(t.cacheRead)}</th><th class="num hide-sm">${count(t.cacheWrite)}</th>
-    <th class="num">${percent(cacheReadShare({ input_tokens: t.input, cache_read_tokens: t.cacheRead, cache_creation_tokens: t.cacheWrite }))}</th>
     <th class="num">${usd(t.cost)}</th><th colspan="3"></th></tr></tfoot>`
       : ''
   }
@@ -99,7 +97,7 @@ export async function statsPanel(app: App, hours: number): Promise<Html> {
     usage.length === 0
       ? html`<p class="muted">No requests in this window.</p>`
       : html`<div class="table-wrap"><table>
-  <thead><tr><th>token</th><th class="num">requests</th><th class="num">failed</th><th class="num">attempts</th><th class="num">input</th><th class="num">output</th><th class="num hide-sm">cache read</th><th class="num">cache share</th><th class="num">cost</th></tr></thead>
+  <thead><tr><th>token</th><th class="num">requests</th><th class="num">failed</th><th class="num">attempts</th><th class="num">input</th><th class="num">output</th><th class="num hide-sm">cache read</th><th class="num" title="cache read ÷ (input + cache read + cache write)">cache share</th><th class="num">cost</th></tr></thead>
   <tbody>${usage.map(
     (
       u,
