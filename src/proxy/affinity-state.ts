@@ -7,6 +7,7 @@
 import type { Channel } from '../config/snapshot.js';
 import type { StateStore } from '../store/state-store.js';
 import {
+  type AffinityPolicy,
   abandonTentative,
   adoptPinRows,
   assignTentative,
@@ -70,8 +71,14 @@ export class SessionPins {
   }
 
   /** A successful answer of the session: returns what affinity did. */
-  settle(session: string, served: Candidate, decision: Choice['decision'], now: number) {
-    const { result, evicted } = settle(this.table, session, served, decision, now);
+  settle(
+    session: string,
+    served: Candidate,
+    decision: Choice['decision'],
+    now: number,
+    policy: Pick<AffinityPolicy, 'move_after'>,
+  ) {
+    const { result, evicted } = settle(this.table, session, served, decision, now, policy);
     this.#dropped(evicted);
     this.#dirty.add(session);
     this.#deleted.delete(session);

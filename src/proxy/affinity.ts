@@ -43,7 +43,11 @@ export interface Pin {
    * the request fails.
    */
   confirmed: boolean;
-  /** Since when the pinned scope has kept this session away (0: it has not). */
+  /**
+   * Since when the pinned scope has kept this session away without a break (0: it has not). A gap
+   * of `move_after` between two requests of the session ends the stretch: trouble long ago does
+   * not add up with a brief cooldown now.
+   */
   troubleSince: number;
 }
 
@@ -210,7 +214,13 @@ export function pinStatus(
   ) {
     return 'gone';
   }
-  if (pin.troubleSince > 0 && now - pin.troubleSince >= policy.move_after) return 'gone';
+  if (
+    pin.troubleSince > 0 &&
+    now - pin.lastUsed < policy.move_after &&
+    now - pin.troubleSince >= policy.move_after
+  ) {
+    return 'gone';
+  }
   const until = coolingUntil(cooldowns, channel, pin.keyIndex, model, now);
   if (until <= now) return 'ok';
   return until - now >= policy.move_after ? 'gone' : 'cooling';
@@ -342,7 +352,7 @@ export function abandonTentative(table: PinTable, session: string): void {
  * Applies a successful answer of the session from `served`, chosen as `decision`; returns the
  * result to record and the pins evicted. `new` and `moved` (re)pin the session to `served`;
  * `pinned` refreshes the pin and ends any trouble; `kept` refreshes the pin where it is and notes
- * since when the session has been kept away.
+ * since when the session has been kept away (see `Pin.troubleSince`).
  */
 export function settle(
   table: PinTable,
@@ -350,11 +360,13 @@ export function settle(
   served: Candidate,
   decision: Choice['decision'],
   now: number,
+  policy: Pick<AffinityPolicy, 'move_after'>,
 ): { result: Exclude<AffinityResult, 'none'>; evicted: Pin[] } {
   const pin = table.pins.get(session);
   if (decision === 'kept' && pin?.confirmed) {
+    // A new stretch of trouble starts unless the session was kept away just before.
+    if (pin.troubleSince === 0 || now - pin.lastUsed >= policy.move_after) pin.troubleSince = now;
     touch(table, pin, now);
-    if (pin.troubleSince === 0) pin.troubleSince = now;
     return { result: 'kept', evicted: [] };
   }
   if (

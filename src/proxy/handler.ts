@@ -469,7 +469,7 @@ class ProxyRequest {
       const ctx = { channel, keyIndex, model: this.#model };
       let affinity: AffinityResult = choice?.decision ?? 'none';
       if (outcome.ok && choice) {
-        affinity = state.pins.settle(this.#session!, candidate, choice.decision, now());
+        affinity = state.pins.settle(this.#session!, candidate, choice.decision, now(), routing.affinity);
         this.#affinity = affinity;
         this.#settled = true;
       }

@@ -98,7 +98,7 @@ class World {
     });
     const c: Candidate = sel.candidates[choice.index]!;
     if (choice.decision === 'new') assignTentative(this.table, session, c, now);
-    const { result } = settle(this.table, session, c, choice.decision, now);
+    const { result } = settle(this.table, session, c, choice.decision, now, this.policy);
     return { channel: c.channel.name, keyIndex: c.keyIndex, choice, result };
   }
 
@@ -179,7 +179,7 @@ t.test(
     abandonTentative(w.table, 'x');
     t.equal(w.table.pins.has('x'), false, 'a request without a successful answer leaves no pin');
     t.equal(w.table.pins.size, 2);
-    settle(w.table, 'y', sel.candidates.find((c) => c.channel.name === picked[1])!, 'new', T0);
+    settle(w.table, 'y', sel.candidates.find((c) => c.channel.name === picked[1])!, 'new', T0, POLICY);
     abandonTentative(w.table, 'y');
     t.equal(w.table.pins.get('y')?.confirmed, true, 'a confirmed pin is not abandoned');
   },
@@ -229,15 +229,29 @@ t.test('decision table: a pinned session under failures, removals and priority c
       pinAfter: 'moved',
     },
     {
-      label: 'short cooldowns, but kept away for move_after: the pin moves',
+      label: 'short cooldowns, but kept away turn after turn for move_after: the pin moves',
       setup: (w) => {
-        w.cool('b', T0 + 1000);
-        w.route('s', T0 + 1500);
+        for (let at = 1500; at < 61_000; at += 10_000) {
+          w.cool('b', T0 + at - 500);
+          if (w.route('s', T0 + at).result !== 'kept') throw new Error(`not kept at ${at}`);
+        }
         w.cool('b', T0 + 61_000);
         return T0 + 61_600;
       },
       decision: 'moved',
       pinAfter: 'moved',
+    },
+    {
+      label: 'kept away long ago, back during a brief cooldown: the old trouble does not count',
+      setup: (w) => {
+        w.cool('b', T0 + 1000);
+        w.route('s', T0 + 1500);
+        w.cool('b', T0 + 10 * 60_000);
+        return T0 + 10 * 60_000 + 500;
+      },
+      decision: 'kept',
+      pinAfter: 'b',
+      served: 'stand-in',
     },
     {
       label: 'disabled channel: the pin moves',
