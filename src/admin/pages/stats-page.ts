@@ -79,12 +79,12 @@ export async function statsPanel(app: App, hours: number): Promise<Html> {
     cache.channels.length === 0
       ? html`<p class="muted">No attempts in this window.</p>`
       : html`<div class="table-wrap"><table>
-  <thead><tr><th>channel</th><th class="num">input</th><th class="num">cache read</th><th class="num">cache write</th><th class="num">cache-read share</th><th class="num">pinned sessions now</th></tr></thead>
+  <thead><tr><th>channel</th><th class="num hide-sm">input</th><th class="num hide-sm">cache read</th><th class="num hide-sm">cache write</th><th class="num">cache-read share</th><th class="num">pinned sessions now</th></tr></thead>
   <tbody>${cache.channels.map(
     (
       c,
-    ) => html`<tr><td>${c.channel_name ?? '–'}</td><td class="num">${count(c.input_tokens)}</td><td class="num">${count(c.cache_read_tokens)}</td>
-    <td class="num">${count(c.cache_creation_tokens)}</td><td class="num"><strong>${percent(c.cache_read_share)}</strong></td>
+    ) => html`<tr><td>${c.channel_name ?? '–'}</td><td class="num hide-sm">${count(c.input_tokens)}</td><td class="num hide-sm">${count(c.cache_read_tokens)}</td>
+    <td class="num hide-sm">${count(c.cache_creation_tokens)}</td><td class="num"><strong>${percent(c.cache_read_share)}</strong></td>
     <td class="num">${count(app.proxyState.pins.sessionsOn(c.channel_name ?? ''))}</td></tr>`,
   )}</tbody></table></div>`
   }
