@@ -161,7 +161,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     metrics.observe({
       logWriter: () => logWriter.stats(),
       cooldowns: () => activeEntries(proxyState.cooldowns, now(), reloader.current.channels),
-      pins: () => proxyState.pins.perChannel(),
+      // Every configured channel has a series, 0 when nothing is pinned to it.
+      pins: () =>
+        new Map([
+          ...reloader.current.channels.map((c): [string, number] => [c.name, 0]),
+          ...proxyState.pins.perChannel(),
+        ]),
     });
     let runtime = new Runtime(initial);
     closers.push(() => runtime.destroy());
