@@ -12,14 +12,15 @@ import { hashContent } from '../../src/config/load.js';
 import type { Daemon } from '../../src/daemon.js';
 import type { FakeUpstream } from '../../src/dev/fake-upstream.js';
 import { sessionKey } from '../../src/proxy/affinity.js';
-import { startTestDaemon, testEnv } from '../daemon/helpers.js';
+import { testEnv } from '../helpers/config.js';
+import { startTestDaemon } from '../helpers/daemon.js';
+import { MODEL } from '../helpers/messages.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
 import {
   attempts,
   CLIENT_TOKEN,
   coolingScopes,
-  MODEL,
   proxyConfig,
   send,
   startProxy,
