@@ -247,11 +247,11 @@ export class StateStore {
     if (stmts.length > 0) await this.#batch(stmts);
   }
 
-  /** Deletes pins last used before `before` (ms): the idle expiry of every instance's pins. */
-  async deleteIdlePins(before: number): Promise<number> {
+  /** Deletes pins last used at or before `cutoff` (ms): the idle expiry of every instance's pins. */
+  async deleteIdlePins(cutoff: number): Promise<number> {
     const rs = await this.#execute({
-      sql: 'DELETE FROM session_pins WHERE last_used < ?',
-      args: [Math.floor(before)],
+      sql: 'DELETE FROM session_pins WHERE last_used <= ?',
+      args: [Math.floor(cutoff)],
     });
     return rs.rowsAffected;
   }
