@@ -327,6 +327,8 @@ t.test('log page: newest first, seed fields, filters, windows, limit/offset/tota
     cache_creation_tokens: 10,
     cache_read_tokens: 20,
     cost_usd: 0.01,
+    session_fp: null,
+    affinity: null,
   });
   const [a2] = (await queryLogs(db, { ...base, status: { kind: 'code', code: 529 } }, NOW)).entries;
   t.match(a2, {
