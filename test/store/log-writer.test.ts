@@ -75,7 +75,14 @@ t.test('regression: a busy failure does not poison the next commit (libsql-clien
 t.test('a record round-trips through the table, nulls and odd numbers included', async (t) => {
   const db = await openTestDb(t);
   const w = new LogWriter(db);
-  const full = sampleAttempt(7, { endpoint: 'count_tokens', streamed: false, final: false, status: 529 });
+  const full = sampleAttempt(7, {
+    endpoint: 'count_tokens',
+    streamed: false,
+    final: false,
+    status: 529,
+    sessionFp: '0123456789abcdef',
+    affinity: 'kept',
+  });
   const sparse: AttemptRecord = sampleAttempt(8, {
     token: null,
     modelSent: null,
@@ -98,7 +105,7 @@ t.test('a record round-trips through the table, nulls and odd numbers included',
   t.same({ ...a, id: undefined }, { ...full, id: undefined });
   t.same(
     { ...b, id: undefined },
-    { ...sparse, id: undefined, durationMs: 13, outputTokens: null },
+    { ...sparse, id: undefined, durationMs: 13, outputTokens: null, sessionFp: null, affinity: null },
     'fractional ms rounded, NaN stored as null',
   );
 });

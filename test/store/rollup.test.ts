@@ -4,7 +4,7 @@
  * throwing rollup builder not blocking the attempt log.
  */
 import t, { type Test } from 'tap';
-import type { AttemptRecord } from '../../src/store/attempt.js';
+import { ATTEMPT_COLUMNS, type AttemptRecord, attemptToRow } from '../../src/store/attempt.js';
 import { type Database, openDatabase } from '../../src/store/db.js';
 import { LogWriter } from '../../src/store/log-writer.js';
 import { loadMigrations, migrate } from '../../src/store/migrate.js';
@@ -24,6 +24,9 @@ import {
 } from '../../src/store/rollup.js';
 import { pick, prng } from '../helpers/random.js';
 import { captureLog, openTestDb, sampleAttempt, tempDbUrl } from './helpers.js';
+
+/** Columns of `attempts` as 001_init.sql created them: the first ones of ATTEMPT_COLUMNS. */
+const INIT_COLUMNS = 20;
 
 /** A random attempt within 3 days before `base`, with every kind of null and odd value mixed in. */
 function randomAttempt(rnd: () => number, i: number, base: number): AttemptRecord {
@@ -218,14 +221,28 @@ t.test('backfill folds attempts written before migration 002 in, once', async (t
   await migrate(old.client, { migrations: [init!] });
   const rnd = prng(11);
   const base = Date.UTC(2026, 3, 1);
-  const before = new LogWriter(old);
-  for (let i = 0; i < 1234; i++) before.enqueue(randomAttempt(rnd, i, base));
-  await before.close();
+  // Written with 001's columns only (later migrations add columns to attempts).
+  const cols = ATTEMPT_COLUMNS.slice(0, INIT_COLUMNS);
+  const insert = `INSERT INTO attempts (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`;
+  await old.client.batch(
+    Array.from({ length: 1234 }, (_, i) => ({
+      sql: insert,
+      args: attemptToRow(randomAttempt(rnd, i, base)).slice(0, INIT_COLUMNS),
+    })),
+    'write',
+  );
   old.close();
 
   const db = await openDatabase(url);
   t.teardown(() => db.close());
-  t.same(db.appliedMigrations, [2], 'the rollup migration ran on the existing file');
+  t.same(
+    db.appliedMigrations,
+    loadMigrations()
+      .slice(1)
+      .map((m) => m.version),
+    'the rollup migration (and every later one) ran on the existing file',
+  );
+  t.equal(db.appliedMigrations[0], 2);
   t.equal(
     Number((await db.client.execute('SELECT count(*) FROM rollup_hour')).rows[0]?.[0]),
     0,
