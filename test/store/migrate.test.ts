@@ -20,7 +20,7 @@ import { tempDbUrl } from './helpers.js';
 const LANDED: Record<string, string> = {
   '001_init.sql': '908b025832286ea29092f7dbb4698eda348d9114b1c2d73956fb6e9ddc130fe2',
   '002_rollups.sql': 'eb7236c00b0f6a21f13f80a609732c50586791f099f6ed1ebb35eec0e4e3fabd',
-  '004_affinity.sql': '7fe074f1c3d47b70f718486e77b11f84a9f3d757da777c6822b4e3ab79faa4d4',
+  '003_affinity.sql': '7fe074f1c3d47b70f718486e77b11f84a9f3d757da777c6822b4e3ab79faa4d4',
 };
 
 t.test('the migrations folder is found from the compiled code and is numbered 1..n', async (t) => {
