@@ -20,6 +20,8 @@ export interface App {
   readonly log: Logger;
   /** The clock (ms since epoch); tests may replace it. */
   now(): number;
+  /** The host the server listens on as configured at start (`127.0.0.1`, `::`, a name): the Host check. */
+  readonly listenHost: string;
   /** The per-start token of the control file (for `ccload reload`). */
   readonly controlToken: string;
   /** True once the daemon serves and until it starts draining. */

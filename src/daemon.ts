@@ -8,7 +8,7 @@ import { LoginThrottle } from './admin/auth.js';
 import { channelRoutes } from './admin/channel-routes.js';
 import { coreRoutes } from './admin/core-routes.js';
 import { pageRoutes } from './admin/page-routes.js';
-import { AdminRouter } from './admin/router.js';
+import { AdminRouter, type Route } from './admin/router.js';
 import { statsRoutes } from './admin/stats-routes.js';
 import { staticRoutes } from './admin/ui.js';
 import type { App } from './app.js';
@@ -29,7 +29,7 @@ import { type Database, openDatabase } from './store/db.js';
 import { LogWriter, type LogWriterOptions, type WriterDb } from './store/log-writer.js';
 import { RetentionTimer } from './store/retention.js';
 import { backfillRollups, rollupStatements } from './store/rollup.js';
-import { pruneSessions } from './store/sessions.js';
+import { deleteSessionsBefore, pruneSessions } from './store/sessions.js';
 import { StateStore } from './store/state-store.js';
 import { startWriteThread } from './store/write-thread.js';
 
@@ -71,6 +71,8 @@ export interface Daemon {
   /** `http://host:port` the daemon listens on. */
   readonly url: string;
   readonly server: Server;
+  /** The admin side's route table (everything but the proxy's /v1/*). */
+  readonly routes: readonly Route[];
   /**
    * Where the attempt log is written: the write thread's own connections for a local database
    * file, else `app.db`. Tests reach its connections through it (e.g. a `PRAGMA query_only`).
@@ -87,6 +89,19 @@ export interface Daemon {
  * authoritative) instead of freezing the proxy. The attempt log waits in its own thread.
  */
 const MAIN_BUSY_TIMEOUT_MS = 50;
+
+/**
+ * The client-side limits of `server.*` on the HTTP server (also applied on reload): how long a
+ * client may take to send its headers and its whole request — not the answer, so streams run as
+ * long as they need — how long an idle keep-alive connection stays, and how many connections may
+ * be open at once (further ones are closed as they arrive).
+ */
+function applyServerLimits(server: Server, limits: Snapshot['config']['server']): void {
+  server.headersTimeout = limits.headers_timeout;
+  server.requestTimeout = limits.request_timeout;
+  server.keepAliveTimeout = limits.keep_alive_timeout;
+  server.maxConnections = limits.max_connections;
+}
 
 /** Starts a daemon: config → store → metrics → reloader → HTTP → watcher → control file. */
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
@@ -183,6 +198,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         runtime = new Runtime(next);
         void old.retire();
         proxyState.prune(now(), next.config.routing.cooldown, next.channels);
+        applyServerLimits(server, next.config.server);
+        // Sessions are bound to the password (sessions.ts), so the old ones stopped working with
+        // this swap; their rows are deleted too.
+        if (next.adminPassword !== prev.adminPassword) {
+          log.info({ event: 'sessions_ended' }, 'the admin password changed: every session ended');
+          void deleteSessionsBefore(db, now()).catch((err: unknown) =>
+            log.warn({ err }, 'could not delete the sessions of the old admin password'),
+          );
+        }
         if (next.listen.host !== prev.listen.host || next.listen.port !== prev.listen.port) {
           log.warn({ event: 'restart_needed' }, 'server.listen changed: it takes effect at the next restart');
         }
@@ -223,6 +247,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       metrics,
       log,
       now,
+      listenHost: initial.listen.host,
       controlToken,
       ready: () => ready,
       databaseOk: () => dbOk,
@@ -247,9 +272,23 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       ...statsRoutes(app),
       ...channelRoutes(app),
     ]);
-    const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
-      void dispatch(req, res);
-    });
+    const limits = initial.config.server;
+    const server = createServer(
+      {
+        headersTimeout: limits.headers_timeout,
+        requestTimeout: limits.request_timeout,
+        keepAliveTimeout: limits.keep_alive_timeout,
+        // How often Node looks for requests past their header/request timeout.
+        connectionsCheckingInterval: Math.min(
+          1000,
+          Math.max(25, Math.floor(Math.min(limits.headers_timeout, limits.request_timeout) / 4)),
+        ),
+      },
+      (req, res) => {
+        void dispatch(req, res);
+      },
+    );
+    applyServerLimits(server, limits);
     const dispatch = async (req: IncomingMessage, res: ServerResponse) => {
       if (req.url?.startsWith('/v1/')) return proxy.handle(req, res);
       if (await admin.handle(req, res)) return;
@@ -326,7 +365,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       { event: 'listening', url, generation: initial.generation, hash: initial.hash, database: db.kind },
       `ccload listening on ${url}`,
     );
-    return { app, url, server, logDb, close };
+    return { app, url, server, logDb, routes: admin.routes, close };
   } catch (err) {
     await close();
     throw err;

@@ -11,12 +11,15 @@ import { createSession, deleteSession } from '../store/sessions.js';
 import {
   clearedSessionCookie,
   clientAddress,
+  isRefusal,
   type LoginThrottle,
+  localRedirect,
   secretEquals,
   sessionCookie,
 } from './auth.js';
 import { loginPage } from './pages/login.js';
 import type { Route } from './router.js';
+import { sendHtml } from './ui.js';
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -60,13 +63,6 @@ export async function configStatus(app: App) {
   };
 }
 
-/** Where to go after login: a local path only (no open redirect). */
-function safeNext(next: unknown): string {
-  return typeof next === 'string' && next.startsWith('/') && !next.startsWith('//') && !next.includes('\\')
-    ? next
-    : '/';
-}
-
 /** The core route table. */
 export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
   return [
@@ -74,6 +70,7 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
       method: 'GET',
       path: '/health',
       access: 'public',
+      anyHost: true,
       async handle(_req, res) {
         const s = app.reloader.current;
         const dbOk = app.databaseOk();
@@ -92,6 +89,7 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
       method: 'GET',
       path: '/metrics',
       access: 'public',
+      anyHost: true,
       async handle(_req, res) {
         sendText(res, 200, await app.metrics.scrape(), app.metrics.registry.contentType);
       },
@@ -101,12 +99,12 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
       path: '/login',
       access: 'public',
       handle(_req, res, ctx) {
-        const next = safeNext(ctx.url.searchParams.get('next'));
+        const next = localRedirect(ctx.url.searchParams.get('next'));
         const page = loginPage({
           next,
           passwordConfigured: app.reloader.current.adminPassword !== undefined,
         });
-        sendText(res, 200, page.value, 'text/html; charset=utf-8');
+        sendHtml(res, 200, page);
       },
     },
     {
@@ -120,30 +118,41 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
           if (!form) return sendJson(res, status, { error: message }, headers);
           const page = loginPage({
             error: message,
-            next: safeNext(body?.['next']),
+            next: localRedirect(body?.['next']),
             passwordConfigured: app.reloader.current.adminPassword !== undefined,
           });
-          sendText(res, status, page.value, 'text/html; charset=utf-8', headers);
+          sendHtml(res, status, page, headers);
         };
+        // The attempt is reserved before the first await, so parallel guesses count at once.
         const client = clientAddress(req);
         const now = app.now();
-        const wait = throttle.retryAfter(client, now);
-        if (wait > 0) {
-          const seconds = Math.ceil(wait / 1000);
-          return fail(429, `too many failed logins; try again in ${seconds} s`, {
-            'retry-after': String(seconds),
-          });
+        const ticket = throttle.begin(client, now);
+        if (isRefusal(ticket)) {
+          const seconds = Math.ceil(ticket.retryAfterMs / 1000);
+          return fail(
+            429,
+            ticket.reason === 'failures'
+              ? `too many failed logins; try again in ${seconds} s`
+              : 'another login from this address is in progress; try again in a moment',
+            { 'retry-after': String(seconds) },
+          );
         }
+        let password: string | undefined;
         try {
           body = parseFormOrJson(await readBody(req, 64 * 1024), req.headers['content-type']);
+          password = typeof body?.['password'] === 'string' ? body['password'] : undefined;
         } catch (err) {
+          ticket.release();
           if (err instanceof BodyTooLarge) return fail(413, 'login request too large');
           throw err;
         }
-        const password = typeof body?.['password'] === 'string' ? body['password'] : undefined;
-        if (password === undefined) return fail(400, 'expected {"password": "..."}');
+        if (password === undefined) {
+          ticket.release();
+          return fail(400, 'expected {"password": "..."}');
+        }
         const expected = app.reloader.current.adminPassword;
         if (expected === undefined) {
+          ticket.release();
           app.log.warn(
             { event: 'login_refused', client },
             'login refused: no admin password is configured (set admin.password or CCLOAD_PASS)',
@@ -151,18 +160,23 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
           return fail(401, 'no admin password is configured: set admin.password or CCLOAD_PASS');
         }
         if (!secretEquals(password, expected)) {
-          throttle.fail(client, now);
+          ticket.fail(app.now());
           app.log.warn({ event: 'login_failed', client }, 'login failed: wrong password');
           return fail(401, 'wrong password');
         }
-        throttle.succeed(client);
+        ticket.succeed();
         const ttl = app.reloader.current.config.admin.session_ttl;
         const ua = String(req.headers['user-agent'] ?? '').slice(0, 120);
-        const session = await createSession(app.db, { ttlMs: ttl, client: `${client} ${ua}`.trim(), now });
+        const session = await createSession(app.db, {
+          ttlMs: ttl,
+          client: `${client} ${ua}`.trim(),
+          now,
+          password: expected,
+        });
         app.log.info({ event: 'login', client }, 'admin logged in');
         const cookie = sessionCookie(req, session.id, ttl);
         if (form) {
-          res.writeHead(303, { location: safeNext(body?.['next']), 'set-cookie': cookie });
+          res.writeHead(303, { location: localRedirect(body?.['next']), 'set-cookie': cookie });
           res.end();
         } else {
           sendJson(res, 200, { ok: true, expires_at: iso(session.expiresAt) }, { 'set-cookie': cookie });
@@ -174,7 +188,7 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
       path: '/logout',
       access: 'public',
       async handle(req, res, ctx) {
-        if (ctx.sessionId) await deleteSession(app.db, ctx.sessionId);
+        if (ctx.sessionId) await deleteSession(app.db, ctx.sessionId, app.reloader.current.adminPassword);
         const cookie = clearedSessionCookie(req);
         if (req.headers.accept?.includes('text/html')) {
           res.writeHead(303, { location: '/login', 'set-cookie': cookie });

@@ -1,15 +1,21 @@
 /**
- * The admin side's router: route table → access check (public, session, or session/control token)
- * → Origin check on every state-changing request → handler. Handler errors become a 500 whose
- * internal cause is logged, not echoed.
+ * The admin side's router: security headers on every answer → Host check (DNS rebinding) →
+ * Origin check on every state-changing request → access check (public, session, or
+ * session/control token) → handler. Handler errors become a 500 whose internal cause is logged,
+ * not echoed.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { App } from '../app.js';
 import { sendJson } from '../http/respond.js';
 import { getSession, type SessionInfo } from '../store/sessions.js';
-import { parseCookies, SESSION_COOKIE, sameOrigin, secretEquals } from './auth.js';
+import { hostAllowed, parseCookies, SESSION_COOKIE, sameOrigin, secretEquals } from './auth.js';
+import { SECURITY_HEADERS } from './ui.js';
 
-/** Who may call a route: anyone, a logged-in session, or a session or the control token. */
+/**
+ * Who may call a route: anyone, a logged-in session, or a session or the control token. The
+ * control token (the per-start secret of the control file, for `ccload reload`) opens exactly two
+ * routes: `POST /admin/reload` and `GET /admin/config/status`; nothing else may use `control`.
+ */
 export type Access = 'public' | 'session' | 'control';
 
 /** What a handler receives besides req/res. */
@@ -22,12 +28,17 @@ export interface RouteContext {
   readonly sessionId: string | undefined;
 }
 
-/** One route. `page: true` marks HTML pages: an anonymous visitor is redirected to /login. */
+/**
+ * One route. `page: true` marks HTML pages: an anonymous visitor is redirected to /login.
+ * `anyHost: true` skips the Host check, for what monitors read (/health, /metrics, the public
+ * summary); every other route answers only to the names `hostAllowed` accepts.
+ */
 export interface Route {
   readonly method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   readonly path: string | RegExp;
   readonly access: Access;
   readonly page?: boolean;
+  readonly anyHost?: boolean;
   handle(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> | void;
 }
 
@@ -41,7 +52,13 @@ export class AdminRouter {
     this.#routes = routes;
   }
 
+  /** The route table, in matching order. */
+  get routes(): readonly Route[] {
+    return this.#routes;
+  }
+
   async handle(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
     const url = new URL(req.url ?? '/', 'http://ccload.invalid');
     const method = req.method === 'HEAD' ? 'GET' : req.method;
     let pathMatched = false;
@@ -73,6 +90,19 @@ export class AdminRouter {
     url: URL,
     params: string[],
   ): Promise<void> {
+    if (
+      route.anyHost !== true &&
+      !hostAllowed(
+        req.headers.host,
+        this.#app.listenHost,
+        this.#app.reloader.current.config.server.allowed_hosts,
+      )
+    ) {
+      sendJson(res, 403, {
+        error: 'unknown Host: ccload answers to its listen address; add other names to server.allowed_hosts',
+      });
+      return;
+    }
     if (route.method !== 'GET' && !sameOrigin(req)) {
       sendJson(res, 403, { error: 'cross-origin request refused (Origin does not match this host)' });
       return;
@@ -80,7 +110,10 @@ export class AdminRouter {
     const sessionId = parseCookies(req.headers.cookie).get(SESSION_COOKIE);
     let session: SessionInfo | null = null;
     if (route.access !== 'public') {
-      if (sessionId) session = await getSession(this.#app.db, sessionId, this.#app.now());
+      if (sessionId) {
+        const password = this.#app.reloader.current.adminPassword;
+        session = await getSession(this.#app.db, sessionId, this.#app.now(), password);
+      }
       const control = route.access === 'control' && this.#controlToken(req);
       if (!session && !control) {
         if (route.page) {

@@ -96,12 +96,12 @@ export function statsRoutes(app: App): Route[] {
       });
     });
   return [
-    { method: 'GET', path: '/admin/logs', access: 'control', handle: logs },
-    { method: 'GET', path: '/admin/errors', access: 'control', handle: logs },
+    { method: 'GET', path: '/admin/logs', access: 'session', handle: logs },
+    { method: 'GET', path: '/admin/errors', access: 'session', handle: logs },
     {
       method: 'GET',
       path: '/admin/stats',
-      access: 'control',
+      access: 'session',
       handle: (_req, res, ctx) =>
         answer(res, async () => {
           const u = ctx.url;
@@ -117,7 +117,7 @@ export function statsRoutes(app: App): Route[] {
     {
       method: 'GET',
       path: '/admin/metrics',
-      access: 'control',
+      access: 'session',
       handle: (_req, res, ctx) =>
         answer(res, async () => {
           const hours = hoursParam(ctx.url);
@@ -134,7 +134,7 @@ export function statsRoutes(app: App): Route[] {
     {
       method: 'GET',
       path: '/admin/usage',
-      access: 'control',
+      access: 'session',
       handle: (_req, res, ctx) =>
         answer(res, async () => {
           const hours = hoursParam(ctx.url);
@@ -145,6 +145,7 @@ export function statsRoutes(app: App): Route[] {
       method: 'GET',
       path: '/public/summary',
       access: 'public',
+      anyHost: true,
       handle: (_req, res, ctx) =>
         answer(res, async () => {
           sendJson(res, 200, await querySummary(app.db, { hours: hoursParam(ctx.url) }, app.now()));

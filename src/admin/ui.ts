@@ -9,16 +9,17 @@ import type { Html } from './html.js';
 import type { Route } from './router.js';
 
 /**
- * No inline script or style, nothing from elsewhere, never framed. htmx's indicator styles are
- * disabled by the page's htmx-config meta so it does not need inline styles either.
+ * Carried by every answer of the admin side (pages, fragments, login, JSON, redirects, errors,
+ * static files): no inline script or style, nothing from elsewhere, never framed, no sniffing.
+ * htmx's indicator styles are disabled by the page's htmx-config meta so it does not need inline
+ * styles either. The proxy (/v1/*) passes the upstream's headers instead.
  */
-const SECURITY_HEADERS = {
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'content-security-policy':
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
   'x-frame-options': 'DENY',
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'same-origin',
-  'cache-control': 'no-store',
 };
 
 /** Sends an HTML page or fragment. */
@@ -33,6 +34,7 @@ export function sendHtml(
     'content-type': 'text/html; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     ...SECURITY_HEADERS,
+    'cache-control': 'no-store',
     ...headers,
   });
   res.end(body);

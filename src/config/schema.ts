@@ -43,6 +43,12 @@ const Secret = (description: string) => z.string().meta({ description, 'x-secret
 
 const Name = z.string().regex(/\S/, 'must not be empty').max(200, 'must be at most 200 characters');
 
+/** A duration that must be more than zero. */
+const Positive = <T extends z.ZodType<number>>(d: T) => d.refine((v) => v > 0, 'must be more than 0');
+
+/** A Host name as a browser sends it: DNS name or IP address, optionally with a port. */
+const HOST_NAME = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/;
+
 const PORT = '(6553[0-5]|655[0-2]\\d|65[0-4]\\d{2}|6[0-4]\\d{3}|[1-5]\\d{4}|\\d{1,4})';
 const LISTEN = new RegExp(`^(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9.-]+):${PORT}$`);
 const DATABASE = /^(file:|libsql:\/\/|https?:\/\/|wss?:\/\/|:memory:$)/;
@@ -81,6 +87,31 @@ const ServerSchema = z
       description:
         "true: the client's address headers (X-Forwarded-For, X-Forwarded-Host/-Proto, Forwarded, X-Real-IP, ...) are passed upstream unchanged; false: they are dropped. The client's Cookie is never forwarded.",
     }),
+    headers_timeout: Positive(
+      Duration('Longest time a client may take to send the request line and headers; then 408 and close.'),
+    ).prefault('30s'),
+    request_timeout: Positive(
+      Duration(
+        'Longest time a client may take to send its whole request (headers and body). Not the answer: streams may run for as long as the upstream streams.',
+      ),
+    ).prefault('5m'),
+    keep_alive_timeout: Positive(
+      Duration('How long an idle keep-alive connection from a client is kept open.'),
+    ).prefault('65s'),
+    max_connections: z.number().int().min(1).default(1024).meta({
+      description: 'Most client connections open at once; further ones are closed at once.',
+    }),
+    allowed_hosts: z
+      .array(z.string().regex(HOST_NAME, 'expected a host name or IP address, without scheme or path'))
+      .default([])
+      .meta({
+        description:
+          'Further Host names the dashboard, admin API and login answer to (e.g. the name a reverse proxy forwards); the listen address, and loopback names on a loopback listen, always work.',
+      }),
+  })
+  .refine((s) => s.headers_timeout <= s.request_timeout, {
+    path: ['headers_timeout'],
+    message: 'must not be longer than server.request_timeout',
   })
   .meta({ description: 'Where ccload listens and keeps its runtime state.' });
 

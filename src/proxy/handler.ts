@@ -222,7 +222,12 @@ export class ProxyHandler {
       res.end(runtime.modelsBody);
       return;
     }
-    const id = decodeURIComponent(path.slice('/v1/models/'.length));
+    let id: string;
+    try {
+      id = decodeURIComponent(path.slice('/v1/models/'.length));
+    } catch {
+      return sendError(res, 404, 'not_found_error', 'model id is not valid percent-encoding');
+    }
     const list = JSON.parse(runtime.modelsBody.toString('utf8')) as { data: { id: string }[] };
     const found = list.data.find((m) => m.id === id);
     if (!found)

@@ -1,8 +1,10 @@
 /**
- * Admin sessions: random ids handed out as the `ccload_session` cookie, stored only as their
- * SHA-256, so a leaked database (or a backup of it) cannot be replayed as a login.
+ * Admin sessions: random ids handed out as the `ccload_session` cookie, stored only as an
+ * HMAC-SHA256 of the id keyed with the admin password, so a leaked database (or a backup of it)
+ * cannot be replayed as a login, and a changed password — by a hot reload or across a restart —
+ * ends every session: the old rows no longer match any cookie.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import type { InStatement, ResultSet } from '@libsql/client';
 import { guarded, type StoreDb } from './db.js';
 
@@ -31,29 +33,48 @@ function run(db: StoreDb, stmt: InStatement): Promise<ResultSet> {
   return guarded(db, () => db.client.execute(stmt));
 }
 
-/** The stored form of a session id: hex SHA-256. */
-export function hashSessionId(id: string): string {
-  return createHash('sha256').update(id, 'utf8').digest('hex');
+/**
+ * The stored form of a session id: hex HMAC-SHA256 of the id, keyed with the admin password
+ * (undefined = none configured), so rows made under another password match no cookie.
+ */
+export function hashSessionId(id: string, password: string | undefined): string {
+  return createHmac('sha256', `ccload-session\0${password ?? ''}`)
+    .update(id, 'utf8')
+    .digest('hex');
 }
 
 /** Creates a session lasting `ttlMs` from `now`; the id is 32 random bytes, base64url. */
 export async function createSession(
   db: StoreDb,
-  opts: { readonly ttlMs: number; readonly client?: string | null; readonly now: number },
+  opts: {
+    readonly ttlMs: number;
+    readonly client?: string | null;
+    readonly now: number;
+    /** The admin password the session is bound to. */
+    readonly password: string | undefined;
+  },
 ): Promise<NewSession> {
   const id = randomBytes(32).toString('base64url');
   const expiresAt = opts.now + opts.ttlMs;
   await run(db, {
     sql: 'INSERT INTO sessions (id_hash, created_at, expires_at, last_seen, client) VALUES (?, ?, ?, ?, ?)',
-    args: [hashSessionId(id), opts.now, expiresAt, opts.now, opts.client ?? null],
+    args: [hashSessionId(id, opts.password), opts.now, expiresAt, opts.now, opts.client ?? null],
   });
   return { id, expiresAt };
 }
 
-/** The session for `id` if it exists and has not expired at `now`; an expired one is deleted. */
-export async function getSession(db: StoreDb, id: string, now: number): Promise<SessionInfo | null> {
+/**
+ * The session for `id` if it was made under `password`, exists and has not expired at `now`; an
+ * expired one is deleted.
+ */
+export async function getSession(
+  db: StoreDb,
+  id: string,
+  now: number,
+  password: string | undefined,
+): Promise<SessionInfo | null> {
   if (id === '' || id.length > MAX_ID_LENGTH) return null;
-  const idHash = hashSessionId(id);
+  const idHash = hashSessionId(id, password);
   const rs = await run(db, {
     sql: 'SELECT created_at, expires_at, last_seen, client FROM sessions WHERE id_hash = ?',
     args: [idHash],
@@ -83,13 +104,19 @@ export async function getSession(db: StoreDb, id: string, now: number): Promise<
 }
 
 /** Ends a session (logout); true when one existed. */
-export async function deleteSession(db: StoreDb, id: string): Promise<boolean> {
+export async function deleteSession(db: StoreDb, id: string, password: string | undefined): Promise<boolean> {
   if (id === '' || id.length > MAX_ID_LENGTH) return false;
   const rs = await run(db, {
     sql: 'DELETE FROM sessions WHERE id_hash = ?',
-    args: [hashSessionId(id)],
+    args: [hashSessionId(id, password)],
   });
   return rs.rowsAffected > 0;
+}
+
+/** Ends every session created before `now` (the admin password changed); returns how many. */
+export async function deleteSessionsBefore(db: StoreDb, now: number): Promise<number> {
+  const rs = await run(db, { sql: 'DELETE FROM sessions WHERE created_at < ?', args: [now] });
+  return rs.rowsAffected;
 }
 
 /** Deletes every session expired at `now`; returns how many. */
