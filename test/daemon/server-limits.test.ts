@@ -119,6 +119,29 @@ t.test('a stream longer than server.request_timeout still completes', async (t) 
   t.equal(sseEvents(res.body).at(-1)?.event, 'message_stop', 'complete');
 });
 
+t.test('the limits apply on reload', async (t) => {
+  const { daemon, file } = await startTestDaemon(t);
+  t.same(
+    [daemon.server.headersTimeout, daemon.server.requestTimeout, daemon.server.keepAliveTimeout],
+    [30_000, 300_000, 65_000],
+    'the documented defaults',
+  );
+  t.equal(daemon.server.maxConnections, 1024);
+  writeFileSync(
+    file,
+    withServer(
+      '  headers_timeout: 2s\n  request_timeout: 20s\n  keep_alive_timeout: 5s\n  max_connections: 7\n',
+    ),
+  );
+  await daemon.app.reloader.request('api');
+  t.equal(daemon.app.reloader.current.generation, 2);
+  t.same(
+    [daemon.server.headersTimeout, daemon.server.requestTimeout, daemon.server.keepAliveTimeout],
+    [2000, 20_000, 5000],
+  );
+  t.equal(daemon.server.maxConnections, 7);
+});
+
 t.test('the limits are validated: headers_timeout ≤ request_timeout, no zero', async (t) => {
   const dir = tmpDir(t);
   for (const [lines, message] of [
