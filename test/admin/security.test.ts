@@ -12,22 +12,16 @@ import { hostAllowed, localRedirect } from '../../src/admin/auth.js';
 import type { Route } from '../../src/admin/router.js';
 import { controlFilePath, readControlFile } from '../../src/control.js';
 import type { Daemon } from '../../src/daemon.js';
-import { configText, startTestDaemon, testEnv } from '../daemon/helpers.js';
-import { type Answer, call } from './http-helpers.js';
+import { testConfig, testEnv } from '../helpers/config.js';
+import { startTestDaemon } from '../helpers/daemon.js';
+import { type Answer, call, cookiePair, login as loginAt, setCookie } from '../helpers/http.js';
 
 const PASS = testEnv.TEST_PASS;
 
 /** `name=value` of an answer's Set-Cookie, ready to send back. */
-function cookieOf(a: Answer): string {
-  const h = a.headers['set-cookie'];
-  return (Array.isArray(h) ? (h[0] ?? '') : (h ?? '')).split(';')[0] ?? '';
-}
+const cookieOf = (a: Answer) => cookiePair(setCookie(a));
 
-async function login(d: Daemon, password = PASS): Promise<string> {
-  const a = await call(d.url, 'POST', '/login', { body: { password } });
-  if (a.status !== 200) throw new Error(`login failed: ${a.status} ${a.text}`);
-  return cookieOf(a);
-}
+const login = (d: Daemon, password = PASS) => loginAt(d.url, password);
 
 /**
  * Concrete paths for a route: a string path as is; a RegExp's groups filled in (`([^/]+)` → the
@@ -278,7 +272,7 @@ t.test(
     }
 
     t.test('server.allowed_hosts adds the names a reverse proxy forwards', async (t) => {
-      const extra = configText().replace('server:\n', 'server:\n  allowed_hosts: [ccload.example.org]\n');
+      const extra = testConfig().replace('server:\n', 'server:\n  allowed_hosts: [ccload.example.org]\n');
       const { daemon } = await startTestDaemon(t, extra);
       const headers = { host: 'ccload.example.org', origin: 'https://ccload.example.org' };
       const a = await call(daemon.url, 'POST', '/login', { body: { password: PASS }, headers });
@@ -351,7 +345,7 @@ t.test(
     const before = await login(daemon);
     t.equal((await status(daemon, before)).status, 200);
 
-    writeFileSync(file, configText().replace('${TEST_PASS}', '${NEW_PASS:-a new password}'));
+    writeFileSync(file, testConfig({ adminPassword: '${NEW_PASS:-a new password}' }));
     await daemon.app.reloader.request('api');
     t.equal(
       daemon.app.reloader.current.generation,

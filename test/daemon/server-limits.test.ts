@@ -11,20 +11,21 @@ import { performance } from 'node:perf_hooks';
 import t from 'tap';
 import { loadConfigFile } from '../../src/config/load.js';
 import { okStream } from '../../src/dev/fake-upstream.js';
+import { testConfig } from '../helpers/config.js';
+import { startTestDaemon } from '../helpers/daemon.js';
+import { MODEL } from '../helpers/messages.js';
 import { tmpDir } from '../helpers/tmp.js';
 import {
   claudeCode,
-  MODEL,
   proxyConfig,
   send,
   sseEvents,
   startProxy,
   startUpstreams,
 } from '../proxy/e2e-helpers.js';
-import { configText, startTestDaemon } from './helpers.js';
 
 /** A config whose `server` section has these extra lines. */
-const withServer = (lines: string, text = configText()) =>
+const withServer = (lines: string, text = testConfig()) =>
   text.replace('  database: file:state/ccload.db\n', `  database: file:state/ccload.db\n${lines}`);
 
 /** Opens a socket and resolves once it is connected. */
