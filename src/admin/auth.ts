@@ -204,9 +204,31 @@ function refererOrigin(referer: string | undefined): string | undefined {
   }
 }
 
-/** The client address used for throttling. */
+/** The client's address (for the log and the session's `client`). */
 export function clientAddress(req: IncomingMessage): string {
   return req.socket.remoteAddress ?? 'unknown';
+}
+
+/**
+ * What the login throttle counts per: an IPv4 address (also when it arrives IPv4-mapped), or the
+ * /64 prefix of an IPv6 address — one host usually holds a whole /64, so counting per address
+ * would give it 2^64 fresh budgets.
+ */
+export function throttleKey(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return mapped[1]!;
+  if (!address.includes(':')) return address;
+  const [head = '', tail] = address.toLowerCase().split('::', 2) as [string, string | undefined];
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups =
+    tail === undefined
+      ? left
+      : [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`;
 }
 
 /** The stand-in origin `next` is resolved against: only what stays on it is a local path. */

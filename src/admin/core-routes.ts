@@ -16,6 +16,7 @@ import {
   localRedirect,
   secretEquals,
   sessionCookie,
+  throttleKey,
 } from './auth.js';
 import { loginPage } from './pages/login.js';
 import type { Route } from './router.js';
@@ -126,7 +127,7 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
         // The attempt is reserved before the first await, so parallel guesses count at once.
         const client = clientAddress(req);
         const now = app.now();
-        const ticket = throttle.begin(client, now);
+        const ticket = throttle.begin(throttleKey(client), now);
         if (isRefusal(ticket)) {
           const seconds = Math.ceil(ticket.retryAfterMs / 1000);
           return fail(

@@ -8,7 +8,7 @@
 import { writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import t from 'tap';
-import { hostAllowed, localRedirect } from '../../src/admin/auth.js';
+import { hostAllowed, localRedirect, throttleKey } from '../../src/admin/auth.js';
 import type { Route } from '../../src/admin/router.js';
 import { controlFilePath, readControlFile } from '../../src/control.js';
 import type { Daemon } from '../../src/daemon.js';
@@ -126,6 +126,19 @@ t.test('regression: parallel wrong passwords cannot out-race the login throttle'
     t.same(await Promise.all(slow.map((s) => s.status)), [200, 200], 'the two in flight complete');
     t.equal((await call(daemon.url, 'POST', '/login', { body: { password: PASS } })).status, 200);
   });
+});
+
+t.test('the throttle counts per IPv4 address and per IPv6 /64', async (t) => {
+  const table: [string, string][] = [
+    ['127.0.0.1', '127.0.0.1'],
+    ['::ffff:10.1.2.3', '10.1.2.3'],
+    ['2001:db8:1:2:3:4:5:6', '2001:db8:1:2::/64'],
+    ['2001:db8:1:2:ffff::9', '2001:db8:1:2::/64'],
+    ['2001:0db8:0000:0001::abcd', '2001:db8:0:1::/64'],
+    ['2001:db8::1', '2001:db8:0:0::/64'],
+    ['::1', '0:0:0:0::/64'],
+  ];
+  for (const [address, key] of table) t.equal(throttleKey(address), key, address);
 });
 
 t.test(
