@@ -12,8 +12,8 @@ import { hashContent } from '../../src/config/load.js';
 import type { Daemon } from '../../src/daemon.js';
 import type { FakeUpstream } from '../../src/dev/fake-upstream.js';
 import { sessionKey } from '../../src/proxy/affinity.js';
-import { testEnv } from '../helpers/config.js';
 import { startTestDaemon } from '../helpers/daemon.js';
+import { login } from '../helpers/http.js';
 import { MODEL } from '../helpers/messages.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
@@ -346,9 +346,10 @@ t.test(
     a!.enqueue({ kind: 'status', status: 503 });
     t.equal((await send(url, turn(randomUUID(), 0, 'header', 'ccl-token-bob-0123456789'))).status, 200);
     await attempts(daemon, { atLeast: 3 });
-    const res = await fetch(`${url}/admin/stats?hours=1`, {
-      headers: { authorization: `Bearer ${daemon.app.controlToken}` },
-    });
+    // The stats API is session-only (the control token opens only reload and config status).
+    const cookie = await login(url);
+    const res = await fetch(`${url}/admin/stats?hours=1`, { headers: { cookie } });
+    t.equal(res.status, 200, '/admin/stats answers a logged-in session');
     const json = (await res.json()) as {
       cache_read_share: {
         channels: { channel_name: string; cache_read_share: number | null }[];
@@ -371,24 +372,14 @@ t.test(
       ],
       'per client token',
     );
-    // The Stats page shows the same share (rendered for a logged-in session).
-    const login = await fetch(`${url}/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ password: testEnv.TEST_PASS }),
-    });
-    const cookie = String(login.headers.get('set-cookie')).split(';')[0]!;
-    if (login.status === 200) {
-      const page = await (await fetch(`${url}/stats?hours=1`, { headers: { cookie } })).text();
-      t.match(page, /Prompt cache by channel/);
-      t.match(page, /<strong>90\.0%<\/strong>/, 'the Stats page shows 90% for a');
-      const overview = await (await fetch(`${url}/ui/overview`, { headers: { cookie } })).text();
-      // (900 + 0) / (50 + 900 + 50 + 100 + 0 + 900) = 45%
-      t.match(overview, /Cache reads · 24 h<\/div><div class="value">45\.0%/, 'the Overview card');
-      const channels = await (await fetch(`${url}/channels`, { headers: { cookie } })).text();
-      t.match(channels, /data-label="pinned sessions">1</, 'pins per channel on the Channels page');
-    } else {
-      t.fail(`login: ${login.status}`);
-    }
+    // The pages show the same share.
+    const page = await (await fetch(`${url}/stats?hours=1`, { headers: { cookie } })).text();
+    t.match(page, /Prompt cache by channel/);
+    t.match(page, /<strong>90\.0%<\/strong>/, 'the Stats page shows 90% for a');
+    const overview = await (await fetch(`${url}/ui/overview`, { headers: { cookie } })).text();
+    // (900 + 0) / (50 + 900 + 50 + 100 + 0 + 900) = 45%
+    t.match(overview, /Cache reads · 24 h<\/div><div class="value">45\.0%/, 'the Overview card');
+    const channels = await (await fetch(`${url}/channels`, { headers: { cookie } })).text();
+    t.match(channels, /data-label="pinned sessions">1</, 'pins per channel on the Channels page');
   },
 );
