@@ -12,7 +12,7 @@ import { Client } from 'undici';
 import { z } from 'zod';
 import type { App } from '../app.js';
 import { isGlob } from '../config/glob.js';
-import { ChannelAuthSchema } from '../config/schema.js';
+import { ChannelAuthSchema, ChannelProtocolSchema } from '../config/schema.js';
 import { redactSecretText } from '../config/secrets.js';
 import type { Channel, Snapshot } from '../config/snapshot.js';
 import type { WriteBackError, WriteBackErrorKind, WriteBackResult } from '../config/write-back/apply-edit.js';
@@ -113,6 +113,7 @@ export async function channelList(app: App) {
  */
 const FIELD_TYPES = {
   name: z.string(),
+  protocol: ChannelProtocolSchema,
   url: z.string(),
   api_key: z.string(),
   keys: z.array(z.string()),
@@ -128,6 +129,7 @@ const KeyInput = z.union([z.string(), z.strictObject({ keep: z.number().int().no
 // `name` and `url` stay required as they are (`.required()` would reword their error as "expected
 // nonoptional").
 const NewChannelBody = z.strictObject(FIELD_TYPES).partial({
+  protocol: true,
   api_key: true,
   keys: true,
   auth: true,
@@ -142,6 +144,7 @@ const removable = <T extends z.ZodType>(type: T) => type.nullable().optional();
 
 const ChangesBody = z.strictObject({
   name: FIELD_TYPES.name.optional(),
+  protocol: removable(FIELD_TYPES.protocol),
   url: FIELD_TYPES.url.optional(),
   api_key: removable(KeyInput),
   keys: removable(z.array(KeyInput)),

@@ -459,6 +459,8 @@ function buildChannel(c: ChannelConfig, index: number, written: unknown): Channe
     .update(url)
     .update('\0')
     .update(values.join('\0'))
+    // Anthropic channels keep the identity they had before protocols existed.
+    .update(c.protocol === 'openai' ? '\0openai' : '')
     .digest('hex')
     .slice(0, 16);
   return {
@@ -470,6 +472,7 @@ function buildChannel(c: ChannelConfig, index: number, written: unknown): Channe
     basePath: parsed.pathname.replace(/\/+$/, ''),
     keys,
     auth: c.auth,
+    protocol: c.protocol,
     priority: c.priority,
     models: c.models,
     modelMap,
