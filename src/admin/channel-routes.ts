@@ -57,6 +57,7 @@ export function channelJson(
     model_map: c.modelMap,
     enabled: c.enabled,
     auth: c.auth,
+    protocol: c.protocol,
     problems: c.problems,
     /** Sessions pinned to this channel now (session affinity). */
     pinned_sessions: app.proxyState.pins.sessionsOn(c.name),
@@ -410,7 +411,9 @@ export function testModel(c: Channel): string | undefined {
 /**
  * Tests one key: `POST <channel>/v1/messages/count_tokens` with a one-word message, sent the way
  * the proxy sends (same key header style, `model_map` applied), through a client of its own so the
- * proxy's pools and cooldowns are untouched. count_tokens is free upstream.
+ * proxy's pools and cooldowns are untouched. count_tokens is free upstream. An OpenAI-compatible
+ * channel has no count_tokens: it gets `GET <url>/models` with the key as Bearer (also free), and
+ * passes when the answer is a model list naming the model the proxy would send.
  */
 export async function testKey(
   snapshot: Snapshot,
@@ -440,14 +443,25 @@ export async function testKey(
   const base = { key_index: key.index, fingerprint: key.fingerprint };
   const elapsed = () => Math.round(performance.now() - started);
   const scrub = (s: string) => scrubberFor(snapshot).text(s).slice(0, 500);
+  const openai = c.protocol === 'openai';
   try {
-    const res = await client.request({
-      path: `${c.basePath}/v1/messages/count_tokens`,
-      method: 'POST',
-      headers: upstreamHeaders(raw, key.value, c.auth, body.length),
-      body,
-      signal: AbortSignal.timeout(t.connect + t.first_token + t.idle),
-    });
+    const signal = AbortSignal.timeout(t.connect + t.first_token + t.idle);
+    const res = await client.request(
+      openai
+        ? {
+            path: `${c.basePath}/models`,
+            method: 'GET',
+            headers: ['authorization', `Bearer ${key.value}`, 'user-agent', 'ccload-channel-test'],
+            signal,
+          }
+        : {
+            path: `${c.basePath}/v1/messages/count_tokens`,
+            method: 'POST',
+            headers: upstreamHeaders(raw, key.value, c.auth, body.length),
+            body,
+            signal,
+          },
+    );
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const chunk of res.body) {
@@ -462,6 +476,7 @@ export async function testKey(
     } catch {
       json = undefined;
     }
+    if (openai && res.statusCode === 200) return openaiVerdict(base, json, c.mapModel(model), elapsed());
     const tokens = (json as { input_tokens?: unknown } | undefined)?.input_tokens;
     if (res.statusCode === 200 && typeof tokens === 'number') {
       return { ...base, ok: true, status: 200, duration_ms: elapsed(), input_tokens: tokens };
@@ -487,6 +502,36 @@ export async function testKey(
   } finally {
     await client.destroy().catch(() => {});
   }
+}
+
+/** A channel test's verdict on an OpenAI-compatible `GET /models` 200 answer. */
+function openaiVerdict(
+  base: { key_index: number; fingerprint: string },
+  json: unknown,
+  sent: string,
+  ms: number,
+): KeyTestResult {
+  const data = (json as { data?: unknown } | undefined)?.data;
+  if (!Array.isArray(data)) {
+    return {
+      ...base,
+      ok: false,
+      status: 200,
+      duration_ms: ms,
+      error: 'HTTP 200 without a model list (not an OpenAI-compatible /models answer)',
+    };
+  }
+  const ids = data.map((m) => (m as { id?: unknown } | null)?.id).filter((id) => typeof id === 'string');
+  if (!ids.includes(sent)) {
+    return {
+      ...base,
+      ok: false,
+      status: 200,
+      duration_ms: ms,
+      error: `the key works, but the upstream's ${ids.length} models do not include ${JSON.stringify(sent).slice(0, 200)}`,
+    };
+  }
+  return { ...base, ok: true, status: 200, duration_ms: ms };
 }
 
 // --- Routes -------------------------------------------------------------------------------------

@@ -225,19 +225,33 @@ export function okChatStream(
 /**
  * Starts a fake OpenAI-compatible upstream on 127.0.0.1. Queued behaviours and a chooser set with
  * `handle()` win; otherwise `POST …/chat/completions` gets the default answer for its model (a stream
- * when asked for one), and any other path a 404 in OpenAI's shape.
+ * when asked for one), `GET …/models` the list `models` (default `deepseek-chat`, `fake-model`),
+ * and any other path a 404 in OpenAI's shape.
  */
 export async function startFakeOpenAIUpstream(
-  opts: Omit<FakeUpstreamOptions, 'default'> = {},
+  opts: Omit<FakeUpstreamOptions, 'default'> & { models?: string[] } = {},
 ): Promise<FakeUpstream> {
+  const list: JsonBehaviour = {
+    kind: 'json',
+    body: {
+      object: 'list',
+      data: (opts.models ?? ['deepseek-chat', 'fake-model']).map((id) => ({
+        id,
+        object: 'model',
+        created: CREATED,
+        owned_by: 'fake',
+      })),
+    },
+  };
   const cache = new Map<string, Behaviour>();
   const notFound = openaiStatus(404, 'Unknown request URL', {
     type: 'invalid_request_error',
     code: 'unknown_url',
   });
   const fake = new FakeUpstream({ ...opts, default: notFound });
-  const answer = (path: string, model: string | undefined, stream: boolean): Behaviour => {
-    if (!path.endsWith('/chat/completions')) return notFound;
+  const answer = (method: string, path: string, model: string | undefined, stream: boolean): Behaviour => {
+    if (method === 'GET' && path.endsWith('/models')) return list;
+    if (method !== 'POST' || !path.endsWith('/chat/completions')) return notFound;
     const m = model ?? 'fake-model';
     const key = `${stream ? 's' : 'j'}${m}`;
     let b = cache.get(key);
@@ -250,7 +264,8 @@ export async function startFakeOpenAIUpstream(
   };
   const base = fake.handle.bind(fake);
   // The default answer sits behind any chooser the test sets: a chooser returning undefined falls back to it.
-  fake.handle = (chooser) => base((req) => chooser?.(req) ?? answer(req.path, req.model, req.stream));
+  fake.handle = (chooser) =>
+    base((req) => chooser?.(req) ?? answer(req.method, req.path, req.model, req.stream));
   fake.handle(undefined);
   return fake.listen();
 }
