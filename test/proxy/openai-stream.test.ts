@@ -222,7 +222,7 @@ for (const row of ROWS) {
     t.equal(message?.['model'], MODEL, 'message_start names the model the client asked for');
     t.match(message?.['id'], /^msg_/);
     t.same(content, row.content);
-    t.equal((delta?.['delta'] as Record<string, unknown>)['stop_reason'], row.stopReason);
+    t.equal((delta?.['delta'] as Record<string, unknown> | undefined)?.['stop_reason'], row.stopReason);
     if (row.usage) t.same(delta?.['usage'], row.usage);
     t.ok(stopped, 'message_stop');
   });
