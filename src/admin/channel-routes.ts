@@ -335,6 +335,8 @@ export type ChannelTestResult =
   | {
       readonly channel: string;
       readonly model: string;
+      /** What was asked of the upstream: `count_tokens` (Anthropic) or `models` (`GET {url}/models`, OpenAI). */
+      readonly probe: 'count_tokens' | 'models';
       readonly ok: boolean;
       readonly status: number;
       readonly duration_ms: number;
@@ -391,6 +393,7 @@ export async function testChannel(
   return {
     channel: name,
     model,
+    probe: c.protocol === 'openai' ? 'models' : 'count_tokens',
     ok: !failed,
     status: first.status,
     duration_ms: results.reduce((sum, r) => sum + r.duration_ms, 0),

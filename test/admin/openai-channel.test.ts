@@ -56,6 +56,7 @@ channels:
     ok: true,
     status: 200,
     model: 'claude-sonnet-5-5',
+    probe: 'models',
     keys: [{ ok: true, fingerprint: '…0042' }],
   });
   const req = up.requests[0]!;

@@ -69,6 +69,7 @@ export function channelForm(opts: { hash: string; channel?: ChannelView; error?:
       (a) =>
         html`<option value="${a}"${(c?.auth ?? 'x-api-key') === a ? html` selected` : ''}>${AUTH_LABEL[a]}</option>`,
     )}</select>
+    <span class="hint">Anthropic channels only: an OpenAI-compatible channel always sends <code>Authorization: Bearer</code>.</span>
     <label for="f-enabled">Enabled</label><span><input id="f-enabled" name="enabled" type="checkbox" value="1"${c && !c.enabled ? '' : html` checked`}></span>
     <span>Keys</span>
     <div>
