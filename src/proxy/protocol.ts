@@ -102,7 +102,7 @@ export const openaiAdapter: ProtocolAdapter = {
       },
       sseEnd: () => stream?.end() ?? Buffer.alloc(0),
       json: (b) => translateCompletion(b, model),
-      error: (status, b) => translateError(status, b),
+      error: (status, b) => translateError(status, b, key),
     };
     return {
       kind: 'upstream',

@@ -14,6 +14,7 @@ import {
   CLIENT_TOKEN,
   channelKey,
   claudeCode,
+  coolingScopes,
   MODEL,
   messagesBody,
   send,
@@ -373,3 +374,71 @@ t.test('a request an openai channel cannot carry goes to an Anthropic channel th
   t.equal(up.requests.length, 0);
   t.equal(anth!.requests.length, 1);
 });
+
+t.test(
+  'outcomes on openai channels: 429 cools key+model, 401 the key, 5xx channel+model; quota spent is a 402',
+  async (t) => {
+    const up = await openaiUpstream(t);
+    const { url, daemon } = await startProxy(t, {
+      channels: [
+        {
+          name: 'oa',
+          url: `${up.url}/v1`,
+          protocol: 'openai',
+          keys: [channelKey('oa', 0), channelKey('oa', 1)],
+        },
+      ],
+      routing: { base: '5s', max: '10s' },
+    });
+    up.enqueue(openaiStatus(429, 'Rate limit reached', { headers: { 'retry-after': '3' } }));
+    const r1 = await send(url, { body: messagesBody(MODEL, true) });
+    t.equal(r1.status, 200, 'the second key answered');
+    t.equal(up.requests[1]!.headers.authorization, `Bearer ${channelKey('oa', 1)}`);
+    t.same(coolingScopes(daemon), [`key+model:oa#0|${MODEL}`]);
+
+    up.enqueue(openaiStatus(401, 'Incorrect API key provided'));
+    await send(url, { body: messagesBody('claude-haiku-5-5', true) });
+    t.ok(coolingScopes(daemon).includes('key:oa#1'), '401 cools the key');
+
+    up.enqueue(
+      openaiStatus(429, 'You exceeded your current quota', {
+        code: 'insufficient_quota',
+        type: 'insufficient_quota',
+      }),
+    );
+    const r3 = await send(url, { body: messagesBody('claude-opus-5-5', true) });
+    const rows = await attempts(daemon, { requestId: r3.requestId, atLeast: 1 });
+    t.equal(rows[0]!.status, 402, 'insufficient_quota is recorded as 402');
+    t.ok(coolingScopes(daemon).includes('key:oa#0'), 'and cools the key');
+  },
+);
+
+t.test(
+  'timeouts on openai channels: headers then silence, or a role chunk then silence, fail over',
+  async (t) => {
+    const a = await openaiUpstream(t);
+    const b = await openaiUpstream(t);
+    const { url, daemon } = await startProxy(t, {
+      channels: [
+        { name: 'a', url: `${a.url}/v1`, protocol: 'openai', priority: 10 },
+        { name: 'b', url: `${b.url}/v1`, protocol: 'openai', priority: 5 },
+      ],
+    });
+    a.enqueue({ kind: 'headers-then-stall' });
+    const r1 = await send(url, { body: messagesBody(MODEL, true) });
+    t.equal(sseEvents(r1.body).at(-1)?.event, 'message_stop');
+    a.enqueue(okChatStream({ model: 'x', stallAfter: 1 }));
+    const r2 = await send(url, { body: messagesBody('claude-haiku-5-5', true) });
+    t.equal(sseEvents(r2.body).at(-1)?.event, 'message_stop');
+    const rows = await attempts(daemon, { atLeast: 4 });
+    t.same(
+      rows.map((r) => [r.channel, r.errorClass]),
+      [
+        ['a', 'CCL_FIRST_TOKEN_TIMEOUT'],
+        ['b', null],
+        ['a', 'CCL_FIRST_TOKEN_TIMEOUT'],
+        ['b', null],
+      ],
+    );
+  },
+);

@@ -326,6 +326,10 @@ t.test('errors: OpenAI shapes and statuses → Anthropic errors for the outcome 
       /gpt-x/,
     ],
   ];
+  const key = 'sk-live-SECRET-echoed-0123456789abcd';
+  const echoed = translateError(401, oe(`Incorrect API key provided: ${key}`, 'invalid_request_error'), key);
+  t.notOk(echoed.body.toString().includes(key), 'a key the server echoes is not passed on');
+  t.match(echoed.body.toString(), /provided: …abcd/);
   for (const [name, status, body, wantStatus, wantType, re] of rows) {
     const out = translateError(status, body);
     t.equal(out.status, wantStatus, name);

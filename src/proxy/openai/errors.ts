@@ -56,9 +56,10 @@ const MAX_MESSAGE = 2000;
 /**
  * An OpenAI-compatible failure answer → the status and Anthropic error body the client gets.
  * Bodies in other shapes (`{"message"}`, `{"detail"}`, `{"error":"text"}`, plain text or HTML from
- * a gateway) keep their text as the message.
+ * a gateway) keep their text as the message. The channel key, should a server echo it, is replaced
+ * by its last four characters: the message is rebuilt here anyway, so scrubbing it costs nothing.
  */
-export function translateError(status: number, body: Buffer): { status: number; body: Buffer } {
+export function translateError(status: number, body: Buffer, key?: string): { status: number; body: Buffer } {
   const raw = body.toString('utf8');
   let message = '';
   let code = '';
@@ -81,6 +82,7 @@ export function translateError(status: number, body: Buffer): { status: number; 
       .replace(/\s+/g, ' ')
       .trim();
   }
+  if (key && key.length >= 8 && message.includes(key)) message = message.split(key).join(`…${key.slice(-4)}`);
   if (message.length > MAX_MESSAGE) message = `${message.slice(0, MAX_MESSAGE)}…`;
   if (!message) message = `the OpenAI-compatible upstream answered ${status}`;
 
