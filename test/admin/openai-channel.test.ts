@@ -5,18 +5,12 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { editFromForm } from '../../src/admin/pages/channel-form.js';
-import type { Daemon } from '../../src/daemon.js';
 import { startFakeOpenAIUpstream } from '../../src/dev/fake-openai-upstream.js';
-import { startTestDaemon, testEnv } from '../daemon/helpers.js';
-import { call } from './http-helpers.js';
+import { testEnv } from '../helpers/config.js';
+import { startTestDaemon } from '../helpers/daemon.js';
+import { call, login } from '../helpers/http.js';
 
 const KEY = 'sk-openai-admin-test-SECRET-0042';
-
-async function login(d: Daemon): Promise<string> {
-  const a = await call(d.url, 'POST', '/login', { body: { password: testEnv.TEST_PASS } });
-  const sc = a.headers['set-cookie'];
-  return String(Array.isArray(sc) ? sc[0] : sc).split(';')[0]!;
-}
 
 t.test('channel list, API create and channel test of an openai channel', async (t) => {
   const up = await startFakeOpenAIUpstream({ models: ['deepseek-chat'] });
@@ -41,7 +35,7 @@ channels:
     models: [gpt-nope]
 `;
   const { daemon, file } = await startTestDaemon(t, text, { env: { ...testEnv, OA_KEY: KEY } });
-  const cookie = await login(daemon);
+  const cookie = await login(daemon.url);
   const api = (method: 'GET' | 'POST', path: string, body?: unknown) =>
     call(daemon.url, method, path, { cookie, body });
 

@@ -7,6 +7,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import t from 'tap';
 import { okChatStream, openaiStatus, startFakeOpenAIUpstream } from '../../src/dev/fake-openai-upstream.js';
 import type { FakeUpstream } from '../../src/dev/fake-upstream.js';
+import { MODEL, messagesBody } from '../helpers/messages.js';
 import type { Teardownable } from '../helpers/tmp.js';
 import {
   anthropicErrorOf,
@@ -15,8 +16,6 @@ import {
   channelKey,
   claudeCode,
   coolingScopes,
-  MODEL,
-  messagesBody,
   send,
   sseEvents,
   startProxy,
@@ -278,7 +277,7 @@ t.test(
       ],
     });
     up.enqueue(openaiStatus(500, 'internal'));
-    const r1 = await send(url, { body: messagesBody(MODEL, true) });
+    const r1 = await send(url, { body: messagesBody({ model: MODEL, stream: true }) });
     t.equal(r1.status, 200);
     t.equal(sseEvents(r1.body).at(-1)?.event, 'message_stop');
     const rows = await attempts(daemon, { requestId: r1.requestId, atLeast: 2 });
@@ -304,14 +303,14 @@ t.test(
       ],
     });
     a.enqueue(okChatStream({ model: 'x', cutAfter: 1 }));
-    const r1 = await send(url, { body: messagesBody(MODEL, true) });
+    const r1 = await send(url, { body: messagesBody({ model: MODEL, stream: true }) });
     t.equal(r1.status, 200);
     t.equal(sseEvents(r1.body).at(-1)?.event, 'message_stop', 'the second channel answered whole');
     t.equal(b.requests.length, 1);
 
     // Another model: channel a cools for MODEL only (channel+model scope), so it is tried first again.
     a.enqueue(okChatStream({ model: 'x', cutAfter: 3 }));
-    const r2 = await send(url, { body: messagesBody('claude-haiku-5-5', true) });
+    const r2 = await send(url, { body: messagesBody({ model: 'claude-haiku-5-5', stream: true }) });
     const events = sseEvents(r2.body);
     t.equal(events.at(-1)?.event, 'error', 'a committed stream that broke ends with an error event');
     t.notOk(events.some((e) => e.event === 'message_stop'));
@@ -391,13 +390,13 @@ t.test(
       routing: { base: '5s', max: '10s' },
     });
     up.enqueue(openaiStatus(429, 'Rate limit reached', { headers: { 'retry-after': '3' } }));
-    const r1 = await send(url, { body: messagesBody(MODEL, true) });
+    const r1 = await send(url, { body: messagesBody({ model: MODEL, stream: true }) });
     t.equal(r1.status, 200, 'the second key answered');
     t.equal(up.requests[1]!.headers.authorization, `Bearer ${channelKey('oa', 1)}`);
     t.same(coolingScopes(daemon), [`key+model:oa#0|${MODEL}`]);
 
     up.enqueue(openaiStatus(401, 'Incorrect API key provided'));
-    await send(url, { body: messagesBody('claude-haiku-5-5', true) });
+    await send(url, { body: messagesBody({ model: 'claude-haiku-5-5', stream: true }) });
     t.ok(coolingScopes(daemon).includes('key:oa#1'), '401 cools the key');
 
     up.enqueue(
@@ -406,7 +405,7 @@ t.test(
         type: 'insufficient_quota',
       }),
     );
-    const r3 = await send(url, { body: messagesBody('claude-opus-5-5', true) });
+    const r3 = await send(url, { body: messagesBody({ model: 'claude-opus-5-5', stream: true }) });
     const rows = await attempts(daemon, { requestId: r3.requestId, atLeast: 1 });
     t.equal(rows[0]!.status, 402, 'insufficient_quota is recorded as 402');
     t.ok(coolingScopes(daemon).includes('key:oa#0'), 'and cools the key');
@@ -425,10 +424,10 @@ t.test(
       ],
     });
     a.enqueue({ kind: 'headers-then-stall' });
-    const r1 = await send(url, { body: messagesBody(MODEL, true) });
+    const r1 = await send(url, { body: messagesBody({ model: MODEL, stream: true }) });
     t.equal(sseEvents(r1.body).at(-1)?.event, 'message_stop');
     a.enqueue(okChatStream({ model: 'x', stallAfter: 1 }));
-    const r2 = await send(url, { body: messagesBody('claude-haiku-5-5', true) });
+    const r2 = await send(url, { body: messagesBody({ model: 'claude-haiku-5-5', stream: true }) });
     t.equal(sseEvents(r2.body).at(-1)?.event, 'message_stop');
     const rows = await attempts(daemon, { atLeast: 4 });
     t.same(
