@@ -47,7 +47,9 @@ t.test(
       if ((body?.tools?.length ?? 0) > 0) {
         return okChatStream({
           model: 'fake-model',
-          chunks: ['Reading the note.'],
+          // A reasoning model: the reasoning comes back as a thinking block (empty signature).
+        reasoning: ['The user wants the note; ', 'read it first.'],
+        chunks: ['Reading the note.'],
           toolCalls: [
             { id: 'call_read_1', name: 'Read', args: ['{"file_path":', JSON.stringify(note), '}'] },
           ],
