@@ -48,8 +48,8 @@ t.test(
         return okChatStream({
           model: 'fake-model',
           // A reasoning model: the reasoning comes back as a thinking block (empty signature).
-        reasoning: ['The user wants the note; ', 'read it first.'],
-        chunks: ['Reading the note.'],
+          reasoning: ['The user wants the note; ', 'read it first.'],
+          chunks: ['Reading the note.'],
           toolCalls: [
             { id: 'call_read_1', name: 'Read', args: ['{"file_path":', JSON.stringify(note), '}'] },
           ],

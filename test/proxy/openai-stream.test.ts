@@ -184,6 +184,20 @@ const ROWS: Row[] = [
     stopReason: 'end_turn',
   },
   {
+    name: 'whitespace-only text around tool calls makes no block (the API refuses one sent back)',
+    script: { model: 'm', chunks: ['\n\n'], toolCalls: [TOOL_A] },
+    content: [
+      { type: 'tool_use', id: 'call_a', name: 'Read', input: { path: '/home/dev/ccload/src/main.ts' } },
+    ],
+    stopReason: 'tool_use',
+  },
+  {
+    name: 'leading whitespace is kept once text follows',
+    script: { model: 'm', chunks: ['\n', ' ', 'Hi'] },
+    content: [{ type: 'text', text: '\n Hi' }],
+    stopReason: 'end_turn',
+  },
+  {
     name: 'finish_reason length → max_tokens',
     script: { model: 'm', chunks: ['cut'], finishReason: 'length' },
     content: [{ type: 'text', text: 'cut' }],

@@ -240,6 +240,11 @@ t.test('a non-streaming answer becomes one Anthropic message', async (t) => {
       },
     ],
     [
+      'whitespace-only text beside a tool call makes no text block',
+      chatCompletion({ model: 'm', chunks: ['\n\n'], toolCalls: [{ id: 'c1', name: 'Read', args: ['{}'] }] }),
+      { content: [{ type: 'tool_use', id: 'c1', name: 'Read', input: {} }] },
+    ],
+    [
       'length',
       chatCompletion({ model: 'm', chunks: ['x'], finishReason: 'length' }),
       { stop_reason: 'max_tokens' },

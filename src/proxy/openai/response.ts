@@ -45,7 +45,8 @@ export function translateCompletion(body: Buffer, model: string): Buffer | undef
         ? msg['reasoning']
         : '';
   if (reasoning !== '') content.push({ type: 'thinking', thinking: reasoning, signature: '' });
-  if (typeof msg['content'] === 'string' && msg['content'] !== '')
+  // No whitespace-only text block: the Messages API refuses one when the client sends the turn back.
+  if (typeof msg['content'] === 'string' && /\S/.test(msg['content']))
     content.push({ type: 'text', text: msg['content'] });
   let tools = 0;
   if (Array.isArray(msg['tool_calls'])) {

@@ -99,6 +99,8 @@ export class ChatStreamTranslator implements StreamState {
   /** Held tool calls and text, in order of first appearance, flushed when the open tool call ends. */
   readonly #held: (ToolState | { text: string })[] = [];
   #heldText: { text: string } | undefined;
+  /** Whitespace that arrived while no block of its kind was open, waiting for real text. */
+  readonly #leading = { text: '', thinking: '' };
   #sawTool = false;
 
   /** `model`: the model the client asked for, reported in `message_start`. */
@@ -256,6 +258,14 @@ export class ChatStreamTranslator implements StreamState {
       }
       return '';
     }
+    // No block of only whitespace (a server's "\n\n" before its tool calls): the Messages API
+    // refuses such a block when the client sends the turn back. Leading whitespace waits for text.
+    if (/^\s*$/.test(text)) {
+      this.#leading[kind] += text;
+      return '';
+    }
+    text = this.#leading[kind] + text;
+    this.#leading[kind] = '';
     let out = this.#close();
     const index = this.#nextBlock++;
     this.#open = { index, kind };
@@ -339,6 +349,7 @@ export class ChatStreamTranslator implements StreamState {
     let out = this.#close();
     for (const h of this.#held) {
       if ('text' in h) {
+        if (/^\s*$/.test(h.text)) continue;
         const index = this.#nextBlock++;
         out += event('content_block_start', {
           type: 'content_block_start',
