@@ -159,6 +159,16 @@ export async function loadConfigText(
   for (const c of channels) {
     if (c.enabled && c.problems.length > 0) at(['channels', c.index], `${c.problems.join('; ')}`, 'warning');
   }
+  for (const c of channels) {
+    // A new user's likeliest mistake: the endpoint's full URL where the base URL belongs.
+    if (c.protocol === 'openai' && /\/chat\/completions\/?$/.test(c.url)) {
+      at(
+        ['channels', c.index, 'url'],
+        `channel "${c.name}" (protocol openai): url is the OpenAI base URL, e.g. https://api.deepseek.com/v1; ccload appends /chat/completions to it`,
+        'warning',
+      );
+    }
+  }
   const tokens = buildTokens(config, input.env);
   for (const [i, t] of config.auth.tokens.entries()) {
     if (t.token === '')

@@ -97,3 +97,19 @@ t.test('the channel form posts the protocol', async (t) => {
     'anthropic is the default, not written',
   );
 });
+
+t.test('a url ending in /chat/completions on an openai channel is warned about at load', async (t) => {
+  const text = `version: 1
+server:
+  listen: 127.0.0.1:0
+  database: file:state/ccload.db
+channels:
+  - name: full-url
+    protocol: openai
+    url: https://api.example.com/v1/chat/completions
+    api_key: \${OA_KEY}
+`;
+  const { daemon } = await startTestDaemon(t, text, { env: { ...testEnv, OA_KEY: KEY } });
+  const w = daemon.app.reloader.current.warnings.find((x) => x.path === 'channels[0].url');
+  t.match(w, { severity: 'warning', message: /url is the OpenAI base URL.*appends \/chat\/completions/ });
+});
