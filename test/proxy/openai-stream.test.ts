@@ -305,3 +305,30 @@ t.test('an empty answer (finish without content) completes with no blocks', asyn
     ['message_start', 'ping', 'message_delta', 'message_stop'],
   );
 });
+
+t.test(
+  'held tool-call data is bounded: past 16 Mi characters the stream ends with an error event',
+  async (t) => {
+    const tr = new ChatStreamTranslator(MODEL);
+    const line = (delta: unknown) =>
+      Buffer.from(
+        `data: ${JSON.stringify({ id: 'x', choices: [{ index: 0, delta, finish_reason: null }] })}\n\n`,
+      );
+    const call = (index: number, id: string, args: string) => ({
+      tool_calls: [{ index, id, type: 'function', function: { name: 'Write', arguments: args } }],
+    });
+    tr.push(line(call(0, 'a', '{')));
+    const piece = 'x'.repeat(4 * 1024 * 1024);
+    let out = '';
+    for (let i = 0; i < 5 && !out.includes('event: error'); i++)
+      out += tr
+        .push(
+          line(
+            i === 0 ? call(1, 'b', piece) : { tool_calls: [{ index: 1, function: { arguments: piece } }] },
+          ),
+        )
+        .toString();
+    t.match(out, /event: error\ndata: .*too much interleaved tool-call data/);
+    t.equal(tr.push(line({ content: 'more' })).length, 0, 'nothing after the error');
+  },
+);

@@ -32,6 +32,8 @@ export interface StreamState {
 
 /** Longest line carried over to the next chunk; a longer unterminated line is a broken stream. */
 const MAX_LINE = 8 * 1024 * 1024;
+/** Most text and tool arguments held while another tool call is open (characters). */
+const MAX_HELD = 16 * 1024 * 1024;
 
 const STOP_REASON: Readonly<Record<string, string>> = {
   stop: 'end_turn',
@@ -101,6 +103,8 @@ export class ChatStreamTranslator implements StreamState {
   #heldText: { text: string } | undefined;
   /** Whitespace that arrived while no block of its kind was open, waiting for real text. */
   readonly #leading = { text: '', thinking: '' };
+  /** Characters held in `#held` (bounded by MAX_HELD). */
+  #heldBytes = 0;
   #sawTool = false;
 
   /** `model`: the model the client asked for, reported in `message_start`. */
@@ -194,6 +198,11 @@ export class ChatStreamTranslator implements StreamState {
       if (choice['index'] !== undefined && choice['index'] !== 0) continue; // n > 1 is not asked for
       const delta = choice['delta'];
       if (typeof delta === 'object' && delta !== null) out += this.#delta(delta as Record<string, unknown>);
+      if (this.#heldBytes > MAX_HELD) {
+        // Bounded memory: an answer whose held blocks grow this large is given up as broken.
+        this.#failed = true;
+        return `${out}${event('error', { type: 'error', error: { type: 'api_error', message: 'the upstream sent too much interleaved tool-call data' } })}`;
+      }
       const finish = choice['finish_reason'];
       if (typeof finish === 'string' && finish !== '' && !this.#finished) {
         out += this.#closeAll();
@@ -255,6 +264,7 @@ export class ChatStreamTranslator implements StreamState {
           this.#held.push(this.#heldText);
         }
         this.#heldText.text += text;
+        this.#heldBytes += text.length;
       }
       return '';
     }
@@ -304,6 +314,7 @@ export class ChatStreamTranslator implements StreamState {
       if (open !== undefined && typeof open.kind === 'number') {
         // Another tool call is open: this one waits (its deltas may interleave with the open one's).
         tool.held = args;
+        this.#heldBytes += args.length;
         this.#held.push(tool);
         return '';
       }
@@ -316,6 +327,7 @@ export class ChatStreamTranslator implements StreamState {
     if (args === '') return '';
     if (tool.block >= 0 && this.#open?.index === tool.block) return this.#argsDelta(tool.block, args);
     tool.held += args;
+    this.#heldBytes += args.length;
     return '';
   }
 
@@ -368,6 +380,7 @@ export class ChatStreamTranslator implements StreamState {
     }
     this.#held.length = 0;
     this.#heldText = undefined;
+    this.#heldBytes = 0;
     return out;
   }
 
