@@ -441,3 +441,52 @@ t.test(
     );
   },
 );
+
+t.test(
+  'session pins work across protocols: sessions on a mixed pair of channels stay where they started',
+  async (t) => {
+    const [anth] = await startUpstreams(t, 1);
+    const up = await openaiUpstream(t);
+    const { url } = await startProxy(t, {
+      channels: [
+        { name: 'anthropic', url: anth!.url, priority: 10 },
+        { name: 'openai', url: `${up.url}/v1`, protocol: 'openai', priority: 10 },
+      ],
+    });
+    const sessions = Array.from({ length: 8 }, (_, i) => `5e55a0${i}0-0000-4000-8000-00000000000${i}`);
+    for (let turn = 0; turn < 4; turn++) {
+      for (const sid of sessions) {
+        const userId = JSON.stringify({ device_id: 'd'.repeat(64), account_uuid: '', session_id: sid });
+        const res = await send(url, {
+          headers: { 'x-claude-code-session-id': sid },
+          body: {
+            model: MODEL,
+            max_tokens: 8,
+            metadata: { user_id: userId },
+            messages: [{ role: 'user', content: `turn ${turn}` }],
+            stream: turn % 2 === 0,
+          },
+        });
+        t.equal(res.status, 200);
+      }
+    }
+    const where = (sid: string) => {
+      const a = anth!.requests.filter((r) => JSON.stringify(r.json).includes(sid)).length;
+      const o = up.requests.filter((r) => String((r.json as { user?: string }).user).includes(sid)).length;
+      return [a, o];
+    };
+    let onOpenai = 0;
+    for (const sid of sessions) {
+      const [a, o] = where(sid);
+      t.ok(
+        (a === 4 && o === 0) || (a === 0 && o === 4),
+        `session ${sid.slice(0, 8)} stayed on one channel (${a}/${o})`,
+      );
+      if (o === 4) onOpenai++;
+    }
+    t.ok(
+      onOpenai > 0 && onOpenai < sessions.length,
+      `sessions spread over both protocols (${onOpenai} on openai)`,
+    );
+  },
+);
