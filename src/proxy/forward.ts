@@ -58,8 +58,11 @@ export interface ResponseTranslation {
   sse(chunk: Buffer): Buffer;
   /** The SSE answer's body ended: any bytes still due. */
   sseEnd(): Buffer;
-  /** A whole 2xx non-SSE body → an Anthropic message body; undefined when it is not an answer. */
-  json(body: Buffer): Buffer | undefined;
+  /**
+   * A whole 2xx non-SSE body → an Anthropic answer: a message body, or (`sse`) the whole event
+   * stream of that message when the client asked for a stream; undefined when it is not an answer.
+   */
+  json(body: Buffer): { body: Buffer; sse: boolean } | undefined;
   /** A failure answer (already decoded and scrubbed) → the status and Anthropic error body the client would get. */
   error(status: number, body: Buffer): { status: number; body: Buffer };
 }
@@ -154,6 +157,13 @@ class AttemptAbort extends Error {
 type Mode = 'pending' | 'error' | 'json' | 'sse';
 
 const EMPTY = Buffer.alloc(0);
+
+/** Usage and model of a whole SSE answer held in memory. */
+function usageFromSse(body: Buffer): { usage?: Usage; model?: string } {
+  const tap = new SseTap();
+  tap.push(body);
+  return { ...(tap.usage ? { usage: tap.usage } : {}), ...(tap.model ? { model: tap.model } : {}) };
+}
 
 /** A flat `[name, value, ...]` header list (lower-case names) with `name` set to `value` alone. */
 function replaceHeader(headers: string[], name: string, value: string): string[] {
@@ -315,7 +325,12 @@ class Attempt implements Dispatcher.DispatchHandler {
           return this.#settle({ result: { kind: 'success' } });
         }
         let body = this.#body();
-        if (body.length > 0 && this.#in.translate) body = this.#in.translate.json(body) ?? EMPTY;
+        let sse = false;
+        if (body.length > 0 && this.#in.translate) {
+          const out = this.#in.translate.json(body);
+          body = out?.body ?? EMPTY;
+          sse = out?.sse ?? false;
+        }
         if (body.length === 0) {
           return this.#settle({
             result: {
@@ -326,9 +341,14 @@ class Attempt implements Dispatcher.DispatchHandler {
             },
           });
         }
-        const parsed = usageFromJsonBody(body);
+        const parsed = sse ? usageFromSse(body) : usageFromJsonBody(body);
         let headers = downstreamHeaders(this.#headers, false);
-        if (this.#in.translate) headers = replaceHeader(headers, 'content-type', 'application/json');
+        if (this.#in.translate)
+          headers = replaceHeader(
+            headers,
+            'content-type',
+            sse ? 'text/event-stream; charset=utf-8' : 'application/json',
+          );
         headers.push('content-length', String(body.length), ...this.#in.extraHeaders);
         this.#committed = true;
         this.#in.onCommit?.(false);

@@ -101,7 +101,11 @@ export const openaiAdapter: ProtocolAdapter = {
         return stream.push(chunk);
       },
       sseEnd: () => stream?.end() ?? Buffer.alloc(0),
-      json: (b) => translateCompletion(b, model),
+      json: (b) => {
+        // A server that ignored `stream: true` and answered JSON: the client still gets a stream.
+        const out = translateCompletion(b, model, chat.stream);
+        return out && { body: out, sse: chat.stream };
+      },
       error: (status, b) => translateError(status, b, key),
     };
     return {

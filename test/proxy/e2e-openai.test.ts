@@ -5,7 +5,12 @@
  */
 import Anthropic from '@anthropic-ai/sdk';
 import t from 'tap';
-import { okChatStream, openaiStatus, startFakeOpenAIUpstream } from '../../src/dev/fake-openai-upstream.js';
+import {
+  okChat,
+  okChatStream,
+  openaiStatus,
+  startFakeOpenAIUpstream,
+} from '../../src/dev/fake-openai-upstream.js';
 import type { FakeUpstream } from '../../src/dev/fake-upstream.js';
 import { MODEL, messagesBody } from '../helpers/messages.js';
 import type { Teardownable } from '../helpers/tmp.js';
@@ -490,3 +495,36 @@ t.test(
     );
   },
 );
+
+t.test('a server that ignores stream: true and answers JSON: the client still gets a stream', async (t) => {
+  const up = await openaiUpstream(t);
+  const { url, daemon } = await startProxy(t, {
+    channels: [{ name: 'oa', url: `${up.url}/v1`, protocol: 'openai' }],
+  });
+  up.handle(() =>
+    okChat({
+      model: 'x',
+      chunks: [],
+      reasoning: ['hm'],
+      toolCalls: [{ id: 'c1', name: 'Read', args: ['{"path":"/a"}'] }],
+    }),
+  );
+  const sdk = new Anthropic({ baseURL: url, apiKey: CLIENT_TOKEN, maxRetries: 0 });
+  const stream = sdk.messages.stream({
+    model: MODEL,
+    max_tokens: 64,
+    messages: [{ role: 'user', content: 'hi' }],
+  });
+  const final = await stream.finalMessage();
+  t.same(final.content, [
+    { type: 'thinking', thinking: 'hm', signature: '' },
+    { type: 'tool_use', id: 'c1', name: 'Read', input: { path: '/a' } },
+  ]);
+  t.equal(final.stop_reason, 'tool_use');
+  const r = await send(url, { body: messagesBody({ stream: true }) });
+  t.match(r.headers['content-type'], /^text\/event-stream/);
+  const rows = await attempts(daemon, { requestId: r.requestId, atLeast: 1 });
+  t.match(rows[0], { status: 200, inputTokens: 112, cacheReadTokens: 2000, outputTokens: 9 });
+  const plain = await send(url, { body: messagesBody() });
+  t.match(plain.headers['content-type'], /^application\/json/, 'a non-streaming request still gets JSON');
+});

@@ -363,3 +363,19 @@ t.test('count_tokens estimate: grows with the request, counts tools, images and 
   t.ok(withTools > noTools + 1000, 'tool definitions count');
   t.ok(withTools > 8000 && withTools < 16000, `a 49 KB first turn is ~12k tokens (got ${withTools})`);
 });
+
+t.test('a JSON completion for a client that asked for a stream becomes the whole event stream', async (t) => {
+  const body = Buffer.from(JSON.stringify(chatCompletion({ model: 'm', chunks: ['Hi.'] })));
+  const out = translateCompletion(body, 'claude-sonnet-5-5', true)!.toString();
+  const names = [...out.matchAll(/^event: (\S+)$/gm)].map((m) => m[1]);
+  t.same(names, [
+    'message_start',
+    'content_block_start',
+    'content_block_delta',
+    'content_block_stop',
+    'message_delta',
+    'message_stop',
+  ]);
+  t.match(out, /"text_delta","text":"Hi\."/);
+  t.match(out, /"stop_reason":"end_turn".*"cache_read_input_tokens":2000/);
+});

@@ -23,10 +23,12 @@ function toolInput(args: unknown): unknown {
 }
 
 /**
- * Translates a 2xx Chat Completions body for the client that asked for `model`. Undefined when the
- * body is not a completion (no `choices[0].message`): the attempt then counts as an empty answer.
+ * Translates a 2xx Chat Completions body for the client that asked for `model`: one `message`, or
+ * with `asStream` the Anthropic event stream of that message (for a client that asked for a stream
+ * from a server that answered JSON). Undefined when the body is not a completion (no
+ * `choices[0].message`): the attempt then counts as an empty answer.
  */
-export function translateCompletion(body: Buffer, model: string): Buffer | undefined {
+export function translateCompletion(body: Buffer, model: string, asStream = false): Buffer | undefined {
   let j: unknown;
   try {
     j = JSON.parse(body.toString('utf8'));
@@ -76,5 +78,42 @@ export function translateCompletion(body: Buffer, model: string): Buffer | undef
     stop_sequence: null,
     usage: anthropicUsage(j['usage']) ?? { input_tokens: 0, output_tokens: 0 },
   };
-  return Buffer.from(JSON.stringify(out));
+  return Buffer.from(asStream ? messageEvents(out) : JSON.stringify(out));
+}
+
+function sse(name: string, data: unknown): string {
+  return `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+/** The Anthropic event stream of a whole message, each block in one delta. */
+function messageEvents(
+  m: { content: Record<string, unknown>[]; usage: unknown; stop_reason: string } & Record<string, unknown>,
+): string {
+  let out = sse('message_start', {
+    type: 'message_start',
+    message: { ...m, content: [], stop_reason: null, usage: { input_tokens: 0, output_tokens: 0 } },
+  });
+  for (const [index, b] of m.content.entries()) {
+    let start: Record<string, unknown>;
+    let delta: Record<string, unknown>;
+    if (b['type'] === 'text') {
+      start = { type: 'text', text: '' };
+      delta = { type: 'text_delta', text: b['text'] };
+    } else if (b['type'] === 'thinking') {
+      start = { type: 'thinking', thinking: '', signature: '' };
+      delta = { type: 'thinking_delta', thinking: b['thinking'] };
+    } else {
+      start = { ...b, input: {} };
+      delta = { type: 'input_json_delta', partial_json: JSON.stringify(b['input']) };
+    }
+    out += sse('content_block_start', { type: 'content_block_start', index, content_block: start });
+    out += sse('content_block_delta', { type: 'content_block_delta', index, delta });
+    out += sse('content_block_stop', { type: 'content_block_stop', index });
+  }
+  out += sse('message_delta', {
+    type: 'message_delta',
+    delta: { stop_reason: m.stop_reason, stop_sequence: null },
+    usage: m.usage,
+  });
+  return out + sse('message_stop', { type: 'message_stop' });
 }
