@@ -17,6 +17,7 @@ export interface BenchChannel {
   name: string;
   url: string;
   priority: number;
+  protocol?: 'openai';
 }
 
 /** What a generated ccload.yaml varies. */
@@ -56,6 +57,7 @@ export function ccloadYaml(c: CcloadConfig): string {
   for (const ch of c.channels) {
     lines.push(
       `  - name: ${ch.name}`,
+      ...(ch.protocol ? [`    protocol: ${ch.protocol}`] : []),
       `    url: ${ch.url}`,
       '    api_key: ${BENCH_CHANNEL_KEY}',
       `    priority: ${ch.priority}`,

@@ -1,13 +1,17 @@
 /**
  * Micro-benchmark of the proxy's byte-level hot path: request sniffing (sniffRequest, rewriteModel) against
- * JSON.parse on Claude Code–shaped bodies, and the SSE tap's throughput on a realistic answer stream.
+ * JSON.parse on Claude Code–shaped bodies, the SSE tap's throughput on a realistic answer stream, and the
+ * `protocol: openai` translations (request → Chat Completions; Chat Completions chunks → Anthropic events).
  * Prints numbers; asserts nothing. Run after a build: `node dist/bench/micro-parse.js`.
  * The machine is shared: run it when nothing else is loading the CPU, and compare ratios within one run.
  */
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { claudeCodeRequest, encodeSse, messageStreamEvents } from '../src/dev/anthropic-shapes.js';
+import { chatStreamEvents } from '../src/dev/fake-openai-upstream.js';
 import { rewriteModel, sniffRequest } from '../src/proxy/body-sniff.js';
+import { toChatCompletions } from '../src/proxy/openai/request.js';
+import { ChatStreamTranslator } from '../src/proxy/openai/stream.js';
 import { SseTap } from '../src/proxy/sse-tap.js';
 
 /** Keeps results observable so the JIT cannot drop the measured work. */
@@ -228,7 +232,44 @@ function benchTap(): void {
   }
 }
 
+/** What an OpenAI channel adds: the request translated and serialised, each chunk translated (and tapped). */
+function benchOpenai(): void {
+  console.log('');
+  console.log('protocol: openai translation (in process)');
+  for (const bytes of [43_000, 200_000]) {
+    const body = claudeCodeRequest({ model: 'claude-sonnet-5-5', stream: true, bodyBytes: bytes }).body;
+    const us = measure(() => {
+      const r = toChatCompletions(JSON.parse(body.toString('utf8')), 'deepseek-chat');
+      return r.ok ? Buffer.byteLength(JSON.stringify(r.body)) : 0;
+    });
+    console.log(`request ${Math.round(bytes / 1000)} KB: parse + translate + serialise ${us.toFixed(1)} µs`);
+  }
+  const rnd = prng(7);
+  const words = ['the ', 'proxy ', 'streams ', '"quoted" ', 'tokens ', 'ünïcödé ', '🚀 ', 'fast\n', 'and '];
+  const chunks = Array.from({ length: 500 }, () => {
+    let s = '';
+    while (Buffer.byteLength(s) < 28) s += words[Math.floor(rnd() * words.length)];
+    return s;
+  });
+  const upstream = splitEvents(encodeSse(chatStreamEvents({ model: 'deepseek-chat', chunks })));
+  const check = new ChatStreamTranslator('claude-sonnet-5-5');
+  const tap = new SseTap();
+  for (const c of upstream) tap.push(check.push(c));
+  tap.push(check.end());
+  if (!tap.stopped) throw new Error('translator misread');
+  const translate = measure(() => {
+    const tr = new ChatStreamTranslator('claude-sonnet-5-5');
+    let n = 0;
+    for (let i = 0; i < upstream.length; i++) n += tr.push(upstream[i]!).length;
+    return n + tr.end().length;
+  });
+  console.log(
+    `stream of ${upstream.length} chunks (500 text deltas): translate ${translate.toFixed(1)} µs, ${((translate * 1000) / upstream.length).toFixed(0)} ns/chunk`,
+  );
+}
+
 console.log(`node ${process.version}, ${process.arch}`);
 benchBodies();
 benchTap();
+benchOpenai();
 if (sink === 42) console.log('');

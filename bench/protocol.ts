@@ -22,7 +22,12 @@ export interface UpstreamReady {
   main: string;
   alt: string;
   flaky: string;
+  /** An OpenAI-compatible (Chat Completions) fake: base URL without `/v1`. */
+  openai: string;
 }
+
+/** Pause between the OpenAI fake's stream chunks (it cannot see the delay header: ccload does not forward it). */
+export const OPENAI_STREAM_DELAY_MS = 50;
 
 /** What the passthrough child reports when it listens. */
 export interface PassthroughReady {

@@ -2,8 +2,8 @@
  * `npm run bench`: ccload against a bare passthrough, measured in the same run on loopback (a script
  * that prints numbers; it asserts nothing and exits 0 unless something could not run).
  *
- *   npm run bench [-- --seconds=5] [--only=small,43k,200k,streams200,streams1000,reloads,failover,affinity]
- *                 [--targets=direct,passthrough,ccload-warn,ccload-info] [--cpu-prof[=target,…]]
+ *   npm run bench [-- --seconds=5] [--only=small,43k,200k,streams200,openai,streams1000,reloads,failover,affinity]
+ *                 [--targets=direct,passthrough,ccload-warn,ccload-info,ccload-openai] [--cpu-prof[=target,…]]
  *
  * Every server runs in its own process — the fake upstreams (bench/upstream.ts), the passthrough
  * (bench/passthrough.ts), ccload (`node dist/src/main.js serve`, once at log_level warn and once at
@@ -37,14 +37,15 @@ import {
   snapshotCpu,
 } from './proc.js';
 import { formatTop } from './profile-top.js';
-import type {
-  LagReport,
-  LoadClientCommand,
-  LoadClientMessage,
-  LoadResult,
-  LoadSpec,
-  PassthroughReady,
-  UpstreamReady,
+import {
+  type LagReport,
+  type LoadClientCommand,
+  type LoadClientMessage,
+  type LoadResult,
+  type LoadSpec,
+  OPENAI_STREAM_DELAY_MS,
+  type PassthroughReady,
+  type UpstreamReady,
 } from './protocol.js';
 import type { Summary } from './stats.js';
 import { haveWrk, runWrk, type WrkResult, writeWrkScript } from './wrk.js';
@@ -410,6 +411,19 @@ function scenarios(up: UpstreamReady, procs: Map<string, CcloadProc>): Scenario[
       run: (ctx, t) => measureClient(ctx, '200 streams', t, streamSpec(ctx, 200, 50, 500)),
     },
     {
+      // The same 200 streams through a protocol: openai channel (translated) and an Anthropic one.
+      id: 'openai',
+      title: '200 streams, openai channel',
+      targets: ['direct', 'ccload-warn', 'ccload-openai'],
+      run: (ctx, t) =>
+        measureClient(
+          ctx,
+          '200 streams, openai channel',
+          t,
+          streamSpec(ctx, 200, OPENAI_STREAM_DELAY_MS, 500),
+        ),
+    },
+    {
       id: 'streams1000',
       title: '1000 streams',
       targets: ['direct', 'passthrough', 'ccload-warn'],
@@ -447,6 +461,10 @@ function ccloadConfigs(up: UpstreamReady): Record<string, CcloadConfig> {
     'ccload-warn': { channels: [main], logLevel: 'warn' },
     'ccload-info': { channels: [main], logLevel: 'info' },
     'ccload-reload': { channels: [main], logLevel: 'warn' },
+    'ccload-openai': {
+      channels: [{ name: 'openai', url: `${up.openai}/v1`, priority: 10, protocol: 'openai' }],
+      logLevel: 'warn',
+    },
     'ccload-2ch': {
       channels: [main, { name: 'alt', url: up.alt, priority: 10 }],
       logLevel: 'warn',
@@ -461,7 +479,7 @@ function ccloadConfigs(up: UpstreamReady): Record<string, CcloadConfig> {
 }
 
 /** Targets started for one scenario only, stopped at its end. */
-const EPHEMERAL = new Set(['ccload-reload', 'ccload-2ch', 'ccload-flaky']);
+const EPHEMERAL = new Set(['ccload-reload', 'ccload-2ch', 'ccload-flaky', 'ccload-openai']);
 
 // ---- output -----------------------------------------------------------------------------------------
 

@@ -7,9 +7,20 @@
  * Answers are pre-encoded behaviour objects chosen from request headers, so the fake never parses a
  * request body (bodies are up to 200 KB): `x-bench-stream-delay: <ms>` asks for an SSE answer with
  * that pause between events; without it the answer is a small JSON message.
- * Reports `{ main, alt, flaky }` (base URLs) over IPC once listening; exits on SIGTERM or IPC close.
+ * A fourth, `openai`, is an OpenAI-compatible fake for `protocol: openai` channels. ccload sends it
+ * only the translated body, no bench header, so it reads `stream` from the body (its CPU is its own)
+ * and streams the same 20 text deltas as Chat Completions chunks, spaced OPENAI_STREAM_DELAY_MS: a
+ * role chunk and two empty deltas first, so the first text arrives 3 spacings after the headers as
+ * in the Anthropic stream.
+ * Reports `{ main, alt, flaky, openai }` (base URLs) over IPC once listening; exits on SIGTERM or IPC close.
  */
 import { messageStreamEvents } from '../src/dev/anthropic-shapes.js';
+import {
+  chatStreamEvents,
+  DEFAULT_CHAT_USAGE,
+  okChat,
+  startFakeOpenAIUpstream,
+} from '../src/dev/fake-openai-upstream.js';
 import {
   type Behaviour,
   DEFAULT_USAGE,
@@ -19,12 +30,35 @@ import {
   type StreamBehaviour,
   startFakeUpstream,
 } from '../src/dev/fake-upstream.js';
-import { BENCH_MODEL, STREAM_DELAY_HEADER, STREAM_DELTAS, type UpstreamReady } from './protocol.js';
+import {
+  BENCH_MODEL,
+  OPENAI_STREAM_DELAY_MS,
+  STREAM_DELAY_HEADER,
+  STREAM_DELTAS,
+  type UpstreamReady,
+} from './protocol.js';
 
 const JSON_ANSWER = ok(BENCH_MODEL);
 const OVERLOADED: StatusBehaviour = { kind: 'status', status: 529 };
 const TEXT = Array.from({ length: STREAM_DELTAS * 3 }, (_, i) => `word${i}`).join(' ');
 const EVENTS = messageStreamEvents({ model: BENCH_MODEL, text: TEXT, usage: DEFAULT_USAGE });
+const WORDS = TEXT.split(' ');
+const OPENAI_JSON = okChat({ model: BENCH_MODEL, chunks: [TEXT] });
+const OPENAI_STREAM: StreamBehaviour = {
+  kind: 'stream',
+  events: chatStreamEvents({
+    model: BENCH_MODEL,
+    // Two empty deltas after the role chunk: the first text is the 4th write, as in the Anthropic stream.
+    chunks: [
+      '',
+      '',
+      ...Array.from({ length: STREAM_DELTAS }, (_, i) => `${WORDS.slice(i * 3, i * 3 + 3).join(' ')} `),
+    ],
+    usage: DEFAULT_CHAT_USAGE,
+  }),
+  delayMs: OPENAI_STREAM_DELAY_MS,
+  chunking: 'event',
+};
 /** One behaviour object per delay, so the fake encodes each stream once. */
 const streams = new Map<number, StreamBehaviour>();
 
@@ -47,16 +81,20 @@ async function main(): Promise<void> {
   const main = await startFakeUpstream(opts);
   const alt = await startFakeUpstream(opts);
   const flaky = await startFakeUpstream(opts);
+  const openai = await startFakeOpenAIUpstream(opts);
+  openai.handle((rec) => (rec.stream ? OPENAI_STREAM : OPENAI_JSON));
   main.handle(answer);
   alt.handle(answer);
   let n = 0;
   flaky.handle((rec) => (n++ % 2 === 1 ? OVERLOADED : answer(rec)));
   const close = () => {
-    void Promise.all([main.close(), alt.close(), flaky.close()]).finally(() => process.exit(0));
+    void Promise.all([main.close(), alt.close(), flaky.close(), openai.close()]).finally(() =>
+      process.exit(0),
+    );
   };
   process.once('SIGTERM', close);
   process.once('disconnect', close);
-  const ready: UpstreamReady = { main: main.url, alt: alt.url, flaky: flaky.url };
+  const ready: UpstreamReady = { main: main.url, alt: alt.url, flaky: flaky.url, openai: openai.url };
   process.send?.(ready);
 }
 

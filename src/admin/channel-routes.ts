@@ -12,7 +12,7 @@ import { Client } from 'undici';
 import { z } from 'zod';
 import type { App } from '../app.js';
 import { isGlob } from '../config/glob.js';
-import { ChannelAuthSchema } from '../config/schema.js';
+import { ChannelAuthSchema, ChannelProtocolSchema } from '../config/schema.js';
 import { redactSecretText } from '../config/secrets.js';
 import type { Channel, Snapshot } from '../config/snapshot.js';
 import type { WriteBackError, WriteBackErrorKind, WriteBackResult } from '../config/write-back/apply-edit.js';
@@ -57,6 +57,7 @@ export function channelJson(
     model_map: c.modelMap,
     enabled: c.enabled,
     auth: c.auth,
+    protocol: c.protocol,
     problems: c.problems,
     /** Sessions pinned to this channel now (session affinity). */
     pinned_sessions: app.proxyState.pins.sessionsOn(c.name),
@@ -113,6 +114,7 @@ export async function channelList(app: App) {
  */
 const FIELD_TYPES = {
   name: z.string(),
+  protocol: ChannelProtocolSchema,
   url: z.string(),
   api_key: z.string(),
   keys: z.array(z.string()),
@@ -128,6 +130,7 @@ const KeyInput = z.union([z.string(), z.strictObject({ keep: z.number().int().no
 // `name` and `url` stay required as they are (`.required()` would reword their error as "expected
 // nonoptional").
 const NewChannelBody = z.strictObject(FIELD_TYPES).partial({
+  protocol: true,
   api_key: true,
   keys: true,
   auth: true,
@@ -142,6 +145,7 @@ const removable = <T extends z.ZodType>(type: T) => type.nullable().optional();
 
 const ChangesBody = z.strictObject({
   name: FIELD_TYPES.name.optional(),
+  protocol: removable(FIELD_TYPES.protocol),
   url: FIELD_TYPES.url.optional(),
   api_key: removable(KeyInput),
   keys: removable(z.array(KeyInput)),
@@ -331,6 +335,8 @@ export type ChannelTestResult =
   | {
       readonly channel: string;
       readonly model: string;
+      /** What was asked of the upstream: `count_tokens` (Anthropic) or `models` (`GET {url}/models`, OpenAI). */
+      readonly probe: 'count_tokens' | 'models';
       readonly ok: boolean;
       readonly status: number;
       readonly duration_ms: number;
@@ -387,6 +393,7 @@ export async function testChannel(
   return {
     channel: name,
     model,
+    probe: c.protocol === 'openai' ? 'models' : 'count_tokens',
     ok: !failed,
     status: first.status,
     duration_ms: results.reduce((sum, r) => sum + r.duration_ms, 0),
@@ -407,7 +414,9 @@ export function testModel(c: Channel): string | undefined {
 /**
  * Tests one key: `POST <channel>/v1/messages/count_tokens` with a one-word message, sent the way
  * the proxy sends (same key header style, `model_map` applied), through a client of its own so the
- * proxy's pools and cooldowns are untouched. count_tokens is free upstream.
+ * proxy's pools and cooldowns are untouched. count_tokens is free upstream. An OpenAI-compatible
+ * channel has no count_tokens: it gets `GET <url>/models` with the key as Bearer (also free), and
+ * passes when the answer is a model list naming the model the proxy would send.
  */
 export async function testKey(
   snapshot: Snapshot,
@@ -437,14 +446,25 @@ export async function testKey(
   const base = { key_index: key.index, fingerprint: key.fingerprint };
   const elapsed = () => Math.round(performance.now() - started);
   const scrub = (s: string) => scrubberFor(snapshot).text(s).slice(0, 500);
+  const openai = c.protocol === 'openai';
   try {
-    const res = await client.request({
-      path: `${c.basePath}/v1/messages/count_tokens`,
-      method: 'POST',
-      headers: upstreamHeaders(raw, key.value, c.auth, body.length),
-      body,
-      signal: AbortSignal.timeout(t.connect + t.first_token + t.idle),
-    });
+    const signal = AbortSignal.timeout(t.connect + t.first_token + t.idle);
+    const res = await client.request(
+      openai
+        ? {
+            path: `${c.basePath}/models`,
+            method: 'GET',
+            headers: ['authorization', `Bearer ${key.value}`, 'user-agent', 'ccload-channel-test'],
+            signal,
+          }
+        : {
+            path: `${c.basePath}/v1/messages/count_tokens`,
+            method: 'POST',
+            headers: upstreamHeaders(raw, key.value, c.auth, body.length),
+            body,
+            signal,
+          },
+    );
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const chunk of res.body) {
@@ -459,6 +479,7 @@ export async function testKey(
     } catch {
       json = undefined;
     }
+    if (openai && res.statusCode === 200) return openaiVerdict(base, json, c.mapModel(model), elapsed());
     const tokens = (json as { input_tokens?: unknown } | undefined)?.input_tokens;
     if (res.statusCode === 200 && typeof tokens === 'number') {
       return { ...base, ok: true, status: 200, duration_ms: elapsed(), input_tokens: tokens };
@@ -484,6 +505,36 @@ export async function testKey(
   } finally {
     await client.destroy().catch(() => {});
   }
+}
+
+/** A channel test's verdict on an OpenAI-compatible `GET /models` 200 answer. */
+function openaiVerdict(
+  base: { key_index: number; fingerprint: string },
+  json: unknown,
+  sent: string,
+  ms: number,
+): KeyTestResult {
+  const data = (json as { data?: unknown } | undefined)?.data;
+  if (!Array.isArray(data)) {
+    return {
+      ...base,
+      ok: false,
+      status: 200,
+      duration_ms: ms,
+      error: 'HTTP 200 without a model list (not an OpenAI-compatible /models answer)',
+    };
+  }
+  const ids = data.map((m) => (m as { id?: unknown } | null)?.id).filter((id) => typeof id === 'string');
+  if (!ids.includes(sent)) {
+    return {
+      ...base,
+      ok: false,
+      status: 200,
+      duration_ms: ms,
+      error: `the key works, but the upstream's ${ids.length} models do not include ${JSON.stringify(sent).slice(0, 200)}`,
+    };
+  }
+  return { ...base, ok: true, status: 200, duration_ms: ms };
 }
 
 // --- Routes -------------------------------------------------------------------------------------

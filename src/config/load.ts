@@ -159,6 +159,16 @@ export async function loadConfigText(
   for (const c of channels) {
     if (c.enabled && c.problems.length > 0) at(['channels', c.index], `${c.problems.join('; ')}`, 'warning');
   }
+  for (const c of channels) {
+    // A new user's likeliest mistake: the endpoint's full URL where the base URL belongs.
+    if (c.protocol === 'openai' && /\/chat\/completions\/?$/.test(c.url)) {
+      at(
+        ['channels', c.index, 'url'],
+        `channel "${c.name}" (protocol openai): url is the OpenAI base URL, e.g. https://api.deepseek.com/v1; ccload appends /chat/completions to it`,
+        'warning',
+      );
+    }
+  }
   const tokens = buildTokens(config, input.env);
   for (const [i, t] of config.auth.tokens.entries()) {
     if (t.token === '')
@@ -459,6 +469,8 @@ function buildChannel(c: ChannelConfig, index: number, written: unknown): Channe
     .update(url)
     .update('\0')
     .update(values.join('\0'))
+    // Anthropic channels keep the identity they had before protocols existed.
+    .update(c.protocol === 'openai' ? '\0openai' : '')
     .digest('hex')
     .slice(0, 16);
   return {
@@ -470,6 +482,7 @@ function buildChannel(c: ChannelConfig, index: number, written: unknown): Channe
     basePath: parsed.pathname.replace(/\/+$/, ''),
     keys,
     auth: c.auth,
+    protocol: c.protocol,
     priority: c.priority,
     models: c.models,
     modelMap,

@@ -209,14 +209,19 @@ const RoutingSchema = z
 
 /** How a channel's key is sent upstream (`auth:`): x-api-key, Authorization: Bearer, or both. */
 export const ChannelAuthSchema = z.enum(['x-api-key', 'bearer', 'both']);
+export const ChannelProtocolSchema = z.enum(['anthropic', 'openai']);
 
 export const ChannelSchema = z
   .strictObject({
     name: Name.meta({ description: "Unique; the channel's identity in API paths, logs and stats." }),
+    protocol: ChannelProtocolSchema.default('anthropic').meta({
+      description:
+        'anthropic: the Messages API, forwarded as is. openai: an OpenAI-compatible Chat Completions API; requests and answers are translated.',
+    }),
     url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }).meta({
       pattern: '^https?://',
       description:
-        "Base URL; the client's path (/v1/messages...) and query are appended. May hold ${…} references; shown as written, with its userinfo and query masked.",
+        "Base URL. anthropic: the client's path (/v1/messages...) and query are appended. openai: the OpenAI base URL (e.g. https://api.deepseek.com/v1); ccload POSTs {url}/chat/completions. May hold ${…} references; shown as written, with its userinfo and query masked.",
       'x-reference': true,
     }),
     api_key: Secret('The channel key, sent upstream as x-api-key. Use a ${...} reference.').optional(),
@@ -224,7 +229,8 @@ export const ChannelSchema = z
       description: 'Several keys for one channel (instead of api_key), rotated and cooled one by one.',
     }),
     auth: ChannelAuthSchema.default('x-api-key').meta({
-      description: 'How the key is sent upstream: x-api-key, Authorization: Bearer, or both.',
+      description:
+        'How the key is sent upstream: x-api-key, Authorization: Bearer, or both. protocol openai always sends Authorization: Bearer.',
     }),
     priority: z.number().int().default(0).meta({
       description: 'Higher first; equal priorities share traffic round-robin.',
@@ -288,6 +294,8 @@ export type ChannelConfig = z.output<typeof ChannelSchema>;
 export type ChannelInput = z.input<typeof ChannelSchema>;
 /** How a channel's key is sent upstream. */
 export type ChannelAuth = z.output<typeof ChannelAuthSchema>;
+/** The upstream's API: the Messages API as is, or OpenAI Chat Completions, translated. */
+export type ChannelProtocol = z.output<typeof ChannelProtocolSchema>;
 /** Prices of one model pattern. */
 export type Price = z.output<typeof PriceSchema>;
 

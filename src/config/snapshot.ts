@@ -2,7 +2,7 @@
  * The frozen snapshot: everything the daemon needs from one validated ccload.yaml, with secrets
  * resolved, matchers compiled and identities computed. Built only by `load.ts`; never mutated.
  */
-import type { ChannelAuth, Config } from './schema.js';
+import type { ChannelAuth, ChannelProtocol, Config } from './schema.js';
 
 /** What made the reloader run. */
 export type ReloadSource = 'startup' | 'file' | 'signal' | 'api' | 'write-back';
@@ -45,6 +45,8 @@ export interface Channel {
   /** Usable keys (empty strings removed). A channel without keys is skipped and reported. */
   readonly keys: readonly ChannelKey[];
   readonly auth: ChannelAuth;
+  /** `anthropic`: the Messages API, forwarded as is; `openai`: Chat Completions, translated (docs/openai.md). */
+  readonly protocol: ChannelProtocol;
   readonly priority: number;
   /** Patterns as configured; undefined = every model. */
   readonly models: readonly string[] | undefined;

@@ -13,7 +13,10 @@ export interface Usage {
   cache_read_input_tokens?: number;
 }
 
-/** One server-sent event: its `event:` name and its `data:` payload (JSON-encoded unless already a string). */
+/**
+ * One server-sent event: its `event:` name and its `data:` payload (JSON-encoded unless already a
+ * string). An empty name writes no `event:` line, as OpenAI-compatible streams do.
+ */
 export interface SseEvent {
   event: string;
   /** An object is written as JSON; a string is written verbatim (for malformed-payload tests). */
@@ -192,6 +195,7 @@ export function messageStreamEvents(o: MessageStreamOptions): SseEvent[] {
 /** The wire bytes of one SSE event: `event: <name>\ndata: <json>\n\n`. */
 export function encodeSseEvent(ev: SseEvent): Buffer {
   const data = typeof ev.data === 'string' ? ev.data : JSON.stringify(ev.data);
+  if (ev.event === '') return Buffer.from(`data: ${data}\n\n`);
   return Buffer.from(`event: ${ev.event}\ndata: ${data}\n\n`);
 }
 

@@ -44,6 +44,27 @@ export interface AttemptInput {
   readonly onCommit?: (streamed: boolean) => void;
   /** Removes the snapshot's secrets from upstream error text. */
   readonly scrub: Scrubber;
+  /** Reads a non-Anthropic answer back into Anthropic form (protocol.ts); absent: bytes pass as they are. */
+  readonly translate?: ResponseTranslation | undefined;
+}
+
+/**
+ * Translation of an upstream answer in another protocol into the Messages API's form. Everything
+ * downstream of it — the SSE tap, the commit point, scrubbing, usage, outcome classification — sees
+ * only the translated bytes, so it works the same for every protocol.
+ */
+export interface ResponseTranslation {
+  /** The next chunk of an SSE answer → the Anthropic SSE bytes it completes (maybe empty). */
+  sse(chunk: Buffer): Buffer;
+  /** The SSE answer's body ended: any bytes still due. */
+  sseEnd(): Buffer;
+  /**
+   * A whole 2xx non-SSE body → an Anthropic answer: a message body, or (`sse`) the whole event
+   * stream of that message when the client asked for a stream; undefined when it is not an answer.
+   */
+  json(body: Buffer): { body: Buffer; sse: boolean } | undefined;
+  /** A failure answer (already decoded and scrubbed) → the status and Anthropic error body the client would get. */
+  error(status: number, body: Buffer): { status: number; body: Buffer };
 }
 
 /** A reply held before commit, for the caller to send when it ends up being the answer. */
@@ -134,6 +155,23 @@ class AttemptAbort extends Error {
 }
 
 type Mode = 'pending' | 'error' | 'json' | 'sse';
+
+const EMPTY = Buffer.alloc(0);
+
+/** Usage and model of a whole SSE answer held in memory. */
+function usageFromSse(body: Buffer): { usage?: Usage; model?: string } {
+  const tap = new SseTap();
+  tap.push(body);
+  return { ...(tap.usage ? { usage: tap.usage } : {}), ...(tap.model ? { model: tap.model } : {}) };
+}
+
+/** A flat `[name, value, ...]` header list (lower-case names) with `name` set to `value` alone. */
+function replaceHeader(headers: string[], name: string, value: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] !== name) out.push(headers[i]!, headers[i + 1]!);
+  out.push(name, value);
+  return out;
+}
 
 /** Runs one attempt; resolves when it has ended (never rejects). */
 export function runAttempt(input: AttemptInput): {
@@ -238,12 +276,21 @@ class Attempt implements Dispatcher.DispatchHandler {
     if (this.#settled) return;
     this.#lastActivity = performance.now();
     switch (this.#mode) {
-      case 'sse':
-        return this.#sseData(controller, chunk);
+      case 'sse': {
+        const tr = this.#in.translate;
+        if (tr === undefined) return this.#sseData(controller, chunk);
+        const out = tr.sse(chunk);
+        if (out.length > 0) this.#sseData(controller, out);
+        return;
+      }
       case 'json':
         if (this.#committed) return this.#write(controller, chunk);
         this.#hold(chunk);
-        if (this.#size > MAX_HELD_BODY) this.#commit();
+        if (this.#size > MAX_HELD_BODY) {
+          // A translated body must be whole to be translated.
+          if (this.#in.translate) this.abort(ErrorCode.UPSTREAM_RESET, 'answer too large to translate');
+          else this.#commit();
+        }
         return;
       case 'error':
         if (this.#size < MAX_ERROR_BODY) this.#hold(chunk);
@@ -259,11 +306,17 @@ class Attempt implements Dispatcher.DispatchHandler {
     const { res } = this.#in;
     switch (this.#mode) {
       case 'error': {
-        const { body, headers } = this.#errorReply();
+        let { body, headers } = this.#errorReply();
+        let status = this.#status;
+        if (this.#in.translate) {
+          ({ status, body } = this.#in.translate.error(status, body));
+          headers = replaceHeader(headers, 'content-type', 'application/json');
+        }
         const bodyText = body.toString('utf8');
         return this.#settle({
-          result: { kind: 'status', status: this.#status, headers: flatHeaders(this.#headers), bodyText },
-          reply: { status: this.#status, headers, body },
+          result: { kind: 'status', status, headers: flatHeaders(this.#headers), bodyText },
+          status,
+          reply: { status, headers, body },
         });
       }
       case 'json': {
@@ -271,7 +324,13 @@ class Attempt implements Dispatcher.DispatchHandler {
           res.end();
           return this.#settle({ result: { kind: 'success' } });
         }
-        const body = this.#body();
+        let body = this.#body();
+        let sse = false;
+        if (body.length > 0 && this.#in.translate) {
+          const out = this.#in.translate.json(body);
+          body = out?.body ?? EMPTY;
+          sse = out?.sse ?? false;
+        }
         if (body.length === 0) {
           return this.#settle({
             result: {
@@ -282,8 +341,14 @@ class Attempt implements Dispatcher.DispatchHandler {
             },
           });
         }
-        const parsed = usageFromJsonBody(body);
-        const headers = downstreamHeaders(this.#headers, false);
+        const parsed = sse ? usageFromSse(body) : usageFromJsonBody(body);
+        let headers = downstreamHeaders(this.#headers, false);
+        if (this.#in.translate)
+          headers = replaceHeader(
+            headers,
+            'content-type',
+            sse ? 'text/event-stream; charset=utf-8' : 'application/json',
+          );
         headers.push('content-length', String(body.length), ...this.#in.extraHeaders);
         this.#committed = true;
         this.#in.onCommit?.(false);
@@ -340,6 +405,11 @@ class Attempt implements Dispatcher.DispatchHandler {
   #sseEnd(): void {
     const tap = this.#tap!;
     const { res } = this.#in;
+    const tail = this.#in.translate?.sseEnd();
+    if (tail !== undefined && tail.length > 0 && this.#controller) {
+      this.#sseData(this.#controller, tail);
+      if (this.#settled) return;
+    }
     if (this.#committed) {
       this.#flushUnsent();
       if (tap.stopped) {

@@ -13,9 +13,9 @@ import type { AttemptRecord } from '../store/attempt.js';
 import type { LogWriter } from '../store/log-writer.js';
 import { type AffinityResult, type Choice, sessionIdOf, sessionKey } from './affinity.js';
 import { readRequestBody } from './body-reader.js';
-import { metadataUserId, rewriteModel, sniffRequest } from './body-sniff.js';
+import { metadataUserId, sniffRequest } from './body-sniff.js';
 import { type AttemptEnd, type HeldReply, runAttempt } from './forward.js';
-import { stripHintQuery, timeoutHint, upstreamHeaders } from './headers.js';
+import { stripHintQuery, timeoutHint } from './headers.js';
 import {
   anthropicError,
   classifyOutcome,
@@ -24,6 +24,7 @@ import {
   ErrorCode,
   type Outcome,
 } from './outcome.js';
+import { adapterFor, type ClientCall } from './protocol.js';
 import type { Runtime } from './runtime.js';
 import { type Candidate, select, type TriedAttempt } from './select.js';
 import type { ProxyState } from './state.js';
@@ -247,16 +248,12 @@ export class ProxyHandler {
 class ProxyRequest {
   readonly #d: ProxyDeps;
   readonly #rt: Runtime;
-  readonly #req: IncomingMessage;
   readonly #res: ServerResponse;
   readonly #endpoint: Endpoint;
   readonly #token: string | null;
-  readonly #body: Buffer;
   readonly #model: string;
   /** The model as metrics label it (`other` unless the configuration names it). */
   readonly #metricModel: string;
-  readonly #modelStart: number;
-  readonly #modelEnd: number;
   /** The session key (`sessionKey`) when the request names a session; also its fingerprint in records. */
   readonly #session: string | null;
   /** Route by the session's pin (a messages request with a session, affinity enabled). */
@@ -264,7 +261,10 @@ class ProxyRequest {
   /** What affinity did for this request, for the metric. */
   #affinity: AffinityResult = 'none';
   #settled = false;
-  readonly #target: string;
+  /** The request as every attempt's protocol adapter sees it. */
+  readonly #call: ClientCall;
+  /** Why a channel's protocol could not take the request, when it could not (docs/openai.md). */
+  #refused: string | undefined;
   readonly #deadline: number;
   readonly #started = performance.now();
   readonly #id = newRequestId();
@@ -296,15 +296,11 @@ class ProxyRequest {
   ) {
     this.#d = d;
     this.#rt = rt;
-    this.#req = req;
     this.#res = res;
     this.#endpoint = endpoint;
     this.#token = token;
-    this.#body = body;
     this.#model = sniff.model;
     this.#metricModel = rt.metricModel(sniff.model);
-    this.#modelStart = sniff.modelStart;
-    this.#modelEnd = sniff.modelEnd;
     // The header first (Claude Code sends it on every request, so the body is rarely looked at).
     const header = req.headers['x-claude-code-session-id'];
     const sessionId = sessionIdOf(
@@ -315,7 +311,16 @@ class ProxyRequest {
     this.#pinned =
       this.#session !== null && endpoint === 'messages' && rt.snapshot.config.routing.affinity.enabled;
     const { target, hints } = stripHintQuery(req.url ?? '/');
-    this.#target = target;
+    this.#call = {
+      endpoint,
+      rawHeaders: req.rawHeaders,
+      target,
+      body,
+      model: sniff.model,
+      modelStart: sniff.modelStart,
+      modelEnd: sniff.modelEnd,
+      forwardClientAddress: rt.snapshot.config.server.forward_client_address,
+    };
     const total = rt.snapshot.config.routing.timeouts.total;
     const hint = timeoutHint(req.headers, hints);
     const budget = Math.min(total > 0 ? total : Number.POSITIVE_INFINITY, hint ?? Number.POSITIVE_INFINITY);
@@ -375,7 +380,7 @@ class ProxyRequest {
       } else if (sel.kind === 'exhausted') {
         break;
       } else if (sel.kind === 'go') {
-        if (attempts === 0) state.advance(sel.rrAdvance);
+        if (attempts === 0 && tried.length === 0) state.advance(sel.rrAdvance);
         if (this.#pinned) {
           const session = this.#session!;
           const affinity = routing.affinity;
@@ -424,26 +429,28 @@ class ProxyRequest {
         continue;
       }
 
+      const { channel, keyIndex } = candidate;
+      const sent = channel.mapModel(this.#model);
+      const key = channel.keys.find((k) => k.index === keyIndex)!;
+      const call = adapterFor(channel).prepare(this.#call, channel, key.value, sent);
+      if (call.kind === 'refuse') {
+        // This channel's protocol cannot carry the request; another channel may. No upstream attempt.
+        this.#refused = `channel "${channel.name}" (protocol ${channel.protocol}): ${call.message}`;
+        tried.push({ channel: channel.name, keyIndex });
+        continue;
+      }
       attempts++;
       unrecorded?.(false);
       unrecorded = undefined;
-      const { channel, keyIndex } = candidate;
-      const sent = channel.mapModel(this.#model);
-      const body =
-        sent === this.#model ? this.#body : rewriteModel(this.#body, this.#modelStart, this.#modelEnd, sent);
-      const key = channel.keys.find((k) => k.index === keyIndex)!;
       const ts = now();
+      if (call.kind === 'local')
+        return this.#answerLocally(ts, attempts, channel, key.fingerprint, sent, call);
       const attempt = runAttempt({
         pool: this.#rt.pool(channel.origin),
-        path: channel.basePath + this.#target,
-        headers: upstreamHeaders(
-          this.#req.rawHeaders,
-          key.value,
-          channel.auth,
-          body.length,
-          this.#rt.snapshot.config.server.forward_client_address,
-        ),
-        body,
+        path: call.path,
+        headers: call.headers,
+        body: call.body,
+        translate: call.translate,
         res: this.#res,
         firstTokenMs: routing.timeouts.first_token,
         idleMs: routing.timeouts.idle,
@@ -500,6 +507,10 @@ class ProxyRequest {
     if (this.#gone) return this.#done(ErrorCode.CLIENT_GONE, 499);
     if (this.#stopping && !last)
       return this.#finishError(ErrorCode.SHUTDOWN, 'retry shortly', ['retry-after', '5']);
+    if (!last && this.#refused !== undefined) {
+      sendError(this.#res, 400, 'invalid_request_error', this.#refused, ['x-ccload-request-id', this.#id]);
+      return this.#done(ErrorCode.BAD_REQUEST, 400);
+    }
     if (!last) return this.#finishError(ErrorCode.NO_CHANNEL, this.#model, []);
     // Every attempt failed: the client gets the last upstream answer, or an error naming what failed.
     const { end: lastEnd, outcome, channel } = last;
@@ -514,6 +525,44 @@ class ProxyRequest {
       ['x-ccload-request-id', this.#id],
     );
     this.#done(code, e.status);
+  }
+
+  /** An answer the channel's protocol gives without an upstream request (count_tokens on OpenAI channels). */
+  #answerLocally(
+    ts: number,
+    n: number,
+    channel: Channel,
+    keyFp: string,
+    sent: string,
+    call: { status: number; body: Buffer },
+  ): void {
+    const durationMs = Math.round(performance.now() - this.#started);
+    const end: AttemptEnd = {
+      result: { kind: 'success' },
+      committed: true,
+      status: call.status,
+      ttfbMs: durationMs,
+      durationMs,
+      streamed: false,
+      usage: undefined,
+      model: undefined,
+      reply: undefined,
+    };
+    this.#attempts = n;
+    this.#channel = channel.name;
+    this.#last = end;
+    const outcome = classifyOutcome(end.result, { endpoint: this.#endpoint, now: this.#d.now() });
+    this.#res.writeHead(call.status, [
+      'content-type',
+      'application/json',
+      'content-length',
+      String(call.body.length),
+      'x-ccload-request-id',
+      this.#id,
+    ]);
+    this.#res.end(call.body);
+    this.#record(ts, n, channel, keyFp, sent, end, outcome, true, 'none');
+    this.#done('ok', call.status);
   }
 
   #sleep(ms: number): Promise<void> {

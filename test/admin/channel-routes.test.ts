@@ -363,6 +363,7 @@ t.test('channel test: count_tokens through the channel, each key or one; a dead 
   t.match(all.json, {
     channel: 'main',
     model: 'claude-sonnet-4-5',
+    probe: 'count_tokens',
     ok: true,
     status: 200,
     input_tokens: 42,

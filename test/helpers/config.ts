@@ -25,6 +25,7 @@ export interface ChannelSpec {
   modelMap?: Record<string, string>;
   enabled?: boolean;
   auth?: 'x-api-key' | 'bearer' | 'both';
+  protocol?: 'anthropic' | 'openai';
 }
 
 /** `routing` of a test config; durations as the config writes them (`600ms`). Only what is set is written. */
@@ -116,6 +117,7 @@ export function testConfig(o: ConfigOptions = {}): string {
       }
     }
     if (c.auth) lines.push(`    auth: ${c.auth}`);
+    if (c.protocol) lines.push(`    protocol: ${c.protocol}`);
     if (c.enabled === false) lines.push('    enabled: false');
   }
   return `${lines.join('\n')}\n${o.extra ?? ''}`;

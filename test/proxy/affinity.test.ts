@@ -42,6 +42,7 @@ function channel(name: string, opts: ChannelOpts = {}): Channel {
       fingerprint: `…${i}`,
     })),
     auth: 'x-api-key',
+    protocol: 'anthropic',
     priority: opts.priority ?? 0,
     models: undefined,
     modelMap: {},

@@ -43,6 +43,7 @@ function channel(name: string, opts: ChannelOpts = {}): Channel {
       fingerprint: `…${i}`,
     })),
     auth: 'x-api-key',
+    protocol: 'anthropic',
     priority: opts.priority ?? 0,
     models: opts.models,
     modelMap,

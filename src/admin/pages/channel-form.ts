@@ -4,7 +4,12 @@
  * key must be written as such a reference (the write-back refuses a literal, with an explanation).
  */
 import type { App } from '../../app.js';
-import { type ChannelAuth, ChannelAuthSchema } from '../../config/schema.js';
+import {
+  type ChannelAuth,
+  ChannelAuthSchema,
+  type ChannelProtocol,
+  ChannelProtocolSchema,
+} from '../../config/schema.js';
 import type {
   ChannelChanges,
   ChannelEdit,
@@ -24,6 +29,13 @@ const AUTH_LABEL: Readonly<Record<ChannelAuth, string>> = {
   bearer: 'Authorization: Bearer',
   both: 'both',
 };
+const PROTOCOL = ChannelProtocolSchema.options;
+
+/** How the form names each upstream protocol. */
+const PROTOCOL_LABEL: Readonly<Record<ChannelProtocol, string>> = {
+  anthropic: 'Anthropic (Messages API)',
+  openai: 'OpenAI-compatible (Chat Completions)',
+};
 
 /** The form for a new channel (`channel` undefined) or an existing one. */
 export function channelForm(opts: { hash: string; channel?: ChannelView; error?: Html }): Html {
@@ -40,6 +52,11 @@ export function channelForm(opts: { hash: string; channel?: ChannelView; error?:
   <form hx-post="${action}" hx-target="#form-panel" hx-swap="outerHTML" class="form-grid">
     <input type="hidden" name="hash" value="${opts.hash}">
     <label for="f-name">Name</label><input id="f-name" name="name" required value="${c?.name ?? ''}" autocomplete="off">
+    <label for="f-protocol">Protocol</label><select id="f-protocol" name="protocol">${PROTOCOL.map(
+      (p) =>
+        html`<option value="${p}"${(c?.protocol ?? 'anthropic') === p ? html` selected` : ''}>${PROTOCOL_LABEL[p]}</option>`,
+    )}</select>
+    <span class="hint">OpenAI-compatible: requests and answers are translated; the base URL is the OpenAI one (e.g. <code>https://api.deepseek.com/v1</code>) and the key goes as <code>Authorization: Bearer</code>.</span>
     <label for="f-url">Base URL</label><input id="f-url" name="url" type="text" inputmode="url" required value="${c?.url ?? 'https://api.anthropic.com'}" size="48">
     <span class="hint">May hold <code>\${NAME}</code> references; a password or query value in it is shown masked (<code>…</code>): to change one, type the whole URL again.</span>
     <label for="f-priority">Priority</label><input id="f-priority" name="priority" type="number" value="${c?.priority ?? 0}" class="inline-input">
@@ -52,6 +69,7 @@ export function channelForm(opts: { hash: string; channel?: ChannelView; error?:
       (a) =>
         html`<option value="${a}"${(c?.auth ?? 'x-api-key') === a ? html` selected` : ''}>${AUTH_LABEL[a]}</option>`,
     )}</select>
+    <span class="hint">Anthropic channels only: an OpenAI-compatible channel always sends <code>Authorization: Bearer</code>.</span>
     <label for="f-enabled">Enabled</label><span><input id="f-enabled" name="enabled" type="checkbox" value="1"${c && !c.enabled ? '' : html` checked`}></span>
     <span>Keys</span>
     <div>
@@ -110,6 +128,7 @@ export function editFromForm(f: URLSearchParams, current: ChannelView | undefine
   const map = modelMap(f.get('model_map'));
   if (typeof map === 'string') return map;
   const auth = AUTH.find((a) => a === f.get('auth')) ?? 'x-api-key';
+  const protocol = PROTOCOL.find((p) => p === f.get('protocol')) ?? 'anthropic';
   const enabled = f.get('enabled') === '1';
   const fresh = f
     .getAll('newkey')
@@ -119,6 +138,7 @@ export function editFromForm(f: URLSearchParams, current: ChannelView | undefine
   if (!current) {
     const channel: NewChannel = {
       name,
+      ...(protocol !== 'anthropic' ? { protocol } : {}),
       url,
       ...(fresh.length === 1 ? { api_key: fresh[0]! } : fresh.length > 1 ? { keys: fresh } : {}),
       ...(auth !== 'x-api-key' ? { auth } : {}),
@@ -139,6 +159,7 @@ export function editFromForm(f: URLSearchParams, current: ChannelView | undefine
   if (JSON.stringify(map) !== JSON.stringify(current.model_map))
     changes.model_map = Object.keys(map).length ? map : null;
   if (auth !== current.auth) changes.auth = auth;
+  if (protocol !== current.protocol) changes.protocol = protocol === 'anthropic' ? null : protocol;
   if (enabled !== current.enabled) changes.enabled = enabled;
   const keep = f.getAll('keep').map(Number);
   const allKept = keep.length === current.keys.length && keep.every((k, i) => k === current.keys[i]?.index);

@@ -135,7 +135,7 @@ export async function channelsPanel(app: App, opts: { notice?: Notice } = {}): P
   <tbody>${rows.map(
     (c) => html`<tr>
     <td>${state(c)}</td>
-    <td><strong>${c.name}</strong><div class="small muted">${c.url}</div>${
+    <td><strong>${c.name}</strong>${c.protocol === 'openai' ? html` <span class="badge" title="OpenAI-compatible: requests and answers are translated">OpenAI</span>` : ''}<div class="small muted">${c.url}</div>${
       c.problems.length
         ? html`<div class="small">${c.problems.map((p) => html`<div class="notice-error">${p}</div>`)}</div>`
         : ''
@@ -160,7 +160,7 @@ export async function channelsPanel(app: App, opts: { notice?: Notice } = {}): P
 export function testResultHtml(name: string, r: ChannelTestResult): Html {
   if ('message' in r)
     return html`<div class="notice notice-error">Test of <strong>${name}</strong>: ${r.message}</div>`;
-  return html`<div class="notice notice-${r.ok ? 'ok' : 'error'}">Test of <strong>${name}</strong> (count_tokens, model <code>${r.model}</code>):
+  return html`<div class="notice notice-${r.ok ? 'ok' : 'error'}">Test of <strong>${name}</strong> (${r.probe === 'models' ? 'GET /models' : 'count_tokens'}, model <code>${r.model}</code>):
     ${r.keys.map(
       (k) =>
         html`<div>key <code>${k.fingerprint}</code>: ${k.ok ? 'ok' : 'failed'} · status ${k.status || 'none'} · ${k.duration_ms} ms${
