@@ -403,7 +403,7 @@ export interface StatsQuery {
   readonly model?: string;
 }
 
-/** What `/admin/stats` adds to the usage totals (see migration 003). */
+/** What `/admin/stats` adds to the usage totals (see migration 004). */
 export interface BillingTotals {
   /** The part of `cache_creation_tokens` written with the 1-hour TTL. */
   readonly cache_creation_1h_tokens: number;
