@@ -344,17 +344,11 @@ t.test(
       }
     }
     t.equal(
-      await metric(
-        url,
-        /^ccload_tokens_total\{channel="a",model="[^"]+",type="cache_creation_1h"\} (\S+)$/m,
-      ),
+      await metric(url, /^ccload_tokens_total\{channel="a",model="[^"]+",type="cache_creation_1h"\} (\S+)$/m),
       4000,
     );
     t.equal(
-      await metric(
-        url,
-        /^ccload_tokens_total\{channel="a",model="[^"]+",type="compaction_input"\} (\S+)$/m,
-      ),
+      await metric(url, /^ccload_tokens_total\{channel="a",model="[^"]+",type="compaction_input"\} (\S+)$/m),
       360_000,
     );
     t.equal(
