@@ -59,8 +59,20 @@ export class Metrics {
   });
   readonly tokens = new FastCounter({
     name: 'ccload_tokens_total',
-    help: 'Tokens reported by answering attempts, by channel, model and type (input, output, cache_creation, cache_read).',
+    help: 'Tokens billed to answering attempts, by channel, model and type (input, output, cache_creation, cache_read: compaction passes included; cache_creation_1h: the 1-hour-TTL part of cache_creation; compaction_input, compaction_output: the part from compaction).',
     labelNames: ['channel', 'model', 'type'],
+    registry: this.registry,
+  });
+  readonly serverToolRequests = new FastCounter({
+    name: 'ccload_server_tool_requests_total',
+    help: 'Server tool requests reported by answering attempts (usage.server_tool_use), by channel, model and tool.',
+    labelNames: ['channel', 'model', 'tool'],
+    registry: this.registry,
+  });
+  readonly streamEventsDropped = new FastCounter({
+    name: 'ccload_stream_events_dropped_total',
+    help: 'SSE events left out of client streams, by channel and reason (invalid_json, oversize, incomplete: cut off by the end of the stream).',
+    labelNames: ['channel', 'reason'],
     registry: this.registry,
   });
   readonly cost = new FastCounter({
@@ -239,6 +251,10 @@ export class PairMetrics {
   readonly output: { inc(n?: number): void };
   readonly cacheCreation: { inc(n?: number): void };
   readonly cacheRead: { inc(n?: number): void };
+  readonly cacheCreation1h: { inc(n?: number): void };
+  readonly compactionInput: { inc(n?: number): void };
+  readonly compactionOutput: { inc(n?: number): void };
+  readonly webSearch: { inc(n?: number): void };
 
   constructor(m: Metrics, channel: string, model: string) {
     this.#m = m;
@@ -251,6 +267,10 @@ export class PairMetrics {
     this.output = m.tokens.labels(channel, model, 'output');
     this.cacheCreation = m.tokens.labels(channel, model, 'cache_creation');
     this.cacheRead = m.tokens.labels(channel, model, 'cache_read');
+    this.cacheCreation1h = m.tokens.labels(channel, model, 'cache_creation_1h');
+    this.compactionInput = m.tokens.labels(channel, model, 'compaction_input');
+    this.compactionOutput = m.tokens.labels(channel, model, 'compaction_output');
+    this.webSearch = m.serverToolRequests.labels(channel, model, 'web_search');
   }
 
   /** The attempts counter for an outcome (`ok` or an error class). */

@@ -12,19 +12,26 @@ import { Client } from 'undici';
 import { z } from 'zod';
 import type { App } from '../app.js';
 import { isGlob } from '../config/glob.js';
-import { ChannelAuthSchema, ChannelProtocolSchema } from '../config/schema.js';
-import { redactSecretText } from '../config/secrets.js';
+import {
+  ChannelAuthSchema,
+  type ChannelHeaders,
+  ChannelHeadersSchema,
+  ChannelProtocolSchema,
+} from '../config/schema.js';
+import { fingerprint, redactSecretText } from '../config/secrets.js';
 import type { Channel, Snapshot } from '../config/snapshot.js';
 import type { WriteBackError, WriteBackErrorKind, WriteBackResult } from '../config/write-back/apply-edit.js';
-import type {
-  ChannelChanges,
-  ChannelEdit,
-  ChannelField,
-  NewChannel,
+import {
+  type ChannelChanges,
+  type ChannelEdit,
+  type ChannelField,
+  isReference,
+  type NewChannel,
 } from '../config/write-back/channel-edit.js';
 import type { ChannelKeySources } from '../config/write-back/key-sources.js';
 import { BodyTooLarge, readBody, sendJson } from '../http/respond.js';
 import { activeEntries } from '../proxy/cooldown.js';
+import { applyHeaderRules, compileHeaderRules } from '../proxy/header-rules.js';
 import { upstreamHeaders } from '../proxy/headers.js';
 import { scrubberFor } from '../proxy/scrub.js';
 import { configWritable, issueJson } from './core-routes.js';
@@ -58,6 +65,7 @@ export function channelJson(
     enabled: c.enabled,
     auth: c.auth,
     protocol: c.protocol,
+    headers: headerRulesView(snapshot.config.channels[c.index]?.headers),
     problems: c.problems,
     /** Sessions pinned to this channel now (session affinity). */
     pinned_sessions: app.proxyState.pins.sessionsOn(c.name),
@@ -91,6 +99,19 @@ export function channelJson(
   };
 }
 
+/**
+ * A channel's header rules as the admin API and the dashboard show them: the values a rule sets
+ * may be credentials, so they appear as fingerprints only.
+ */
+function headerRulesView(h: ChannelHeaders | undefined) {
+  if (!h) return null;
+  return {
+    beta: h.beta ?? null,
+    set: Object.fromEntries(Object.entries(h.set ?? {}).map(([name, value]) => [name, fingerprint(value)])),
+    remove: h.remove ?? [],
+  };
+}
+
 /** The `GET /admin/channels` body: every channel of the serving snapshot with its runtime state. */
 export async function channelList(app: App) {
   const snapshot = app.reloader.current;
@@ -112,6 +133,15 @@ export async function channelList(app: App) {
  * (a valid URL, a unique name, ...) are judged by the loader, whose errors carry the file's
  * line:col. Tied to the schema's fields: a field added there must be added here (a type error).
  */
+/**
+ * A channel's header rules in a request body: the schema's own checks, and values a rule sets must
+ * be `${...}` references — they may be credentials, and write-back never puts a secret in the file.
+ */
+const HeadersBody = ChannelHeadersSchema.refine(
+  (h) => Object.values(h.set ?? {}).every((v) => isReference(v)),
+  { message: 'headers.set values must be ${...} references (write-back never puts a secret in the file)' },
+);
+
 const FIELD_TYPES = {
   name: z.string(),
   protocol: ChannelProtocolSchema,
@@ -123,6 +153,7 @@ const FIELD_TYPES = {
   models: z.array(z.string()),
   model_map: z.record(z.string(), z.string()),
   enabled: z.boolean(),
+  headers: HeadersBody,
 } satisfies { readonly [K in ChannelField]-?: z.ZodType<Exclude<NewChannel[K], undefined>> };
 
 const KeyInput = z.union([z.string(), z.strictObject({ keep: z.number().int().nonnegative() })]);
@@ -138,6 +169,7 @@ const NewChannelBody = z.strictObject(FIELD_TYPES).partial({
   models: true,
   model_map: true,
   enabled: true,
+  headers: true,
 }) satisfies z.ZodType<NewChannel>;
 
 /** A field an update may remove: `null` in the body. */
@@ -154,6 +186,7 @@ const ChangesBody = z.strictObject({
   models: removable(FIELD_TYPES.models),
   model_map: removable(FIELD_TYPES.model_map),
   enabled: removable(FIELD_TYPES.enabled),
+  headers: removable(FIELD_TYPES.headers),
 } satisfies { readonly [K in ChannelField]-?: z.ZodType }) satisfies z.ZodType<ChannelChanges>;
 
 const TestBody = z.strictObject({
@@ -413,10 +446,10 @@ export function testModel(c: Channel): string | undefined {
 
 /**
  * Tests one key: `POST <channel>/v1/messages/count_tokens` with a one-word message, sent the way
- * the proxy sends (same key header style, `model_map` applied), through a client of its own so the
- * proxy's pools and cooldowns are untouched. count_tokens is free upstream. An OpenAI-compatible
- * channel has no count_tokens: it gets `GET <url>/models` with the key as Bearer (also free), and
- * passes when the answer is a model list naming the model the proxy would send.
+ * the proxy sends (same key header style, header rules and `model_map` applied), through a client of
+ * its own so the proxy's pools and cooldowns are untouched. count_tokens is free upstream. An
+ * OpenAI-compatible channel has no count_tokens: it gets `GET <url>/models` with the key as Bearer
+ * (also free), and passes when the answer is a model list naming the model the proxy would send.
  */
 export async function testKey(
   snapshot: Snapshot,
@@ -442,6 +475,9 @@ export async function testKey(
     headersTimeout: t.first_token,
     bodyTimeout: t.idle,
   });
+  // The channel's own header rules apply (a `set` header a gateway requires, for one).
+  const rules = compileHeaderRules(snapshot.config.channels[c.index]?.headers);
+  const withRules = (h: string[]) => (rules ? applyHeaderRules(h, rules) : h);
   const started = performance.now();
   const base = { key_index: key.index, fingerprint: key.fingerprint };
   const elapsed = () => Math.round(performance.now() - started);
@@ -454,13 +490,13 @@ export async function testKey(
         ? {
             path: `${c.basePath}/models`,
             method: 'GET',
-            headers: ['authorization', `Bearer ${key.value}`, 'user-agent', 'ccload-channel-test'],
+            headers: withRules(['authorization', `Bearer ${key.value}`, 'user-agent', 'ccload-channel-test']),
             signal,
           }
         : {
             path: `${c.basePath}/v1/messages/count_tokens`,
             method: 'POST',
-            headers: upstreamHeaders(raw, key.value, c.auth, body.length),
+            headers: withRules(upstreamHeaders(raw, key.value, c.auth, body.length)),
             body,
             signal,
           },

@@ -210,6 +210,116 @@ const RoutingSchema = z
 /** How a channel's key is sent upstream (`auth:`): x-api-key, Authorization: Bearer, or both. */
 export const ChannelAuthSchema = z.enum(['x-api-key', 'bearer', 'both']);
 export const ChannelProtocolSchema = z.enum(['anthropic', 'openai']);
+/** RFC 9110 §5.1 field-name: a token. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/**
+ * Request headers a channel's rules may not set or remove, and why. The credential headers are
+ * ccload's own (the channel key goes there); the framing headers are the HTTP client's.
+ */
+export const RESERVED_HEADERS: ReadonlyMap<string, string> = new Map([
+  ['x-api-key', "a credential header: ccload sends the channel's key there"],
+  ['authorization', "a credential header: ccload sends the channel's key there"],
+  ['host', 'a credential header: it names the upstream ccload connects to'],
+  ['proxy-authorization', 'a credential header, never forwarded'],
+  ['content-length', 'set by ccload from the body it sends'],
+  ['transfer-encoding', 'set by the HTTP client'],
+  ['connection', 'a hop-by-hop header'],
+  ['keep-alive', 'a hop-by-hop header'],
+  ['te', 'a hop-by-hop header'],
+  ['trailer', 'a hop-by-hop header'],
+  ['upgrade', 'a hop-by-hop header'],
+  ['expect', 'refused by the HTTP client'],
+  ['accept-encoding', 'ccload asks for identity so it can read the answer'],
+  ['anthropic-beta', 'filtered with headers.beta (drop or allow), not set or removed whole'],
+]);
+
+/** Why a header name cannot appear in a channel's header rules, or undefined when it can. */
+export function reservedHeader(name: string): string | undefined {
+  const lower = name.toLowerCase();
+  return RESERVED_HEADERS.get(lower) ?? (lower.startsWith('proxy-') ? 'a hop-by-hop header' : undefined);
+}
+
+const HEADER_NAME_ERROR = 'expected an HTTP header name (letters, digits, -, _ ...)';
+const HeaderName = z.string().regex(HEADER_NAME, HEADER_NAME_ERROR);
+const BetaTokens = z
+  .array(
+    z
+      .string()
+      .regex(/^[^\s,]+$/, 'expected one anthropic-beta token (no spaces or commas); * and ? are wildcards'),
+  )
+  .min(1, 'must list at least one token');
+
+export const ChannelHeadersSchema = z
+  .strictObject({
+    beta: z
+      .union(
+        [
+          z.strictObject({
+            drop: BetaTokens.meta({
+              description:
+                'anthropic-beta tokens (or globs) removed before the request goes to this channel.',
+            }),
+          }),
+          z.strictObject({
+            allow: BetaTokens.meta({
+              description:
+                'The only anthropic-beta tokens (or globs) this channel gets; every other is removed.',
+            }),
+          }),
+        ],
+        { error: 'expected either { drop: [tokens] } or { allow: [tokens] }' },
+      )
+      .optional()
+      .meta({
+        description:
+          'Filter of the anthropic-beta request header for this channel: drop the listed tokens, or allow only the listed ones. A header left with no token is not sent.',
+      }),
+    set: z
+      .record(z.string(), Secret('The header value; use a ${...} reference when it is a credential.'))
+      .optional()
+      .meta({
+        description: "Request headers sent to this channel, replacing the client's of the same name.",
+      }),
+    remove: z.array(HeaderName).optional().meta({
+      description: 'Request headers of the client not forwarded to this channel (case-insensitive).',
+    }),
+  })
+  .superRefine((h, ctx) => {
+    const set = new Map<string, string>();
+    for (const name of Object.keys(h.set ?? {})) {
+      const why = reservedHeader(name);
+      const lower = name.toLowerCase();
+      if (!HEADER_NAME.test(name))
+        ctx.addIssue({ code: 'custom', path: ['set', name], message: HEADER_NAME_ERROR });
+      else if (why)
+        ctx.addIssue({ code: 'custom', path: ['set', name], message: `cannot set ${name}: ${why}` });
+      else if (/[\r\n\0]/.test(h.set?.[name] ?? ''))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['set', name],
+          message: 'a header value cannot hold a line break or NUL',
+        });
+      else if (set.has(lower))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['set', name],
+          message: `${name} is also set as ${set.get(lower)}`,
+        });
+      set.set(lower, name);
+    }
+    (h.remove ?? []).forEach((name, i) => {
+      const why = reservedHeader(name);
+      if (why)
+        ctx.addIssue({ code: 'custom', path: ['remove', i], message: `cannot remove ${name}: ${why}` });
+      else if (set.has(name.toLowerCase()))
+        ctx.addIssue({ code: 'custom', path: ['remove', i], message: `${name} is both set and removed` });
+    });
+  })
+  .meta({
+    description:
+      "Per-channel request header rules, applied to the headers only (the body is never re-serialised). x-api-key, authorization and host stay ccload's.",
+  });
 
 export const ChannelSchema = z
   .strictObject({
@@ -245,6 +355,7 @@ export const ChannelSchema = z
       .optional()
       .meta({ description: "Rewrite the request's model for this channel: requested -> sent." }),
     enabled: z.boolean().default(true),
+    headers: ChannelHeadersSchema.optional(),
   })
   .meta({ description: 'One upstream: an Anthropic account, a relay or a compatible gateway.' });
 
@@ -255,11 +366,26 @@ const Price = (what: string) =>
     .default(0)
     .meta({ description: `USD per million ${what}.` });
 
+/** A price derived from the input price unless given (the Messages API's documented ratios). */
+const DerivedPrice = (description: string) => z.number().nonnegative().optional().meta({ description });
+
 const PriceSchema = z.strictObject({
   input: Price('input tokens'),
   output: Price('output tokens'),
-  cache_write: Price('cache-creation input tokens'),
-  cache_read: Price('cache-read input tokens'),
+  cache_write: DerivedPrice(
+    'USD per million cache-creation input tokens written with the 5-minute TTL; default 1.25 × input.',
+  ),
+  cache_write_1h: DerivedPrice(
+    'USD per million cache-creation input tokens written with the 1-hour TTL; default 2 × input.',
+  ),
+  cache_read: DerivedPrice('USD per million cache-read input tokens; default 0.1 × input.'),
+  fast_multiplier: z.number().min(1).default(6).meta({
+    description:
+      'Answers that report usage.speed "fast" (fast mode) cost this multiple of every token price above.',
+  }),
+  web_search: z.number().nonnegative().default(0.01).meta({
+    description: 'USD per web search request (usage.server_tool_use.web_search_requests).',
+  }),
 });
 
 const StoreSchema = z
@@ -296,6 +422,8 @@ export type ChannelInput = z.input<typeof ChannelSchema>;
 export type ChannelAuth = z.output<typeof ChannelAuthSchema>;
 /** The upstream's API: the Messages API as is, or OpenAI Chat Completions, translated. */
 export type ChannelProtocol = z.output<typeof ChannelProtocolSchema>;
+/** The header rules of one channel as parsed. */
+export type ChannelHeaders = z.output<typeof ChannelHeadersSchema>;
 /** Prices of one model pattern. */
 export type Price = z.output<typeof PriceSchema>;
 

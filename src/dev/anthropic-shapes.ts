@@ -5,12 +5,20 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 
-/** Token counts of an answer as the Messages API reports them; the cache fields default to 0. */
+/**
+ * Token counts of an answer as the Messages API reports them; the cache fields default to 0. The
+ * 2026 billing fields (`cache_creation` TTL split, `iterations`, `server_tool_use`, `speed`) are
+ * reported only when given: in a stream they appear in the final `message_delta` usage.
+ */
 export interface Usage {
   input_tokens: number;
   output_tokens: number;
   cache_creation_input_tokens?: number;
   cache_read_input_tokens?: number;
+  cache_creation?: { ephemeral_5m_input_tokens: number; ephemeral_1h_input_tokens: number };
+  iterations?: Record<string, unknown>[];
+  server_tool_use?: Record<string, number>;
+  speed?: string;
 }
 
 /**
@@ -37,6 +45,8 @@ export interface MessageResponseOptions {
   text: string;
   usage: Usage;
   stopReason?: string;
+  /** A `diagnostics` object (the cache-diagnosis beta), at the top level of the answer. */
+  diagnostics?: unknown;
 }
 
 /** Options of {@link messageStreamEvents}: either `text` (split into word groups) or explicit `chunks`. */
@@ -50,6 +60,8 @@ export interface MessageStreamOptions {
   thinking?: string;
   toolUse?: ToolUse;
   stopReason?: string;
+  /** A `diagnostics` object (the cache-diagnosis beta), in `message_start.message`. */
+  diagnostics?: unknown;
 }
 
 /** Options of {@link claudeCodeRequest}. */
@@ -80,13 +92,24 @@ function messageId(seed: string): string {
   return 'msg_01' + createHash('sha256').update(seed).digest('base64url').slice(0, 22);
 }
 
-function fullUsage(u: Usage): Required<Usage> {
+type ClassicUsage = Required<
+  Pick<Usage, 'input_tokens' | 'output_tokens' | 'cache_creation_input_tokens' | 'cache_read_input_tokens'>
+>;
+
+function fullUsage(u: Usage): ClassicUsage & Usage {
   return {
+    ...u,
     input_tokens: u.input_tokens,
     output_tokens: u.output_tokens,
     cache_creation_input_tokens: u.cache_creation_input_tokens ?? 0,
     cache_read_input_tokens: u.cache_read_input_tokens ?? 0,
   };
+}
+
+/** The billing fields beyond the classic four, as given. */
+function extraUsage(u: Usage): Partial<Usage> {
+  const { input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens, ...rest } = u;
+  return rest;
 }
 
 /** The JSON body (as an object) of a non-streaming Messages API answer with one text block. */
@@ -100,6 +123,7 @@ export function messageResponse(o: MessageResponseOptions): Record<string, unkno
     stop_reason: o.stopReason ?? 'end_turn',
     stop_sequence: null,
     usage: fullUsage(o.usage),
+    ...(o.diagnostics === undefined ? {} : { diagnostics: o.diagnostics }),
   };
 }
 
@@ -146,6 +170,7 @@ export function messageStreamEvents(o: MessageStreamOptions): SseEvent[] {
             cache_read_input_tokens: u.cache_read_input_tokens,
             output_tokens: 1,
           },
+          ...(o.diagnostics === undefined ? {} : { diagnostics: o.diagnostics }),
         },
       },
     },
@@ -185,7 +210,7 @@ export function messageStreamEvents(o: MessageStreamOptions): SseEvent[] {
     data: {
       type: 'message_delta',
       delta: { stop_reason: o.stopReason ?? (o.toolUse ? 'tool_use' : 'end_turn'), stop_sequence: null },
-      usage: { output_tokens: u.output_tokens },
+      usage: { output_tokens: u.output_tokens, ...extraUsage(o.usage) },
     },
   });
   events.push({ event: 'message_stop', data: { type: 'message_stop' } });

@@ -54,6 +54,8 @@ export interface StreamBehaviour {
   stallAfter?: number;
   /** Drop `message_stop` events (clients tolerate a missing one). */
   omitStop?: boolean;
+  /** Bytes written as they are after the events (before the end, cut or stall): e.g. half an event. */
+  tail?: string;
   chunking?: 'event' | 'whole' | 'random' | number;
   seed?: number;
 }
@@ -148,7 +150,9 @@ export interface FakeUpstreamEvents {
 }
 
 /** The usage `ok`, `okStream` and `answer` report unless told otherwise. */
-export const DEFAULT_USAGE: Required<Usage> = {
+export const DEFAULT_USAGE: Required<
+  Pick<Usage, 'input_tokens' | 'output_tokens' | 'cache_creation_input_tokens' | 'cache_read_input_tokens'>
+> = {
   input_tokens: 12,
   output_tokens: 9,
   cache_creation_input_tokens: 100,
@@ -161,24 +165,40 @@ const EMPTY = Buffer.alloc(0);
 const COUNT_TOKENS_PATH = '/v1/messages/count_tokens';
 
 /** A 200 JSON answer for `model`, with usage, like a non-streaming Messages API call. */
-export function ok(model: string, o: { text?: string; usage?: Usage } = {}): JsonBehaviour {
+export function ok(
+  model: string,
+  o: { text?: string; usage?: Usage; diagnostics?: unknown } = {},
+): JsonBehaviour {
   return {
     kind: 'json',
     status: 200,
-    body: messageResponse({ model, text: o.text ?? DEFAULT_TEXT, usage: o.usage ?? DEFAULT_USAGE }),
+    body: messageResponse({
+      model,
+      text: o.text ?? DEFAULT_TEXT,
+      usage: o.usage ?? DEFAULT_USAGE,
+      diagnostics: o.diagnostics,
+    }),
   };
 }
 
 /** A complete SSE answer for `model`, with usage, like a streaming Messages API call. */
 export function okStream(
   model: string,
-  o: { text?: string; usage?: Usage } & Omit<Partial<StreamBehaviour>, 'kind' | 'events'> = {},
+  o: { text?: string; usage?: Usage; diagnostics?: unknown } & Omit<
+    Partial<StreamBehaviour>,
+    'kind' | 'events'
+  > = {},
 ): StreamBehaviour {
-  const { text, usage, ...rest } = o;
+  const { text, usage, diagnostics, ...rest } = o;
   return {
     kind: 'stream',
     ...rest,
-    events: messageStreamEvents({ model, text: text ?? DEFAULT_TEXT, usage: usage ?? DEFAULT_USAGE }),
+    events: messageStreamEvents({
+      model,
+      text: text ?? DEFAULT_TEXT,
+      usage: usage ?? DEFAULT_USAGE,
+      diagnostics,
+    }),
   };
 }
 
@@ -601,7 +621,9 @@ export class FakeUpstream extends EventEmitter<FakeUpstreamEvents> {
       total += e.length;
       ends.push(total);
     }
-    const writes = this.#plan(b, p, events, total);
+    const planned = this.#plan(b, p, events, total);
+    // A copy: the plan of 'event' chunking is the cached list itself.
+    const writes = b.tail === undefined ? planned : [...planned, Buffer.from(b.tail)];
 
     res.writeHead(p.status, [...p.head, 'request-id', this.#requestId()]);
     const firstDelay = b.firstDelayMs ?? 0;

@@ -23,7 +23,7 @@ import type { Dispatcher, Pool } from 'undici';
 import { downstreamHeaders, flatHeaders } from './headers.js';
 import { type AttemptResult, anthropicError, ErrorCode } from './outcome.js';
 import type { Scrubber } from './scrub.js';
-import { SseTap, sseErrorFrame } from './sse-tap.js';
+import { DEFAULT_MAX_EVENT_BYTES, SseTap, sseErrorFrame } from './sse-tap.js';
 import { type Usage, usageFromJsonBody } from './usage.js';
 
 /** Everything one attempt needs. Times are `performance.now()` milliseconds. */
@@ -89,6 +89,12 @@ export interface AttemptEnd {
   readonly model: string | undefined;
   /** A failure status's response, held (not sent). */
   readonly reply: HeldReply | undefined;
+  /** SSE events left out of the client's stream, by reason (`incomplete`: cut off by the stream's end). */
+  readonly dropped: Readonly<Record<string, number>> | undefined;
+  /** The stream ended after a `message_delta` with a `stop_reason` and ccload wrote the `message_stop`. */
+  readonly stopSynthesised: boolean;
+  /** `diagnostics.cache_miss_reason` of the answer. */
+  readonly cacheMissReason: string | undefined;
 }
 
 /** Largest failure body kept for classification and the client; the rest is discarded. */
@@ -97,8 +103,6 @@ const MAX_ERROR_BODY = 1024 * 1024;
 const MAX_HELD_BODY = 64 * 1024 * 1024;
 /** Largest SSE preamble held before the first content event; beyond it the stream commits early. */
 const MAX_HELD_PREAMBLE = 1024 * 1024;
-/** Largest (possible) error event held after commit to be scrubbed whole; beyond it, it is scrubbed in pieces. */
-const MAX_HELD_ERROR_EVENT = 1024 * 1024;
 
 /**
  * A failure status's body, decoded when the upstream compressed it although ccload asked for
@@ -123,6 +127,13 @@ function decodeErrorBody(body: Buffer, encoding: string): Buffer | undefined {
     return undefined;
   }
 }
+/**
+ * After commit, bytes of an event still being received are held until it is complete and judged;
+ * an event larger than this ends the stream (the tap's own bound on the data it parses is the same).
+ */
+const MAX_HELD_EVENT = DEFAULT_MAX_EVENT_BYTES + 64 * 1024;
+/** What a stream completed by ccload ends with (README "How a request is served"). */
+const MESSAGE_STOP_FRAME = Buffer.from('event: message_stop\ndata: {"type":"message_stop"}\n\n');
 
 const NO_RESPONSE_CONNECT = new Set([
   'ECONNREFUSED',
@@ -145,6 +156,10 @@ const COMMITTED_FAILURE: Partial<Record<ErrorCode, [string, string]>> = {
   [ErrorCode.IDLE_TIMEOUT]: ['timeout_error', 'the upstream stopped sending (idle timeout)'],
   [ErrorCode.TOTAL_TIMEOUT]: ['timeout_error', 'the request deadline passed'],
   [ErrorCode.SHUTDOWN]: ['overloaded_error', 'ccload is shutting down; the answer was cut short'],
+  [ErrorCode.STREAM_UNREADABLE]: [
+    'api_error',
+    'the upstream sent an unreadable event; the answer was cut short',
+  ],
 };
 
 /** An abort reason that carries our own error code. */
@@ -159,10 +174,14 @@ type Mode = 'pending' | 'error' | 'json' | 'sse';
 const EMPTY = Buffer.alloc(0);
 
 /** Usage and model of a whole SSE answer held in memory. */
-function usageFromSse(body: Buffer): { usage?: Usage; model?: string } {
+function usageFromSse(body: Buffer): { usage?: Usage; model?: string; cacheMissReason?: string } {
   const tap = new SseTap();
   tap.push(body);
-  return { ...(tap.usage ? { usage: tap.usage } : {}), ...(tap.model ? { model: tap.model } : {}) };
+  return {
+    ...(tap.usage ? { usage: tap.usage } : {}),
+    ...(tap.model ? { model: tap.model } : {}),
+    ...(tap.cacheMissReason ? { cacheMissReason: tap.cacheMissReason } : {}),
+  };
 }
 
 /** A flat `[name, value, ...]` header list (lower-case names) with `name` set to `value` alone. */
@@ -207,16 +226,17 @@ class Attempt implements Dispatcher.DispatchHandler {
   #chunks: Buffer[] = [];
   #size = 0;
   #tap: SseTap | undefined;
+  /** SSE: stream offset up to which bytes were written or dropped, and the bytes received past it. */
+  #sentAt = 0;
+  #received = 0;
+  #stopSynthesised = false;
+  #incomplete = 0;
   #waitingDrain = false;
-  /** After commit: stream bytes from `#sent` on not yet written (a possible error event being read). */
-  #unsent: Buffer[] = [];
-  #unsentSize = 0;
-  /** Stream offset of the first byte not yet written to the client. */
-  #sent = 0;
-  /** `tap.errorEvents` already accounted for by `#relay`. */
+  /** `tap.errorEvents` already scrubbed for: an error event completed since is scrubbed when written. */
   #errorsSeen = 0;
   /** A failure body went past MAX_ERROR_BODY: the rest was discarded. */
   #truncated = false;
+  #cacheMissReason: string | undefined;
 
   constructor(input: AttemptInput) {
     this.#in = input;
@@ -354,6 +374,7 @@ class Attempt implements Dispatcher.DispatchHandler {
         this.#in.onCommit?.(false);
         res.writeHead(this.#status, headers);
         res.end(body);
+        this.#cacheMissReason = parsed.cacheMissReason;
         return this.#settle({ result: { kind: 'success' }, usage: parsed.usage, model: parsed.model });
       }
       case 'sse':
@@ -382,24 +403,42 @@ class Attempt implements Dispatcher.DispatchHandler {
 
   #sseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     const tap = this.#tap!;
+    const crossed = tap.push(chunk) >= 0;
+    this.#received += chunk.length;
     if (this.#committed) {
-      tap.push(chunk);
-      if (this.#unsentSize === 0 && tap.errorEvents === this.#errorsSeen && tap.pendingErrorFrom < 0) {
-        this.#sent += chunk.length;
+      // The usual case: the chunk ends on an event boundary and nothing was dropped.
+      if (
+        this.#size === 0 &&
+        tap.safeAt === this.#received &&
+        tap.drops.length === 0 &&
+        !tap.fatal &&
+        tap.errorEvents === this.#errorsSeen
+      ) {
+        this.#sentAt = this.#received;
         return this.#write(controller, chunk);
       }
-      this.#unsent.push(chunk);
-      this.#unsentSize += chunk.length;
-      if (!this.#relay()) this.#backpressure();
+      this.#hold(chunk);
+      if (tap.fatal) return this.#unreadable();
+      this.#flush(tap.safeAt);
+      if (this.#size > MAX_HELD_EVENT) {
+        this.abort(ErrorCode.STREAM_UNREADABLE, `an event over ${MAX_HELD_EVENT} bytes`);
+      }
       return;
     }
-    const crossed = tap.push(chunk) >= 0;
     this.#hold(chunk);
+    if (tap.fatal) return this.#unreadable();
     if (tap.error && !tap.committed) {
       this.abort(ErrorCode.UPSTREAM_SSE_ERROR, `${tap.error.type}: ${tap.error.message}`);
       return;
     }
     if (crossed || this.#size > MAX_HELD_PREAMBLE) this.#commit();
+  }
+
+  /** An unreadable event the client needs: before commit fail over, after it end the stream there. */
+  #unreadable(): void {
+    const fatal = this.#tap!.fatal!;
+    if (this.#committed) this.#flush(fatal.at);
+    this.abort(ErrorCode.STREAM_UNREADABLE, `${fatal.reason} ${fatal.event} event`);
   }
 
   #sseEnd(): void {
@@ -411,9 +450,16 @@ class Attempt implements Dispatcher.DispatchHandler {
       if (this.#settled) return;
     }
     if (this.#committed) {
-      this.#flushUnsent();
+      this.#flush(tap.safeAt);
       if (tap.stopped) {
         res.end();
+        return this.#settle({ result: { kind: 'success' } });
+      }
+      if (!tap.error && tap.stopReason !== undefined) {
+        // The answer is complete (message_delta said why it stopped); only the closing event is
+        // missing. Clients (the SDK, Claude Code) would otherwise report a broken turn.
+        this.#stopSynthesised = true;
+        res.end(MESSAGE_STOP_FRAME);
         return this.#settle({ result: { kind: 'success' } });
       }
       // The upstream's own `event: error` already reached the client; otherwise say what happened.
@@ -435,6 +481,51 @@ class Attempt implements Dispatcher.DispatchHandler {
     );
   }
 
+  /**
+   * Writes the held SSE bytes up to stream offset `end`, leaving out the events the tap dropped,
+   * and keeps the bytes past `end` (an event not yet complete) held.
+   */
+  #flush(end: number): void {
+    const tap = this.#tap!;
+    const drops = tap.drops;
+    const from = this.#sentAt;
+    if (end <= from && drops.length === 0) return;
+    const held = this.#body();
+    const out: Buffer[] = [];
+    let at = from;
+    for (let i = 0; i < drops.length; i += 2) {
+      const s = drops[i]!;
+      const e = drops[i + 1]!;
+      if (s >= end) break;
+      if (s > at) out.push(held.subarray(at - from, s - from));
+      at = e;
+    }
+    if (end > at) out.push(held.subarray(at - from, end - from));
+    drops.length = 0;
+    this.#sentAt = Math.max(end, at);
+    const rest = held.subarray(this.#sentAt - from);
+    this.#chunks = rest.length > 0 ? [rest] : [];
+    this.#size = rest.length;
+    if (out.length === 0) return;
+    // An error event completed among these bytes may quote a secret: it is whole here (events are
+    // written only once complete), so a key split across chunks is still found.
+    if (tap.errorEvents !== this.#errorsSeen) {
+      this.#errorsSeen = tap.errorEvents;
+      const all = out.length === 1 ? out[0]! : Buffer.concat(out);
+      out.length = 0;
+      out.push(this.#in.scrub.bytes(all));
+    }
+    const { res } = this.#in;
+    let ok = true;
+    if (out.length === 1) ok = res.write(out[0]!);
+    else {
+      res.cork();
+      for (const b of out) ok = res.write(b);
+      process.nextTick(() => res.uncork());
+    }
+    if (!ok) this.#backpressure();
+  }
+
   // --- commit and writing ---------------------------------------------------------------------
 
   #hold(chunk: Buffer): void {
@@ -454,63 +545,23 @@ class Attempt implements Dispatcher.DispatchHandler {
     const headers = downstreamHeaders(this.#headers, false);
     if (this.#in.extraHeaders.length > 0) headers.push(...this.#in.extraHeaders);
     res.writeHead(this.#status, headers);
+    if (this.#mode === 'sse') {
+      this.#flush(this.#tap!.safeAt);
+      this.#rearm();
+      return;
+    }
     const held = this.#chunks;
-    const size = this.#size;
     this.#chunks = [];
     this.#size = 0;
     let ok = true;
-    const tap = this.#tap;
-    if (tap && (tap.errorEvents > 0 || tap.pendingErrorFrom >= 0)) {
-      // The chunk that committed also holds (the start of) an error event: it goes through the relay.
-      this.#unsent = held;
-      this.#unsentSize = size;
-      ok = this.#relay();
-    } else if (held.length === 1) {
-      this.#sent = size;
-      ok = res.write(held[0]!);
-    } else {
-      this.#sent = size;
+    if (held.length === 1) ok = res.write(held[0]!);
+    else {
       res.cork();
       for (const c of held) ok = res.write(c);
       process.nextTick(() => res.uncork());
     }
     if (!ok) this.#backpressure();
     this.#rearm();
-  }
-
-  /**
-   * After commit, writes the unsent stream bytes up to where a possible error event begins (that
-   * event waits until it is complete or proves to be something else), scrubbed when an error
-   * event was completed among them. Returns false when the client's buffer is full.
-   */
-  #relay(): boolean {
-    const tap = this.#tap!;
-    const errored = tap.errorEvents !== this.#errorsSeen;
-    this.#errorsSeen = tap.errorEvents;
-    const end = this.#sent + this.#unsentSize;
-    const from = tap.pendingErrorFrom;
-    // An event held longer than the bound is scrubbed and sent in pieces (memory stays bounded).
-    const overflow = from >= 0 && this.#unsentSize > MAX_HELD_ERROR_EVENT;
-    const cut = from < 0 || overflow ? end : Math.max(from, this.#sent);
-    if (cut === this.#sent) return true;
-    const all = this.#unsent.length === 1 ? this.#unsent[0]! : Buffer.concat(this.#unsent, this.#unsentSize);
-    let out = cut === end ? all : all.subarray(0, cut - this.#sent);
-    const rest = cut === end ? undefined : all.subarray(cut - this.#sent);
-    this.#unsent = rest ? [rest] : [];
-    this.#unsentSize = rest ? rest.length : 0;
-    this.#sent = cut;
-    if (errored || overflow) out = this.#in.scrub.bytes(out);
-    return this.#in.res.write(out);
-  }
-
-  /** The stream ended (or failed) after commit: what is still held goes out, scrubbed. */
-  #flushUnsent(): void {
-    if (this.#unsentSize === 0) return;
-    const all = Buffer.concat(this.#unsent, this.#unsentSize);
-    this.#unsent = [];
-    this.#sent += this.#unsentSize;
-    this.#unsentSize = 0;
-    this.#in.res.write(this.#in.scrub.bytes(all));
   }
 
   /**
@@ -626,7 +677,6 @@ class Attempt implements Dispatcher.DispatchHandler {
     const { res } = this.#in;
     const committed = this.#committed;
     if (committed && code !== ErrorCode.CLIENT_GONE && !res.writableEnded) {
-      this.#flushUnsent();
       const [type, message] = COMMITTED_FAILURE[code] ?? ['api_error', 'the upstream stream broke off'];
       if (this.#mode === 'sse') res.end(sseErrorFrame(type, message));
       else res.destroy();
@@ -649,7 +699,18 @@ class Attempt implements Dispatcher.DispatchHandler {
     // A failure's detail may quote the upstream (an error event's message): it reaches the
     // client's error message, the log and the cooldown table.
     const result = r.kind === 'failure' && r.detail ? { ...r, detail: this.#in.scrub.text(r.detail) } : r;
+    let dropped: Record<string, number> | undefined;
+    // Bytes after the last complete event never reach the client: an event cut off by the end.
+    if (tap && this.#committed && !tap.fatal && this.#size > 0 && tap.midEvent) this.#incomplete = 1;
+    if (tap) {
+      const d = tap.dropped;
+      if (d.invalid_json + d.oversize + this.#incomplete > 0)
+        dropped = { invalid_json: d.invalid_json, oversize: d.oversize, incomplete: this.#incomplete };
+    }
     this.#resolve({
+      dropped,
+      stopSynthesised: this.#stopSynthesised,
+      cacheMissReason: this.#cacheMissReason ?? tap?.cacheMissReason,
       result,
       committed: this.#committed,
       status: end.status ?? this.#status,

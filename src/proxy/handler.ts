@@ -15,6 +15,7 @@ import { type AffinityResult, type Choice, sessionIdOf, sessionKey } from './aff
 import { readRequestBody } from './body-reader.js';
 import { metadataUserId, sniffRequest } from './body-sniff.js';
 import { type AttemptEnd, type HeldReply, runAttempt } from './forward.js';
+import { applyHeaderRules } from './header-rules.js';
 import { stripHintQuery, timeoutHint } from './headers.js';
 import {
   anthropicError,
@@ -28,6 +29,7 @@ import { adapterFor, type ClientCall } from './protocol.js';
 import type { Runtime } from './runtime.js';
 import { type Candidate, select, type TriedAttempt } from './select.js';
 import type { ProxyState } from './state.js';
+import { billedTokens } from './usage.js';
 
 /** What the proxy needs from the daemon. */
 export interface ProxyDeps {
@@ -443,12 +445,13 @@ class ProxyRequest {
       unrecorded?.(false);
       unrecorded = undefined;
       const ts = now();
+      const rules = this.#rt.headerRules.get(channel.name);
       if (call.kind === 'local')
         return this.#answerLocally(ts, attempts, channel, key.fingerprint, sent, call);
       const attempt = runAttempt({
         pool: this.#rt.pool(channel.origin),
         path: call.path,
-        headers: call.headers,
+        headers: rules ? applyHeaderRules(call.headers, rules) : call.headers,
         body: call.body,
         translate: call.translate,
         res: this.#res,
@@ -547,6 +550,9 @@ class ProxyRequest {
       usage: undefined,
       model: undefined,
       reply: undefined,
+      dropped: undefined,
+      stopSynthesised: false,
+      cacheMissReason: undefined,
     };
     this.#attempts = n;
     this.#channel = channel.name;
@@ -660,6 +666,9 @@ class ProxyRequest {
   ): void {
     const usage = outcome.ok || end.committed ? end.usage : undefined;
     const cost = usage ? this.#rt.prices.cost(sent, usage) : null;
+    const billed = usage ? billedTokens(usage) : undefined;
+    const dropped = end.dropped;
+    const droppedTotal = dropped ? Object.values(dropped).reduce((a, b) => a + b, 0) : 0;
     const gone = end.result.kind === 'failure' && end.result.code === ErrorCode.CLIENT_GONE;
     const record: AttemptRecord = {
       ts,
@@ -677,25 +686,43 @@ class ProxyRequest {
       ttfbMs: end.ttfbMs,
       durationMs: end.durationMs,
       streamed: end.streamed,
-      inputTokens: usage?.input ?? null,
-      outputTokens: usage?.output ?? null,
-      cacheCreationTokens: usage?.cacheCreation ?? null,
-      cacheReadTokens: usage?.cacheRead ?? null,
+      inputTokens: billed?.input ?? null,
+      outputTokens: billed?.output ?? null,
+      cacheCreationTokens: billed ? billed.cacheWrite5m + billed.cacheWrite1h : null,
+      cacheReadTokens: billed?.cacheRead ?? null,
       costUsd: cost,
       sessionFp: this.#session,
       affinity,
+      cacheCreation1hTokens: billed?.cacheWrite1h ?? null,
+      compactionInputTokens: usage?.compactionInput ?? null,
+      compactionOutputTokens: usage?.compactionOutput ?? null,
+      webSearchRequests: usage?.webSearchRequests ?? null,
+      speed: usage?.speed ?? null,
+      eventsDropped: end.streamed ? droppedTotal : null,
+      stopSynthesised: end.stopSynthesised,
+      cacheMissReason: end.cacheMissReason ?? null,
     };
     this.#d.logWriter.enqueue(record);
     const m = this.#d.metrics;
     const pm = m.pair(channel.name, this.#metricModel);
     pm.attempt(outcome.errorClass ?? 'ok').inc();
     if (end.ttfbMs !== null) pm.ttfb.observe(end.ttfbMs / 1000);
-    if (usage) {
-      if (usage.input) pm.input.inc(usage.input);
-      if (usage.output) pm.output.inc(usage.output);
-      if (usage.cacheCreation) pm.cacheCreation.inc(usage.cacheCreation);
-      if (usage.cacheRead) pm.cacheRead.inc(usage.cacheRead);
+    if (usage && billed) {
+      if (billed.input) pm.input.inc(billed.input);
+      if (billed.output) pm.output.inc(billed.output);
+      if (billed.cacheWrite5m + billed.cacheWrite1h)
+        pm.cacheCreation.inc(billed.cacheWrite5m + billed.cacheWrite1h);
+      if (billed.cacheWrite1h) pm.cacheCreation1h.inc(billed.cacheWrite1h);
+      if (billed.cacheRead) pm.cacheRead.inc(billed.cacheRead);
+      if (usage.compactionInput) pm.compactionInput.inc(usage.compactionInput);
+      if (usage.compactionOutput) pm.compactionOutput.inc(usage.compactionOutput);
+      if (usage.webSearchRequests) pm.webSearch.inc(usage.webSearchRequests);
       if (cost) pm.cost.inc(cost);
+    }
+    if (dropped) {
+      for (const [reason, n] of Object.entries(dropped)) {
+        if (n > 0) m.child(m.streamEventsDropped, channel.name, reason).inc(n);
+      }
     }
   }
 }

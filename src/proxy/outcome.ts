@@ -25,6 +25,11 @@ export const ErrorCode = {
   UPSTREAM_SSE_ERROR: 'CCL_UPSTREAM_SSE_ERROR',
   /** After the commit point: reset, end without `message_stop`, or `event: error`. */
   STREAM_BROKEN: 'CCL_STREAM_BROKEN',
+  /**
+   * An SSE event the client cannot stay consistent without (`message_start`, `content_block_start`
+   * / `_stop`, `message_delta`, `error`) was not valid JSON, or an event exceeded the size bound.
+   */
+  STREAM_UNREADABLE: 'CCL_STREAM_UNREADABLE',
   /** The upstream answered with a failure status. */
   UPSTREAM_STATUS: 'CCL_UPSTREAM_STATUS',
   /** The client disconnected; the upstream request is aborted and the attempt logged as 499. */
@@ -274,6 +279,7 @@ const FAILURE_REASON: Readonly<Record<ErrorCode, string>> = {
   CCL_UPSTREAM_EMPTY: 'empty response',
   CCL_UPSTREAM_SSE_ERROR: 'error event before commit',
   CCL_STREAM_BROKEN: 'stream broken',
+  CCL_STREAM_UNREADABLE: 'unreadable stream event',
   CCL_UPSTREAM_STATUS: 'failure status',
   CCL_CLIENT_GONE: 'client disconnected',
   CCL_NO_CHANNEL: 'no channel serves the model',
@@ -296,6 +302,7 @@ const FAILURE_SCOPE: Readonly<Record<ErrorCode, CooldownScope | 'none'>> = {
   CCL_UPSTREAM_EMPTY: 'channel+model',
   CCL_UPSTREAM_SSE_ERROR: 'channel+model',
   CCL_STREAM_BROKEN: 'channel+model',
+  CCL_STREAM_UNREADABLE: 'channel+model',
   CCL_UPSTREAM_STATUS: 'channel+model',
   // The request's own deadline: a long thinking stream may legitimately outlast it; and the
   // deadline is spent, so there is nothing to fail over to.
@@ -390,6 +397,7 @@ const CLIENT_ERRORS: Readonly<Record<ErrorCode, ClientError>> = {
   CCL_UPSTREAM_EMPTY: { status: 502, type: 'api_error', message: 'the upstream sent an empty response' },
   CCL_UPSTREAM_SSE_ERROR: { status: 502, type: 'api_error', message: 'the upstream reported an error' },
   CCL_STREAM_BROKEN: { status: 502, type: 'api_error', message: 'the upstream stream broke off' },
+  CCL_STREAM_UNREADABLE: { status: 502, type: 'api_error', message: 'the upstream sent an unreadable event' },
   CCL_UPSTREAM_STATUS: { status: 502, type: 'api_error', message: 'the upstream answered with an error' },
   // Nobody reads it (the client is gone); 499 is nginx's "client closed request", used in logs.
   CCL_CLIENT_GONE: { status: 499, type: 'api_error', message: 'client closed the request' },

@@ -1,6 +1,6 @@
 /**
  * The runtime of one snapshot: what the data path derives from it once rather than per request
- * (token digests, the /v1/models answer, the price book) and the undici Pools it owns, one per
+ * (token digests, the /v1/models answer, the price book, the channels' header rules) and the undici Pools it owns, one per
  * upstream origin. A request enters the runtime current at its start and keeps it; a reload
  * retires the old runtime, whose pools close once its last request has left.
  */
@@ -9,6 +9,7 @@ import { Pool } from 'undici';
 import { isGlob } from '../config/glob.js';
 import type { ClientToken, Snapshot } from '../config/snapshot.js';
 import { PriceBook } from './cost.js';
+import { compileHeaderRules, type HeaderRules } from './header-rules.js';
 import { type Scrubber, scrubberFor } from './scrub.js';
 
 /** Extra slack of undici's own timeouts over ours: they are only a backstop. */
@@ -27,6 +28,8 @@ export class Runtime {
   readonly modelsBody: Buffer;
   /** Removes this snapshot's secrets from upstream error text. */
   readonly scrubber: Scrubber;
+  /** Compiled `channels[].headers` rules by channel name (channels without rules are absent). */
+  readonly headerRules: ReadonlyMap<string, HeaderRules>;
   readonly #tokens: { token: ClientToken; bytes: Buffer }[];
   readonly #namedModels: ReadonlySet<string>;
   readonly #pools = new Map<string, Pool>();
@@ -40,6 +43,12 @@ export class Runtime {
     this.#tokens = snapshot.tokens.map((token) => ({ token, bytes: Buffer.from(token.value) }));
     this.open = snapshot.tokens.length === 0 && snapshot.config.auth.tokens.length === 0;
     this.modelsBody = Buffer.from(JSON.stringify(modelList(snapshot)));
+    const rules = new Map<string, HeaderRules>();
+    for (const c of snapshot.config.channels) {
+      const compiled = compileHeaderRules(c.headers);
+      if (compiled) rules.set(c.name, compiled);
+    }
+    this.headerRules = rules;
     this.#namedModels = namedModels(snapshot);
     this.scrubber = scrubberFor(snapshot);
   }

@@ -1,19 +1,28 @@
 /**
  * The SSE tap: an incremental observer of an upstream Messages API event stream. It is fed the
  * response chunks in order and finds the commit point (the first content event), the end of the
- * answer (`message_stop`), an `event: error`, the usage reports and the answering model — while the
- * bytes themselves pass through untouched.
+ * answer (`message_stop`, or the `stop_reason` of `message_delta`), an `event: error`, the usage
+ * reports, the answering model and the cache diagnostics. It judges every event (json-check.ts,
+ * without building anything, for the events it does not read): one whose `data:`
+ * is not valid JSON is reported as a byte range to drop, or — when the client cannot stay
+ * consistent without it — as `fatal`, so that nothing unparseable reaches a client.
  *
- * It keeps only what it must read: the unterminated last line when that line is short (a few hundred
- * bytes at most), and the `data:` of `message_start`, `message_delta` and `error` events (bounded).
- * `content_block_delta` data — nearly all of a stream's bytes — is never copied or parsed.
+ * What it keeps: the unterminated last line when that line is short (a few hundred bytes at most)
+ * and the `data:` of the event being read, bounded by `maxEventBytes`. A data line inside one chunk
+ * is read in place (a view, no copy). Only message_start, message_delta and error are parsed.
+ *
+ * Commit point: the first event that is neither preamble (`message_start`, `content_block_start`,
+ * `ping`) nor `error`. Unknown event types count as content: the API may add event types within a
+ * version, and a stream made only of new events must neither be held until `first_token` expires
+ * nor failed over for them.
  *
  * Lines end in LF, CRLF or a lone CR (WHATWG HTML §9.2.5 "event stream interpretation"); a blank
  * line dispatches the event; an event without data lines is not dispatched; an event cut off by the
  * end of the stream is never dispatched (`midEvent` tells the caller). A leading BOM is not stripped:
  * the first line then reads as an unknown field and the event's type comes from its data instead.
  */
-import { emptyUsage, mergeUsage, type Usage } from './usage.js';
+import { isJson } from './json-check.js';
+import { cacheMissReason, emptyUsage, mergeUsage, type Usage } from './usage.js';
 
 /** An `event: error` the upstream sent, and whether the stream had already committed. */
 export interface SseError {
@@ -25,19 +34,32 @@ export interface SseError {
 
 /** Limits of an SseTap. */
 export interface SseTapOptions {
-  /** Data of one kept event beyond this many bytes is dropped and the event counted malformed. Default 1 MiB. */
+  /** Data of one event beyond this many bytes makes the event unreadable. Default 16 MiB. */
   maxEventBytes?: number;
+}
+
+/** Why an event was dropped: its data was not JSON, or it was larger than `maxEventBytes`. */
+export type DropReason = 'invalid_json' | 'oversize';
+
+/** An unreadable event the client needs (its stream cannot go on without it), and where it starts. */
+export interface SseFatal {
+  /** The event's name, e.g. `content_block_start`. */
+  readonly event: string;
+  readonly reason: DropReason;
+  /** Stream offset (bytes since the first chunk) where the event starts. */
+  readonly at: number;
+  readonly afterCommit: boolean;
 }
 
 const LF = 0x0a;
 const CR = 0x0d;
 const SPACE = 0x20;
-const QUOTE = 0x22;
 const COLON = 0x3a;
 
 /** Longest partial line (at the end of a chunk) copied aside to read once its end arrives. */
 const CARRY_MAX = 256;
-const DEFAULT_MAX_EVENT_BYTES = 1024 * 1024;
+/** Default `maxEventBytes`: far above any real event (a web fetch result block can be several MB). */
+export const DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024;
 
 // Event kinds. NONE: no `event:` line yet, the type will come from the data's `type` field.
 const KIND_NONE = 0;
@@ -47,22 +69,57 @@ const KIND_MESSAGE_START = 3;
 const KIND_MESSAGE_DELTA = 4;
 const KIND_MESSAGE_STOP = 5;
 const KIND_ERROR = 6;
+const KIND_BLOCK_START = 7;
+const KIND_BLOCK_STOP = 8;
+const KIND_PING = 9;
 
-/** Event names the tap reads, and their kinds (parallel arrays); content_block_delta first, it is most of a stream. */
-const NAMES: readonly Buffer[] = [
+/** Event names the tap knows, and their kinds (parallel arrays); content_block_delta first, it is most of a stream. */
+const NAME_STRINGS = [
   'content_block_delta',
+  'content_block_start',
+  'content_block_stop',
+  'ping',
   'message_start',
   'message_delta',
   'message_stop',
   'error',
-].map((name) => Buffer.from(name));
+] as const;
+const NAMES: readonly Buffer[] = NAME_STRINGS.map((name) => Buffer.from(name));
 const NAME_KINDS: readonly number[] = [
   KIND_CONTENT_DELTA,
+  KIND_BLOCK_START,
+  KIND_BLOCK_STOP,
+  KIND_PING,
   KIND_MESSAGE_START,
   KIND_MESSAGE_DELTA,
   KIND_MESSAGE_STOP,
   KIND_ERROR,
 ];
+
+/**
+ * Kinds a client cannot do without: dropping a block start or stop shifts the content block indices,
+ * dropping message_start or message_delta loses the message or its ending, and an error must be
+ * reported. An unreadable one ends the stream (fails over before commit) instead of being dropped.
+ */
+function isNeeded(kind: number): boolean {
+  return (
+    kind === KIND_MESSAGE_START ||
+    kind === KIND_BLOCK_START ||
+    kind === KIND_BLOCK_STOP ||
+    kind === KIND_MESSAGE_DELTA ||
+    kind === KIND_ERROR
+  );
+}
+
+/** Preamble kinds: held before the commit point (a stream of nothing else has no answer yet). */
+function isPreamble(kind: number): boolean {
+  return kind === KIND_MESSAGE_START || kind === KIND_BLOCK_START || kind === KIND_PING;
+}
+
+function kindName(kind: number): string {
+  const i = NAME_KINDS.indexOf(kind);
+  return i >= 0 ? NAME_STRINGS[i]! : 'unknown';
+}
 
 /** Kind of the event name in b[s, e), compared byte by byte without making a string. */
 function kindOfName(b: Buffer, s: number, e: number): number {
@@ -79,58 +136,15 @@ function kindOfName(b: Buffer, s: number, e: number): number {
 }
 
 function kindOfType(type: unknown): number {
-  switch (type) {
-    case 'content_block_delta':
-      return KIND_CONTENT_DELTA;
-    case 'message_start':
-      return KIND_MESSAGE_START;
-    case 'message_delta':
-      return KIND_MESSAGE_DELTA;
-    case 'message_stop':
-      return KIND_MESSAGE_STOP;
-    case 'error':
-      return KIND_ERROR;
-    default:
-      return KIND_OTHER;
-  }
+  if (typeof type !== 'string') return KIND_OTHER;
+  const i = (NAME_STRINGS as readonly string[]).indexOf(type);
+  return i >= 0 ? NAME_KINDS[i]! : KIND_OTHER;
 }
 
-function isWs(c: number | undefined): boolean {
-  return c === SPACE || c === LF || c === CR || c === 0x09;
-}
-
-/**
- * Kind named by a data payload that starts `{"type":"<name>"` (whitespace allowed), read from the
- * bytes b[s, e) without parsing; KIND_NONE when it does not start that way (or is cut short).
- */
-function kindOfData(b: Buffer, s: number, e: number): number {
-  let i = s;
-  while (i < e && isWs(b[i])) i++;
-  if (i >= e || b[i] !== 0x7b) return KIND_NONE;
-  i++;
-  while (i < e && isWs(b[i])) i++;
-  if (i + 6 > e || b[i] !== QUOTE || b[i + 1] !== 0x74 || b[i + 2] !== 0x79) return KIND_NONE;
-  if (b[i + 3] !== 0x70 || b[i + 4] !== 0x65 || b[i + 5] !== QUOTE) return KIND_NONE;
-  i += 6;
-  while (i < e && isWs(b[i])) i++;
-  if (i >= e || b[i] !== COLON) return KIND_NONE;
-  i++;
-  while (i < e && isWs(b[i])) i++;
-  if (i >= e || b[i] !== QUOTE) return KIND_NONE;
-  const start = i + 1;
-  const limit = Math.min(e, start + 64);
-  for (i = start; i < limit; i++) {
-    const c = b[i];
-    if (c === QUOTE) return kindOfName(b, start, i);
-    if (c === 0x5c) return KIND_NONE;
-  }
-  return KIND_NONE;
-}
-
-function parseJson(data: Buffer | undefined): Record<string, unknown> | undefined {
-  if (data === undefined) return undefined;
+/** The data parsed as JSON: an object, `null` for valid JSON that is not an object, undefined when not JSON. */
+function parseJson(data: Buffer): Record<string, unknown> | null | undefined {
   try {
-    return asRecord(JSON.parse(data.toString('utf8')));
+    return asRecord(JSON.parse(data.toString('utf8'))) ?? null;
   } catch {
     return undefined;
   }
@@ -168,31 +182,36 @@ const LF_PART = Buffer.from('\n');
 
 /**
  * The SSE tap of one upstream response (one attempt). Feed every chunk, in order, to `push`; read the
- * state from the getters. Never throws on stream content: unreadable events pass through and are
- * counted in `malformed`.
+ * state from the getters. Never throws on stream content: unreadable events are counted in
+ * `malformed` and reported in `drops` or `fatal`.
  *
- * Caller's pattern: hold chunks while `committed` is false; when `push` returns k ≥ 0, write the held
- * chunks and this whole chunk (bytes before k complete the committing event, bytes from k on already
- * belong to the committed answer) and from then on write every chunk as it comes, buffering nothing.
- * An `error` with `afterCommit: false` (or a stream ending before commit) means the attempt failed
- * with nothing sent, so failover is still allowed; an error before commit also stops the tap from
- * ever committing, so "held then failed" cannot turn into "committed" later in the same stream.
+ * Caller's pattern (stream offsets count bytes since the first chunk): hold bytes while `committed`
+ * is false. Once committed, write the bytes up to `safeAt` — the end of the last complete event (or
+ * line outside an event) — leaving out the ranges listed in `drops` (flat `[start, end)` pairs, in
+ * order; the caller empties the list once it has applied them), and hold the rest: an event is
+ * written only when complete and judged. With `fatal` set, write up to `fatal.at` and end the stream
+ * with an `event: error` (before commit: fail over). An `error` with `afterCommit: false` (or a
+ * stream ending before commit) means the attempt failed with nothing sent, so failover is still
+ * allowed; an error before commit also stops the tap from ever committing, so "held then failed"
+ * cannot turn into "committed" later in the same stream.
  */
 export class SseTap {
   private readonly maxEventBytes: number;
   private _committed = false;
   private _stopped = false;
+  private _stopReason: string | undefined;
   private _error: SseError | undefined;
+  private _fatal: SseFatal | undefined;
   private _usage: Usage | undefined;
   private _model: string | undefined;
+  private _cacheMissReason: string | undefined;
   private _eventCount = 0;
   private _malformed = 0;
   private _errorEvents = 0;
-
-  /** Stream offset of the current chunk's first byte. */
-  private streamPos = 0;
-  /** Stream offset where the event being read began; -1 before its first byte. */
-  private eventStart = -1;
+  private _droppedInvalid = 0;
+  private _droppedOversize = 0;
+  /** Dropped event ranges not yet applied by the caller: flat [start, end) stream offsets. */
+  readonly drops: number[] = [];
 
   private lineState = LINE_FRESH;
   private readonly carry = Buffer.allocUnsafe(CARRY_MAX);
@@ -201,11 +220,13 @@ export class SseTap {
   private skipLF = false;
   /** Set while reading a line out of `carry`: kept parts must be copied, `carry` gets reused. */
   private copyParts = false;
+  /** Stream offset of the current chunk's first byte. */
+  private base = 0;
+  private _safeAt = 0;
 
   // The event being read.
   private kind = KIND_NONE;
   private dataLines = 0;
-  private keep = false;
   private overflow = false;
   private parts: Buffer[] = [];
   private dataLen = 0;
@@ -219,7 +240,7 @@ export class SseTap {
     this.maxEventBytes = options.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES;
   }
 
-  /** Whether the first content event (content_block_delta, or message_delta/message_stop) was seen. */
+  /** Whether the first content event (anything but message_start, content_block_start, ping, error) was seen. */
   get committed(): boolean {
     return this._committed;
   }
@@ -227,9 +248,17 @@ export class SseTap {
   get stopped(): boolean {
     return this._stopped;
   }
+  /** The `stop_reason` of a `message_delta`, once one carried it: the answer's content is complete. */
+  get stopReason(): string | undefined {
+    return this._stopReason;
+  }
   /** The first `event: error` of the stream, if any. */
   get error(): SseError | undefined {
     return this._error;
+  }
+  /** An unreadable event the client cannot do without; the tap reads nothing after it. */
+  get fatal(): SseFatal | undefined {
+    return this._fatal;
   }
   /** Token usage from message_start and message_delta (later non-null values win); undefined until reported. */
   get usage(): Usage | undefined {
@@ -239,11 +268,15 @@ export class SseTap {
   get model(): string | undefined {
     return this._model;
   }
+  /** `diagnostics.cache_miss_reason` of message_start or message_delta (later wins). */
+  get cacheMissReason(): string | undefined {
+    return this._cacheMissReason;
+  }
   /** Events dispatched so far (an event is dispatched by its blank line and needs at least one data line). */
   get eventCount(): number {
     return this._eventCount;
   }
-  /** Events whose data had to be read but could not be (bad JSON, or over `maxEventBytes`). */
+  /** Events whose data could not be read (not JSON, or over `maxEventBytes`), dropped or fatal. */
   get malformed(): number {
     return this._malformed;
   }
@@ -251,16 +284,13 @@ export class SseTap {
   get errorEvents(): number {
     return this._errorEvents;
   }
-  /**
-   * Where the stream's undispatched tail begins (an offset in the whole stream) when that tail is
-   * an event that is, or may still turn out to be, an `error` event (its type not known yet); -1
-   * otherwise. A relay that must not pass error text unread holds the bytes from here until the
-   * event is complete — a client cannot act on an incomplete event anyway.
-   */
-  get pendingErrorFrom(): number {
-    return this.eventStart >= 0 && (this.kind === KIND_NONE || this.kind === KIND_ERROR)
-      ? this.eventStart
-      : -1;
+  /** Events dropped so far, by reason. */
+  get dropped(): Readonly<Record<DropReason, number>> {
+    return { invalid_json: this._droppedInvalid, oversize: this._droppedOversize };
+  }
+  /** Stream offset just past the last complete event (or line outside an event): what may be written. */
+  get safeAt(): number {
+    return this._safeAt;
   }
   /** Whether the stream so far ends inside an event (bytes after the last dispatching blank line). */
   get midEvent(): boolean {
@@ -315,13 +345,13 @@ export class SseTap {
         pos = after;
       }
     }
-    // Kept data of an event that continues in the next chunk must not alias the caller's buffer.
+    // Data of an event that continues in the next chunk must not alias the caller's buffer.
     for (let i = this.viewFrom; i < this.parts.length; i++) {
       const part = this.parts[i]!;
       if (part !== LF_PART) this.parts[i] = Buffer.from(part);
     }
     this.viewFrom = this.parts.length;
-    this.streamPos += n;
+    this.base += n;
     return this.commitAt;
   }
 
@@ -329,7 +359,6 @@ export class SseTap {
   private segment(b: Buffer, s: number, e: number, ends: boolean, after: number): void {
     switch (this.lineState) {
       case LINE_FRESH:
-        if (this.eventStart < 0 && !(ends && s === e)) this.eventStart = this.streamPos + s;
         if (ends) {
           if (s === e) this.dispatch(after);
           else this.line(b, s, e);
@@ -342,16 +371,20 @@ export class SseTap {
           this.carryLen = 0;
           this.toCarry(b, s, e, ends);
         }
-        return;
+        break;
       case LINE_CARRY:
         this.toCarry(b, s, e, ends);
-        return;
+        break;
       case LINE_DATA:
-        if (this.keep) this.addPart(b, s, e);
+        this.addPart(b, s, e);
         if (ends) this.lineState = LINE_FRESH;
-        return;
+        break;
       default:
         if (ends) this.lineState = LINE_FRESH;
+    }
+    // A line ended outside any event (a blank line, a comment): the bytes so far may be written.
+    if (ends && this.lineState === LINE_FRESH && this.kind === KIND_NONE && this.dataLines === 0) {
+      this._safeAt = this.base + after;
     }
   }
 
@@ -379,9 +412,9 @@ export class SseTap {
       this.copyParts = true;
       this.beginData(this.carry, value, CARRY_MAX);
       this.copyParts = false;
-      if (this.keep) this.addPart(b, s + room, e);
+      this.addPart(b, s + room, e);
     } else if (eventValueStart(this.carry, 0, CARRY_MAX) >= 0) {
-      this.kind = KIND_OTHER; // no event name we read is this long
+      this.kind = KIND_OTHER; // no event name we know is this long
     }
     this.lineState = ends ? LINE_FRESH : value >= 0 ? LINE_DATA : LINE_IGNORE;
   }
@@ -401,30 +434,16 @@ export class SseTap {
   /** The start of a data line whose value begins at b[s]; b[s, e) is as much of it as is known. */
   private beginData(b: Buffer, s: number, e: number): void {
     this.dataLines++;
-    if (this.kind === KIND_NONE && this.dataLines === 1) {
-      // No `event:` line: peek at the data's leading `type` so a content delta is still skipped.
-      const kind = kindOfData(b, s, e);
-      if (kind !== KIND_NONE) this.kind = kind;
-    }
-    const kind = this.kind;
-    this.keep =
-      !this.overflow &&
-      (kind === KIND_NONE ||
-        kind === KIND_MESSAGE_START ||
-        kind === KIND_MESSAGE_DELTA ||
-        kind === KIND_ERROR);
-    if (!this.keep) return;
     if (this.dataLines > 1) this.addPart(LF_PART, 0, 1);
     this.addPart(b, s, e);
   }
 
   private addPart(b: Buffer, s: number, e: number): void {
-    if (s === e) return;
+    if (s === e || this.overflow) return;
     this.dataLen += e - s;
     if (this.dataLen > this.maxEventBytes) {
       // Bounded memory: drop what was kept, note the event as unreadable, keep following the stream.
       this.overflow = true;
-      this.keep = false;
       this.parts = [];
       this.viewFrom = 0;
       return;
@@ -442,53 +461,75 @@ export class SseTap {
     const dataLen = this.dataLen;
     this.kind = KIND_NONE;
     this.dataLines = 0;
-    this.keep = false;
     this.overflow = false;
     this.dataLen = 0;
     this.viewFrom = 0;
-    this.eventStart = -1;
     if (parts.length > 0) this.parts = [];
-    if (dataLines === 0) return;
+    if (dataLines === 0 || this._fatal !== undefined) return;
     this._eventCount++;
+    const start = this._safeAt;
 
-    let data: Buffer | undefined;
-    if (overflow) this._malformed++;
-    else if (parts.length === 1) data = parts[0];
-    else if (parts.length > 1) data = Buffer.concat(parts, dataLen);
-
-    let parsed: Record<string, unknown> | undefined;
-    let unreadable = overflow;
-    if (kind === KIND_NONE && data !== undefined) {
-      kind = kindOfData(data, 0, data.length);
-      if (kind === KIND_NONE) {
+    // Every event's data is judged: the official SDK JSON-parses every event it does not skip, and
+    // one unparseable event fails the client's whole turn. Empty data is skipped by clients: fine.
+    // Events the tap reads are parsed; the rest (deltas: nearly all of a stream) only validated.
+    let parsed: Record<string, unknown> | null | undefined = null;
+    let bad: DropReason | undefined;
+    if (overflow) bad = 'oversize';
+    else if (dataLen > 0) {
+      const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts, dataLen);
+      if (
+        kind === KIND_NONE ||
+        kind === KIND_MESSAGE_START ||
+        kind === KIND_MESSAGE_DELTA ||
+        kind === KIND_ERROR
+      ) {
         parsed = parseJson(data);
-        if (parsed === undefined) unreadable = true;
-        else kind = kindOfType(parsed['type']);
-      }
+        if (parsed === undefined) bad = 'invalid_json';
+      } else if (!isJson(data, 0, data.length)) bad = 'invalid_json';
     }
-    if (kind === KIND_MESSAGE_START || kind === KIND_MESSAGE_DELTA || kind === KIND_ERROR) {
-      if (parsed === undefined && !unreadable) {
-        parsed = parseJson(data);
-        if (parsed === undefined) unreadable = true;
-      }
-    }
-    if (unreadable && !overflow) this._malformed++;
-
-    switch (kind) {
-      case KIND_CONTENT_DELTA:
-        this.commit(after);
+    if (kind === KIND_NONE) kind = parsed ? kindOfType(parsed['type']) : KIND_OTHER;
+    if (bad !== undefined) {
+      this._malformed++;
+      if (isNeeded(kind)) {
+        this._fatal = { event: kindName(kind), reason: bad, at: start, afterCommit: this._committed };
+        if (kind === KIND_ERROR && this._error === undefined) {
+          this._error = {
+            type: 'api_error',
+            message: 'the upstream sent an unreadable error event',
+            afterCommit: this._committed,
+          };
+        }
         return;
+      }
+      // Droppable: a delta, ping, message_stop (the ending is then synthesised from message_delta's
+      // stop_reason) or an event type ccload does not know.
+      if (bad === 'oversize') this._droppedOversize++;
+      else this._droppedInvalid++;
+      this.drops.push(start, this.base + after);
+      return;
+    }
+
+    const obj = parsed ?? undefined;
+    switch (kind) {
       case KIND_MESSAGE_START: {
-        const message = asRecord(parsed?.['message']);
+        const message = asRecord(obj?.['message']);
         if (message === undefined) return;
         if (typeof message['model'] === 'string') this._model = message['model'];
         this.addUsage(message['usage']);
+        this._cacheMissReason = cacheMissReason(message) ?? this._cacheMissReason;
         return;
       }
-      case KIND_MESSAGE_DELTA:
-        if (parsed !== undefined) this.addUsage(parsed['usage']);
+      case KIND_MESSAGE_DELTA: {
+        if (obj !== undefined) {
+          this.addUsage(obj['usage']);
+          const delta = asRecord(obj['delta']);
+          const stop = delta?.['stop_reason'];
+          if (typeof stop === 'string' && stop !== '') this._stopReason = stop;
+          this._cacheMissReason = cacheMissReason(obj) ?? cacheMissReason(delta) ?? this._cacheMissReason;
+        }
         this.commit(after);
         return;
+      }
       case KIND_MESSAGE_STOP:
         this._stopped = true;
         this.commit(after);
@@ -496,7 +537,7 @@ export class SseTap {
       case KIND_ERROR: {
         this._errorEvents++;
         if (this._error !== undefined) return;
-        const error = asRecord(parsed?.['error']);
+        const error = asRecord(obj?.['error']);
         const type = error?.['type'];
         const message = error?.['message'];
         this._error = {
@@ -506,6 +547,8 @@ export class SseTap {
         };
         return;
       }
+      default:
+        if (!isPreamble(kind)) this.commit(after);
     }
   }
 

@@ -31,7 +31,10 @@ export interface AttemptRecord {
   readonly ttfbMs: number | null;
   readonly durationMs: number | null;
   readonly streamed: boolean;
-  /** Usage: carried only by the attempt that answered. */
+  /**
+   * Usage: carried only by the attempt that answered. Billed totals: compaction passes
+   * (`usage.iterations[]`) are included, and `compaction*` says how much came from them.
+   */
   readonly inputTokens: number | null;
   readonly outputTokens: number | null;
   readonly cacheCreationTokens: number | null;
@@ -41,6 +44,20 @@ export interface AttemptRecord {
   readonly sessionFp?: string | null;
   /** What session affinity did for this attempt: pinned, new, moved, kept or none. */
   readonly affinity?: string | null;
+  /** The 1-hour-TTL part of `cacheCreationTokens` (the rest was written for 5 minutes). */
+  readonly cacheCreation1hTokens?: number | null;
+  readonly compactionInputTokens?: number | null;
+  readonly compactionOutputTokens?: number | null;
+  /** Web search requests of server tool use (priced per request). */
+  readonly webSearchRequests?: number | null;
+  /** `usage.speed` as reported, e.g. `fast`. */
+  readonly speed?: string | null;
+  /** SSE events left out of the client's stream (unparseable, oversized, cut off by the end). */
+  readonly eventsDropped?: number | null;
+  /** The stream ended after a stop_reason without message_stop, and ccload wrote it. */
+  readonly stopSynthesised?: boolean;
+  /** `diagnostics.cache_miss_reason` of the answer (cache-diagnosis beta). */
+  readonly cacheMissReason?: string | null;
 }
 
 /** An attempt read back from the table, with its row id. */
@@ -72,6 +89,14 @@ export const ATTEMPT_COLUMNS = [
   'cost_usd',
   'session_fp',
   'affinity',
+  'cache_creation_1h_tokens',
+  'compaction_input_tokens',
+  'compaction_output_tokens',
+  'web_search_requests',
+  'speed',
+  'events_dropped',
+  'stop_synthesised',
+  'cache_miss_reason',
 ] as const;
 
 /** An integer column value: rounded, and null for anything that is not a finite number. */
@@ -116,6 +141,14 @@ export function attemptToRow(r: AttemptRecord): InValue[] {
     real(r.costUsd),
     text(r.sessionFp),
     text(r.affinity),
+    int(r.cacheCreation1hTokens),
+    int(r.compactionInputTokens),
+    int(r.compactionOutputTokens),
+    int(r.webSearchRequests),
+    text(r.speed),
+    int(r.eventsDropped),
+    r.stopSynthesised ? 1 : 0,
+    text(r.cacheMissReason),
   ];
 }
 
@@ -155,5 +188,13 @@ export function rowToAttempt(row: Row): StoredAttempt {
     costUsd: num(row['cost_usd']),
     sessionFp: str(row['session_fp']),
     affinity: str(row['affinity']),
+    cacheCreation1hTokens: num(row['cache_creation_1h_tokens']),
+    compactionInputTokens: num(row['compaction_input_tokens']),
+    compactionOutputTokens: num(row['compaction_output_tokens']),
+    webSearchRequests: num(row['web_search_requests']),
+    speed: str(row['speed']),
+    eventsDropped: num(row['events_dropped']),
+    stopSynthesised: num(row['stop_synthesised']) === 1,
+    cacheMissReason: str(row['cache_miss_reason']),
   };
 }

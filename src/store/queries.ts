@@ -213,6 +213,14 @@ export interface LogEntry {
   readonly session_fp: string | null;
   /** What session affinity did: pinned, new, moved, kept, none (null on rows from before it existed). */
   readonly affinity: string | null;
+  readonly cache_creation_1h_tokens: number | null;
+  readonly compaction_input_tokens: number | null;
+  readonly compaction_output_tokens: number | null;
+  readonly web_search_requests: number | null;
+  readonly speed: string | null;
+  readonly events_dropped: number | null;
+  readonly stop_synthesised: boolean;
+  readonly cache_miss_reason: string | null;
 }
 
 function statusCond(f: StatusFilter): Cond {
@@ -281,6 +289,14 @@ function logEntry(row: Row): LogEntry {
     cost_usd: a.costUsd,
     session_fp: a.sessionFp ?? null,
     affinity: a.affinity ?? null,
+    cache_creation_1h_tokens: a.cacheCreation1hTokens ?? null,
+    compaction_input_tokens: a.compactionInputTokens ?? null,
+    compaction_output_tokens: a.compactionOutputTokens ?? null,
+    web_search_requests: a.webSearchRequests ?? null,
+    speed: a.speed ?? null,
+    events_dropped: a.eventsDropped ?? null,
+    stop_synthesised: a.stopSynthesised ?? false,
+    cache_miss_reason: a.cacheMissReason ?? null,
   };
 }
 
@@ -301,6 +317,11 @@ const SUMS = {
   cache_creation_tokens: 'SUM(cache_creation_tokens)',
   cache_read_tokens: 'SUM(cache_read_tokens)',
   cost_usd: 'TOTAL(cost_usd)',
+  cache_creation_1h_tokens: 'SUM(cache_creation_1h_tokens)',
+  compaction_input_tokens: 'SUM(compaction_input_tokens)',
+  compaction_output_tokens: 'SUM(compaction_output_tokens)',
+  web_search_requests: 'SUM(web_search_requests)',
+  events_dropped: 'SUM(events_dropped)',
 } as const;
 type SumName = keyof typeof SUMS;
 const USAGE_SUMS: readonly SumName[] = [
@@ -309,6 +330,14 @@ const USAGE_SUMS: readonly SumName[] = [
   'cache_creation_tokens',
   'cache_read_tokens',
   'cost_usd',
+];
+/** The 2026 billing kinds and the stream integrity count, reported by `/admin/stats`. */
+const BILLING_SUMS: readonly SumName[] = [
+  'cache_creation_1h_tokens',
+  'compaction_input_tokens',
+  'compaction_output_tokens',
+  'web_search_requests',
+  'events_dropped',
 ];
 const innerSums = (names: readonly SumName[]) => names.map((k) => `${SUMS[k]} AS ${k}`).join(', ');
 const outerSums = (names: readonly SumName[]) => names.map((k) => `TOTAL(${k}) AS ${k}`).join(', ');
@@ -374,8 +403,20 @@ export interface StatsQuery {
   readonly model?: string;
 }
 
+/** What `/admin/stats` adds to the usage totals (see migration 004). */
+export interface BillingTotals {
+  /** The part of `cache_creation_tokens` written with the 1-hour TTL. */
+  readonly cache_creation_1h_tokens: number;
+  /** The part of the input and output tokens that came from compaction passes. */
+  readonly compaction_input_tokens: number;
+  readonly compaction_output_tokens: number;
+  readonly web_search_requests: number;
+  /** SSE events left out of client streams (unparseable, oversized, cut off). */
+  readonly events_dropped: number;
+}
+
 /** One channel × model line of `/admin/stats`. Counts are attempts; latencies in ms (see rollup.ts for the error). */
-export interface StatsRow extends UsageTotals {
+export interface StatsRow extends UsageTotals, BillingTotals {
   readonly channel_name: string | null;
   readonly model: string | null;
   readonly success: number;
@@ -450,7 +491,7 @@ export async function queryStats(db: StoreDb, q: StatsQuery, now: number): Promi
     db,
     segments,
     ['channel', 'model'],
-    ['attempts', 'ok_attempts', 'requests', ...USAGE_SUMS],
+    ['attempts', 'ok_attempts', 'requests', ...USAGE_SUMS, ...BILLING_SUMS],
     conds,
   );
   const bins = [...DURATION_BINS, ...TTFB_BINS];
@@ -488,6 +529,11 @@ export async function queryStats(db: StoreDb, q: StatsQuery, now: number): Promi
       requests: n(r['requests']),
       success_rate: total > 0 ? Math.round((success / total) * 10_000) / 10_000 : 0,
       ...totals(r),
+      cache_creation_1h_tokens: n(r['cache_creation_1h_tokens']),
+      compaction_input_tokens: n(r['compaction_input_tokens']),
+      compaction_output_tokens: n(r['compaction_output_tokens']),
+      web_search_requests: n(r['web_search_requests']),
+      events_dropped: n(r['events_dropped']),
       latency_p50_ms: round(percentile(dur, 0.5)),
       latency_p95_ms: round(percentile(dur, 0.95)),
       latency_avg_ms: l ? avg(l['dur_sum'], l['dur_n']) : null,

@@ -128,6 +128,11 @@ export const ROLLUP_COLUMNS = [
   'cache_creation_tokens',
   'cache_read_tokens',
   'cost_usd',
+  'cache_creation_1h_tokens',
+  'compaction_input_tokens',
+  'compaction_output_tokens',
+  'web_search_requests',
+  'events_dropped',
 ] as const;
 
 /** Columns of a `latency_<tier>` row, in write order. */
@@ -219,6 +224,11 @@ interface Acc {
   cacheCreation: number;
   cacheRead: number;
   cost: number;
+  cacheCreation1h: number;
+  compactionInput: number;
+  compactionOutput: number;
+  webSearch: number;
+  dropped: number;
 }
 
 /** One latency row being built. */
@@ -274,6 +284,11 @@ export function rollupStatements(rows: readonly AttemptRecord[]): InStatement[] 
           cacheCreation: 0,
           cacheRead: 0,
           cost: 0,
+          cacheCreation1h: 0,
+          compactionInput: 0,
+          compactionOutput: 0,
+          webSearch: 0,
+          dropped: 0,
         };
         counts[i]!.set(k, a);
       }
@@ -284,6 +299,11 @@ export function rollupStatements(rows: readonly AttemptRecord[]): InStatement[] 
       a.cacheCreation += asInt(v[COL.cache_creation_tokens]);
       a.cacheRead += asInt(v[COL.cache_read_tokens]);
       a.cost += typeof cost === 'number' ? cost : 0;
+      a.cacheCreation1h += asInt(v[COL.cache_creation_1h_tokens]);
+      a.compactionInput += asInt(v[COL.compaction_input_tokens]);
+      a.compactionOutput += asInt(v[COL.compaction_output_tokens]);
+      a.webSearch += asInt(v[COL.web_search_requests]);
+      a.dropped += asInt(v[COL.events_dropped]);
       if (!timed) continue;
       const lk = `${bucket}\u0000${channel}\u0000${model}`;
       let l = latency[i]!.get(lk);
@@ -320,7 +340,21 @@ export function rollupStatements(rows: readonly AttemptRecord[]): InStatement[] 
       const chunk = accs.slice(s, s + ROLLUP_ROWS_PER_STATEMENT);
       const args: InValue[] = [];
       for (const a of chunk) {
-        args.push(...a.key, a.attempts, a.requests, a.input, a.output, a.cacheCreation, a.cacheRead, a.cost);
+        args.push(
+          ...a.key,
+          a.attempts,
+          a.requests,
+          a.input,
+          a.output,
+          a.cacheCreation,
+          a.cacheRead,
+          a.cost,
+          a.cacheCreation1h,
+          a.compactionInput,
+          a.compactionOutput,
+          a.webSearch,
+          a.dropped,
+        );
       }
       out.push({ sql: rollupUpsert(`rollup_${tier}`, chunk.length), args });
     }

@@ -402,3 +402,41 @@ t.test('channel test: count_tokens through the channel, each key or one; a dead 
   const noModel = await api('POST', '/admin/channels/literal/test');
   t.match(noModel, { status: 400, json: { message: /names no exact model/ } });
 });
+
+t.test(
+  'GET /admin/channels and the Channels page show header rules; values a rule sets as fingerprints',
+  async (t) => {
+    const secret = 'gateway-credential-SECRET-7f3e';
+    const { daemon } = await startTestDaemon(
+      t,
+      `version: 1
+server: { listen: 127.0.0.1:0, database: file:state/ccload.db }
+admin:
+  password: \${TEST_PASS}
+channels:
+  - name: relay
+    url: http://127.0.0.1:9
+    api_key: \${TEST_KEY}
+    headers:
+      beta: { drop: [context-management-2025-06-27] }
+      set:
+        x-gateway-key: \${GATEWAY_KEY}
+      remove: [x-claude-code-session-id]
+`,
+      { env: { GATEWAY_KEY: secret } },
+    );
+    const cookie = await login(daemon.url);
+    const api = await call(daemon.url, 'GET', '/admin/channels', { headers: { cookie } });
+    t.equal(api.status, 200);
+    const relay = (api.json as { channels: { name: string; headers: unknown }[] }).channels[0]!;
+    t.same(relay.headers, {
+      beta: { drop: ['context-management-2025-06-27'] },
+      set: { 'x-gateway-key': '…7f3e' },
+      remove: ['x-claude-code-session-id'],
+    });
+    const page = await call(daemon.url, 'GET', '/channels', { headers: { cookie } });
+    t.match(page.text, /beta: drop <code>context-management-2025-06-27<\/code>/);
+    t.match(page.text, /set <code>x-gateway-key<\/code> <span class="mono">…7f3e<\/span>/);
+    for (const a of [api, page]) t.notOk(a.text.includes(secret), 'the value never shows');
+  },
+);

@@ -74,7 +74,12 @@ t.test('secrets are marked in the schema', async (t) => {
       'auth.tokens.*.token',
       'channels.*.api_key',
       'channels.*.keys.*',
+      'channels.*.headers.set.*',
     ],
+  );
+  t.ok(
+    isSecretPath(['channels', 0, 'headers', 'set', 'x-gateway-key']),
+    'a header a channel sets may be a credential',
   );
   t.ok(isSecretPath(['channels', 3, 'keys', 1]));
   t.notOk(isSecretPath(['channels', 3, 'url']));

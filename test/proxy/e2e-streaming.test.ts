@@ -1,11 +1,12 @@
 /**
  * End to end, streams after the commit point: a cut or stalled stream ends with `event: error`
- * (never a clean-looking end), malformed events pass through untouched, and a client that hangs up
- * gets its upstream request aborted at once and logged as 499.
+ * (never a clean-looking end), unparseable events are dropped (e2e-stream-integrity.test.ts has the
+ * rest of that story), and a client that hangs up gets its upstream request aborted at once and
+ * logged as 499.
  */
 
 import t from 'tap';
-import { messageStreamEvents, type SseEvent } from '../../src/dev/anthropic-shapes.js';
+import { encodeSse, messageStreamEvents, type SseEvent } from '../../src/dev/anthropic-shapes.js';
 import type { FakeRequest } from '../../src/dev/fake-upstream.js';
 import { DEFAULT_USAGE, okStream } from '../../src/dev/fake-upstream.js';
 import { ErrorCode } from '../../src/proxy/outcome.js';
@@ -89,51 +90,65 @@ t.test(
   },
 );
 
-t.test('malformed SSE events pass through untouched and the daemon stays healthy', async (t) => {
-  const { a, url, daemon } = await twoChannels(t);
-  const good = messageStreamEvents({ model: MODEL, text: TEXT, usage: DEFAULT_USAGE });
-  const bad: SseEvent[] = [
-    {
-      event: 'content_block_delta',
-      data: '{"type":"content_block_delta","index":0,"delta":{"type":"text_del',
-    },
-    { event: 'content_block_delta', data: '%%% not json at all %%%' },
-    { event: 'mystery_event', data: '{"type":"mystery_event","payload":[1,2,' },
-    { event: 'message_delta', data: '{"type":"message_delta","usage":{"output_tokens":"lots"}}' },
-  ];
-  // The bad events go right after the first text delta, so they cross the commit point too.
-  const events = [...good.slice(0, 4), ...bad, ...good.slice(4)];
-  const behaviour = { kind: 'stream' as const, events, chunking: 'random' as const, seed: 7 };
-  a.setDefault(behaviour);
-  const req = claudeCode(MODEL, true);
-  const via = await send(url, { headers: req.headers, body: req.body });
-  const direct = await send(a.url, {
-    headers: { ...req.headers, 'x-api-key': channelKey('a') },
-    rawHeadersOnly: true,
-    body: req.body,
-  });
-  t.equal(via.status, 200);
-  t.notOk(via.broken);
-  t.same(via.body, direct.body, 'byte-identical to the upstream’s stream');
-  t.equal(sseEvents(via.body).at(-1)?.event, 'message_stop');
-  const rows = await attempts(daemon, { requestId: via.requestId, atLeast: 1 });
-  t.same([rows[0]?.status, rows[0]?.errorClass], [200, null], 'a success');
+t.test(
+  'unparseable SSE events are dropped, the rest arrives unchanged, the daemon stays healthy',
+  async (t) => {
+    const { a, url, daemon } = await twoChannels(t);
+    const good = messageStreamEvents({ model: MODEL, text: TEXT, usage: DEFAULT_USAGE });
+    const bad: SseEvent[] = [
+      {
+        event: 'content_block_delta',
+        data: '{"type":"content_block_delta","index":0,"delta":{"type":"text_del',
+      },
+      { event: 'content_block_delta', data: '%%% not json at all %%%' },
+      { event: 'mystery_event', data: '{"type":"mystery_event","payload":[1,2,' },
+      { event: 'message_delta', data: '{"type":"message_delta","usage":{"output_tokens":"lots"}}' },
+    ];
+    // The bad events go right after the first text delta, so they cross the commit point too.
+    const events = [...good.slice(0, 4), ...bad, ...good.slice(4)];
+    const behaviour = { kind: 'stream' as const, events, chunking: 'random' as const, seed: 7 };
+    a.setDefault(behaviour);
+    const req = claudeCode(MODEL, true);
+    const via = await send(url, { headers: req.headers, body: req.body });
+    const direct = await send(a.url, {
+      headers: { ...req.headers, 'x-api-key': channelKey('a') },
+      rawHeadersOnly: true,
+      body: req.body,
+    });
+    t.equal(via.status, 200);
+    t.notOk(via.broken);
+    t.equal(direct.body.length, encodeSse(events).length, 'the upstream sent the bad events');
+    // The message_delta whose output_tokens is a string is valid JSON: it passes (its usage is ignored).
+    const readable = events.filter((e) => !bad.slice(0, 3).includes(e));
+    t.same(
+      via.body,
+      encodeSse(readable),
+      'byte-identical to the upstream’s stream minus the unparseable events',
+    );
+    t.equal(sseEvents(via.body).at(-1)?.event, 'message_stop');
+    const rows = await attempts(daemon, { requestId: via.requestId, atLeast: 1 });
+    t.same(
+      [rows[0]?.status, rows[0]?.errorClass, rows[0]?.eventsDropped],
+      [200, null, 3],
+      'a success, 3 dropped',
+    );
 
-  // A stream of garbage before any content event fails over rather than being committed.
-  a.enqueue({
-    kind: 'stream',
-    events: [
-      { event: 'message_start', data: '{{{{' },
-      { event: 'x', data: 'y' },
-    ],
-  });
-  const after = await send(url, { headers: req.headers, body: req.body });
-  t.equal(after.status, 200);
-  t.equal(sseEvents(after.body).at(-1)?.event, 'message_stop', 'answered by the next channel');
-  const health = await send(url, { path: '/health' });
-  t.equal(health.status, 200, 'health is fine');
-  t.equal((health.json() as { status: string }).status, 'ok');
-});
+    // A stream of garbage before any content event fails over rather than being committed.
+    a.enqueue({
+      kind: 'stream',
+      events: [
+        { event: 'message_start', data: '{{{{' },
+        { event: 'x', data: 'y' },
+      ],
+    });
+    const after = await send(url, { headers: req.headers, body: req.body });
+    t.equal(after.status, 200);
+    t.equal(sseEvents(after.body).at(-1)?.event, 'message_stop', 'answered by the next channel');
+    const health = await send(url, { path: '/health' });
+    t.equal(health.status, 200, 'health is fine');
+    t.equal((health.json() as { status: string }).status, 'ok');
+  },
+);
 
 t.test('client disconnect mid-stream aborts the upstream request at once, logged as 499', async (t) => {
   const { a, b, url, daemon } = await twoChannels(t);
@@ -225,17 +240,22 @@ t.test('an upstream error event after commit reaches the client as sent, and end
   );
 });
 
-t.test('a stream that ends without message_stop is not presented as complete (README)', async (t) => {
-  const { a, url, daemon } = await twoChannels(t);
-  a.enqueue(okStream(MODEL, { text: TEXT, omitStop: true }));
-  const res = await send(url, { body: { model: MODEL, max_tokens: 8, messages: [], stream: true } });
-  t.equal(res.status, 200);
-  const got = sseEvents(res.body);
-  t.equal(got.at(-2)?.event, 'message_delta', 'everything the upstream sent');
-  t.equal(got.at(-1)?.event, 'error', 'then an error frame');
-  const rows = await attempts(daemon, { requestId: res.requestId, atLeast: 1 });
-  t.equal(rows[0]?.errorClass, ErrorCode.STREAM_BROKEN);
-});
+t.test(
+  'a stream that ends without message_stop nor stop_reason is not presented as complete (README)',
+  async (t) => {
+    const { a, url, daemon } = await twoChannels(t);
+    // Everything up to the last content_block_stop: no message_delta, so no stop_reason either.
+    const events = messageStreamEvents({ model: MODEL, text: TEXT, usage: DEFAULT_USAGE });
+    a.enqueue({ kind: 'stream', events: events.slice(0, -2) });
+    const res = await send(url, { body: { model: MODEL, max_tokens: 8, messages: [], stream: true } });
+    t.equal(res.status, 200);
+    const got = sseEvents(res.body);
+    t.equal(got.at(-2)?.event, 'content_block_stop', 'everything the upstream sent');
+    t.equal(got.at(-1)?.event, 'error', 'then an error frame');
+    const rows = await attempts(daemon, { requestId: res.requestId, atLeast: 1 });
+    t.equal(rows[0]?.errorClass, ErrorCode.STREAM_BROKEN);
+  },
+);
 
 t.test('regression: a stream that stalls after the client caught up still ends at idle', async (t) => {
   const { a, url, daemon } = await twoChannels(t);

@@ -193,6 +193,16 @@ t.test('failure rows: before and after commit', async (t) => {
       { errorClass: 'CCL_STREAM_BROKEN', scope: 'channel+model', failover: false },
     ],
     [
+      'unreadable event the client needs, before commit',
+      failure(ErrorCode.STREAM_UNREADABLE),
+      { errorClass: 'CCL_STREAM_UNREADABLE', scope: 'channel+model', failover: true },
+    ],
+    [
+      'unreadable event the client needs, after commit',
+      failure(ErrorCode.STREAM_UNREADABLE, true),
+      { errorClass: 'CCL_STREAM_UNREADABLE', scope: 'channel+model', failover: false },
+    ],
+    [
       'silent past idle after commit',
       failure(ErrorCode.IDLE_TIMEOUT, true),
       { errorClass: 'CCL_IDLE_TIMEOUT', scope: 'channel+model', failover: false },
@@ -277,6 +287,7 @@ t.test('client-facing errors', async (t) => {
     [ErrorCode.UPSTREAM_EMPTY, 502, 'api_error'],
     [ErrorCode.UPSTREAM_SSE_ERROR, 502, 'api_error'],
     [ErrorCode.STREAM_BROKEN, 502, 'api_error'],
+    [ErrorCode.STREAM_UNREADABLE, 502, 'api_error'],
     [ErrorCode.UPSTREAM_STATUS, 502, 'api_error'],
     [ErrorCode.CLIENT_GONE, 499, 'api_error'],
     [ErrorCode.NO_CHANNEL, 404, 'not_found_error'],

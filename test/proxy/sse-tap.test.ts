@@ -1,7 +1,13 @@
 import t, { type Test } from 'tap';
 import { encodeSse, messageStreamEvents } from '../../src/dev/anthropic-shapes.js';
 import { SseTap, sseErrorFrame } from '../../src/proxy/sse-tap.js';
+import type { Usage } from '../../src/proxy/usage.js';
 import { prng } from '../helpers/random.js';
+
+/** The four classic counts of a usage report (the 2026 billing fields have tests of their own). */
+function classic(u: Usage | undefined) {
+  return u && { input: u.input, output: u.output, cacheCreation: u.cacheCreation, cacheRead: u.cacheRead };
+}
 
 /** Everything a tap observed, with the commit point as an offset in the whole stream. */
 interface Seen {
@@ -35,7 +41,7 @@ function feed(t: Test, chunks: Buffer[], tap = new SseTap()): Seen {
     committed: tap.committed,
     stopped: tap.stopped,
     error: tap.error,
-    usage: tap.usage,
+    usage: classic(tap.usage),
     model: tap.model,
     eventCount: tap.eventCount,
     malformed: tap.malformed,
@@ -73,7 +79,7 @@ function feedReusingBuffers(chunks: Buffer[]): Seen {
     committed: tap.committed,
     stopped: tap.stopped,
     error: tap.error,
-    usage: tap.usage,
+    usage: classic(tap.usage),
     model: tap.model,
     eventCount: tap.eventCount,
     malformed: tap.malformed,
@@ -211,7 +217,7 @@ t.test('events without event: lines take their type from the data', async (t) =>
     ev(undefined, START()) +
     ev(undefined, '{"type":"ping"}') +
     ev(undefined, DELTA) +
-    // A delta whose data is not even JSON is still recognised by its leading type, and never parsed.
+    // A delta whose data is not JSON has no type to read: it is dropped, not fatal.
     ev(undefined, '{"type": "content_block_delta", oops') +
     ev(undefined, '{ "index": 0, "type": "content_block_stop" }') +
     ev(undefined, MDELTA({ output_tokens: 3 })) +
@@ -225,7 +231,7 @@ t.test('events without event: lines take their type from the data', async (t) =>
     usage: { input: 10, output: 3, cacheCreation: 0, cacheRead: 0 },
     model: 'claude-haiku-5-5',
     eventCount: 7,
-    malformed: 0,
+    malformed: 1,
     midEvent: false,
   };
   t.same(feed(t, [buf]), want);
@@ -241,16 +247,20 @@ t.test('events without event: lines take their type from the data', async (t) =>
   );
 });
 
-t.test('content_block_delta data is neither parsed nor counted malformed', async (t) => {
-  const text =
-    ev('message_start', START()) +
-    ev('content_block_delta', 'not json at all {') +
-    ev('message_stop', 'garbage');
-  const seen = feed(t, [Buffer.from(text)]);
-  t.equal(seen.malformed, 0, 'delta and stop data are not read');
-  t.equal(seen.committed, true);
-  t.equal(seen.stopped, true);
+t.test('unreadable content_block_delta and message_stop are dropped: exact ranges, no commit', async (t) => {
+  const a = ev('message_start', START());
+  const b = ev('content_block_delta', 'not json at all {');
+  const c = ev('message_stop', 'garbage');
+  const tap = new SseTap();
+  const seen = feed(t, [Buffer.from(a + b + c)], tap);
+  t.equal(seen.malformed, 2, 'every event is judged');
+  t.same(tap.drops, [a.length, a.length + b.length, a.length + b.length, a.length + b.length + c.length]);
+  t.same(tap.dropped, { invalid_json: 2, oversize: 0 });
+  t.equal(tap.fatal, undefined, 'neither is needed for consistency');
+  t.equal(seen.committed, false, 'a dropped event is no content');
+  t.equal(seen.stopped, false, 'an unreadable message_stop does not end the answer');
   t.equal(seen.eventCount, 3);
+  t.equal(tap.safeAt, a.length + b.length + c.length);
 });
 
 t.test('error before commit: recorded, and the tap never commits afterwards', async (t) => {
@@ -263,7 +273,7 @@ t.test('error before commit: recorded, and the tap never commits afterwards', as
   t.equal(tap.committed, false);
   t.equal(tap.push(Buffer.from(after)), -1, 'a delta after the error does not commit');
   t.equal(tap.committed, false);
-  t.same(tap.usage, { input: 10, output: 1, cacheCreation: 0, cacheRead: 0 });
+  t.same(classic(tap.usage), { input: 10, output: 1, cacheCreation: 0, cacheRead: 0 });
 });
 
 t.test('error after commit: recorded as afterCommit, and only the first error is kept', async (t) => {
@@ -306,36 +316,60 @@ t.test('empty answer: message_delta is the commit point', async (t) => {
   t.equal(onlyStop.committed, true, 'message_stop alone commits too');
 });
 
-t.test('malformed message_start: counted, no throw, the stream is still followed', async (t) => {
+t.test('an unreadable message_start is fatal: no throw, nothing after it is read', async (t) => {
+  const first = ev('message_start', START());
   const text =
+    first +
     ev('message_start', '{"type":"message_start","message":{"model":"m",') +
-    ev('message_start', '[1,2]') +
     ev('content_block_delta', DELTA) +
-    ev('message_delta', MDELTA({ output_tokens: 4 })) +
     ev('message_stop', STOP);
-  const seen = feed(t, [Buffer.from(text)]);
-  t.equal(seen.malformed, 2);
-  t.equal(seen.model, undefined);
-  t.same(seen.usage, { input: 0, output: 4, cacheCreation: 0, cacheRead: 0 });
-  t.equal(seen.committed, true);
-  t.equal(seen.stopped, true);
-  t.equal(seen.eventCount, 5);
+  const tap = new SseTap();
+  const seen = feed(t, [Buffer.from(text)], tap);
+  t.same(tap.fatal, { event: 'message_start', reason: 'invalid_json', at: first.length, afterCommit: false });
+  t.equal(seen.malformed, 1);
+  t.equal(seen.committed, false, 'the delta after it does not commit');
+  t.equal(seen.stopped, false);
+  t.same(tap.drops, []);
+
+  // Valid JSON that is not an object is readable (nothing to take from it), not fatal.
+  const other = new SseTap();
+  const seen2 = feed(
+    t,
+    [Buffer.from(ev('message_start', '[1,2]') + ev('content_block_delta', DELTA))],
+    other,
+  );
+  t.equal(other.fatal, undefined);
+  t.equal(seen2.malformed, 0);
+  t.equal(seen2.committed, true);
 });
 
-t.test('a huge kept event is dropped at the bound, counted malformed, and tracking goes on', async (t) => {
+t.test('an event over the bound is oversize: a delta is dropped, a message_start is fatal', async (t) => {
   const tap = new SseTap({ maxEventBytes: 4096 });
-  const big = JSON.stringify({ type: 'message_start', message: { model: 'm', pad: 'p'.repeat(20_000) } });
-  const text = Buffer.from(
-    ev('message_start', big) + ev('content_block_delta', DELTA) + ev('message_stop', STOP),
+  const head = ev('message_start', START());
+  const bigDelta = ev(
+    'content_block_delta',
+    JSON.stringify({
+      type: 'content_block_delta',
+      index: 0,
+      delta: { type: 'text_delta', text: 'p'.repeat(20_000) },
+    }),
   );
+  const text = Buffer.from(head + bigDelta + ev('content_block_delta', DELTA) + ev('message_stop', STOP));
   const seen = feed(t, splitAt(text, 1000, 1001, 7000, 15_000), tap);
   t.equal(seen.malformed, 1);
-  t.equal(seen.model, undefined);
-  t.equal(seen.committed, true);
+  t.same(tap.dropped, { invalid_json: 0, oversize: 1 });
+  t.same(tap.drops, [head.length, head.length + bigDelta.length], 'exactly the oversized event');
+  t.equal(seen.committed, true, 'tracking goes on: the next delta commits');
   t.equal(seen.stopped, true);
-  t.equal(seen.eventCount, 3);
+  t.equal(seen.eventCount, 4);
 
-  // The default bound (1 MiB) with a 3 MiB message_delta in 64 KiB chunks.
+  const big = JSON.stringify({ type: 'message_start', message: { model: 'm', pad: 'p'.repeat(20_000) } });
+  const fatalTap = new SseTap({ maxEventBytes: 4096 });
+  feed(t, splitAt(Buffer.from(ev('message_start', big) + ev('content_block_delta', DELTA)), 7000), fatalTap);
+  t.same(fatalTap.fatal, { event: 'message_start', reason: 'oversize', at: 0, afterCommit: false });
+  t.equal(fatalTap.committed, false);
+
+  // The default bound (16 MiB) with a 3 MiB message_delta in 64 KiB chunks: read whole.
   const huge = Buffer.from(
     ev('message_start', START()) +
       ev(
@@ -346,16 +380,12 @@ t.test('a huge kept event is dropped at the bound, counted malformed, and tracki
   );
   const cuts = Array.from({ length: Math.floor(huge.length / 65_536) }, (_, i) => (i + 1) * 65_536);
   const hugeSeen = feed(t, splitAt(huge, ...cuts));
-  t.equal(hugeSeen.malformed, 1);
-  t.equal(hugeSeen.committed, true, 'the oversized message_delta still commits');
-  t.same(
-    hugeSeen.usage,
-    { input: 10, output: 1, cacheCreation: 0, cacheRead: 0 },
-    'its usage is lost, not guessed',
-  );
+  t.equal(hugeSeen.malformed, 0);
+  t.equal(hugeSeen.committed, true);
+  t.same(hugeSeen.usage, { input: 10, output: 2, cacheCreation: 0, cacheRead: 0 }, 'its usage is read');
 });
 
-t.test('a huge content_block_delta is skipped without being kept', async (t) => {
+t.test('a 5 MB content_block_delta is read across chunks and passes', async (t) => {
   const text = Buffer.from(
     ev('message_start', START()) +
       ev(
@@ -420,14 +450,18 @@ t.test('comments, id, retry, unknown fields and data without a space', async (t)
   t.equal(seen.stopped, true);
 });
 
-t.test('an event line longer than the carry, cut mid-line, names an unknown event', async (t) => {
-  const name = `content_block_delta${'_'.repeat(400)}`;
-  const text = Buffer.from(ev('message_start', START()) + ev(name, DELTA) + ev('message_stop', STOP));
-  const at = text.indexOf(name);
-  const seen = feed(t, splitAt(text, at + 2, at + 300));
-  t.equal(seen.eventCount, 3);
-  t.equal(seen.commitAt, text.length, 'only message_stop commits');
-});
+t.test(
+  'an event line longer than the carry, cut mid-line, names an unknown event, which commits',
+  async (t) => {
+    const name = `content_block_delta${'_'.repeat(400)}`;
+    const head = ev('message_start', START()) + ev(name, DELTA);
+    const text = Buffer.from(head + ev('message_stop', STOP));
+    const at = text.indexOf(name);
+    const seen = feed(t, splitAt(text, at + 2, at + 300));
+    t.equal(seen.eventCount, 3);
+    t.equal(seen.commitAt, Buffer.byteLength(head), 'unknown events count as content');
+  },
+);
 
 t.test('midEvent tells a stream cut inside an event, which is never dispatched', async (t) => {
   const cut = STREAM.indexOf('event: message_stop') + 10;
@@ -527,7 +561,7 @@ t.test('kept events spread over several data lines survive tiny random chunks', 
 });
 
 t.test(
-  'pendingErrorFrom: bytes of a possible error event are never released before the event is complete',
+  'safeAt: bytes of an error event (of any event) are never released before the event is complete',
   async (t) => {
     const key = 'sk-ant-api03-SECRETkey0123456789';
     const errorData = JSON.stringify({
@@ -563,14 +597,11 @@ t.test(
       }
       for (const cuts of splits) {
         const tap = new SseTap();
-        let offset = 0;
         let released = 0;
         let leaked = false;
         for (const chunk of splitAt(stream, ...cuts)) {
           tap.push(chunk);
-          offset += chunk.length;
-          const from = tap.pendingErrorFrom;
-          released = Math.max(released, from < 0 ? offset : from);
+          released = Math.max(released, tap.safeAt);
           // Releasing bytes past the key's first byte before the error event is complete would leak it.
           if (released > keyAt && tap.errorEvents === 0) leaked = true;
         }
@@ -584,22 +615,97 @@ t.test(
   },
 );
 
-t.test('pendingErrorFrom: content events are not held', async (t) => {
-  const stream = encodeSse(
-    messageStreamEvents({ model: 'claude-x', text: 'Hello there, a longer answer', usage: USAGE }),
-  );
-  const tap = new SseTap();
-  let held = 0;
-  // Chunks that each end right after a complete event or inside a content event's data.
-  let offset = 0;
-  for (const chunk of splitAt(
-    stream,
-    ...Array.from({ length: 20 }, (_, i) => Math.floor(((i + 1) * stream.length) / 21)),
-  )) {
-    tap.push(chunk);
-    offset += chunk.length;
-    if (tap.pendingErrorFrom >= 0) held += offset - tap.pendingErrorFrom;
-  }
-  t.equal(tap.errorEvents, 0);
-  t.ok(held < 200, `only bytes of event headers not yet complete were held (${held} bytes over 20 chunks)`);
+t.test('an unknown event type commits; preamble events do not', async (t) => {
+  const head =
+    ev('message_start', START()) +
+    ev('content_block_start', '{"type":"content_block_start","index":0}') +
+    ev('ping', '{"type":"ping"}');
+  const preamble = feed(t, [Buffer.from(head)]);
+  t.equal(preamble.committed, false, 'message_start, content_block_start and ping are preamble');
+  const unknown = ev('message_annotation', '{"type":"message_annotation","note":1}');
+  const text = Buffer.from(unknown + head + ev('content_block_delta', DELTA));
+  const seen = feed(t, [text]);
+  t.equal(seen.commitAt, Buffer.byteLength(unknown), 'committed at the unknown event, first in the stream');
+  // Without an event line, a type the tap does not know commits as well.
+  const bare = Buffer.from(ev(undefined, '{"type":"brand_new","x":[1]}'));
+  t.equal(feed(t, [bare]).commitAt, bare.length);
+  // An empty block (start, stop) commits at its stop.
+  const empty = Buffer.from(head + ev('content_block_stop', '{"type":"content_block_stop","index":0}'));
+  t.equal(feed(t, [empty]).commitAt, empty.length);
 });
+
+t.test('stopReason, cache diagnostics and safeAt', async (t) => {
+  const tap = new SseTap();
+  const start = ev(
+    'message_start',
+    JSON.stringify({
+      type: 'message_start',
+      message: { model: 'm', usage: {}, diagnostics: { cache_miss_reason: { type: 'tools_changed' } } },
+    }),
+  );
+  const mdelta = ev(
+    'message_delta',
+    JSON.stringify({
+      type: 'message_delta',
+      delta: { stop_reason: 'tool_use' },
+      usage: { output_tokens: 3 },
+    }),
+  );
+  const comment = ': keep-alive\n';
+  const text = Buffer.from(start + comment + ev('content_block_delta', DELTA) + mdelta);
+  const half = Buffer.from('event: message_stop\ndata: {"ty');
+  let at = -1;
+  for (let cut = 1; cut < text.length; cut++) {
+    const t2 = new SseTap();
+    t2.push(text.subarray(0, cut));
+    // safeAt never points inside an event: only at an event's end or after a line outside one.
+    const safe = t2.safeAt;
+    const ok =
+      safe === 0 ||
+      text.subarray(safe - 2, safe).toString() === '\n\n' ||
+      text.subarray(0, safe).toString().endsWith(comment);
+    if (!ok) at = cut;
+  }
+  t.equal(at, -1, 'safeAt is an event boundary at every cut');
+  tap.push(text);
+  tap.push(half);
+  t.equal(tap.stopReason, 'tool_use');
+  t.equal(tap.cacheMissReason, 'tools_changed');
+  t.equal(tap.safeAt, text.length, 'the half event after it is not safe to write');
+  t.equal(tap.midEvent, true);
+  t.equal(tap.stopped, false);
+  // A message_delta without a stop_reason leaves it unset.
+  const none = new SseTap();
+  none.push(
+    Buffer.from(ev('message_delta', '{"type":"message_delta","delta":{"stop_reason":null},"usage":{}}')),
+  );
+  t.equal(none.stopReason, undefined);
+});
+
+t.test(
+  'an unreadable block start after commit is fatal with afterCommit; nothing after it is read',
+  async (t) => {
+    const head = ev('message_start', START()) + ev('content_block_delta', DELTA);
+    const tap = new SseTap();
+    feed(
+      t,
+      [
+        Buffer.from(
+          head +
+            ev('content_block_start', '{"index":1,') +
+            ev('content_block_delta', '{oops') +
+            ev('message_stop', STOP),
+        ),
+      ],
+      tap,
+    );
+    t.same(tap.fatal, {
+      event: 'content_block_start',
+      reason: 'invalid_json',
+      at: Buffer.byteLength(head),
+      afterCommit: true,
+    });
+    t.same(tap.drops, [], 'the later bad delta is not even looked at');
+    t.equal(tap.stopped, false);
+  },
+);

@@ -103,6 +103,14 @@ export function sampleAttempt(i: number, over: Partial<AttemptRecord> = {}): Att
     cacheCreationTokens: 0,
     cacheReadTokens: 5,
     costUsd: 0.00042,
+    cacheCreation1hTokens: null,
+    compactionInputTokens: null,
+    compactionOutputTokens: null,
+    webSearchRequests: null,
+    speed: null,
+    eventsDropped: null,
+    stopSynthesised: false,
+    cacheMissReason: null,
     ...over,
   };
 }

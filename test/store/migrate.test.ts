@@ -21,6 +21,7 @@ const LANDED: Record<string, string> = {
   '001_init.sql': '908b025832286ea29092f7dbb4698eda348d9114b1c2d73956fb6e9ddc130fe2',
   '002_rollups.sql': 'eb7236c00b0f6a21f13f80a609732c50586791f099f6ed1ebb35eec0e4e3fabd',
   '003_affinity.sql': '7fe074f1c3d47b70f718486e77b11f84a9f3d757da777c6822b4e3ab79faa4d4',
+  '004_billing_2026.sql': '6b3f20567ff4a32dc97b716fc24d486c611e62b8446f4734dd3d05e3c9aac190',
 };
 
 t.test('the migrations folder is found from the compiled code and is numbered 1..n', async (t) => {

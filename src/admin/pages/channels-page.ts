@@ -83,6 +83,23 @@ function cooldownList(c: ChannelView, now: number): Html {
   )}`;
 }
 
+/** The channel's header rules, one short line each (values a rule sets show as fingerprints). */
+function headerRules(c: ChannelView): Html {
+  const h = c.headers;
+  if (!h) return html``;
+  const beta = h.beta
+    ? 'drop' in h.beta
+      ? html`<div>beta: drop ${h.beta.drop.map((b) => html`<code>${b}</code> `)}</div>`
+      : html`<div>beta: allow only ${h.beta.allow.map((b) => html`<code>${b}</code> `)}</div>`
+    : '';
+  const set = Object.entries(h.set);
+  return html`<div class="small muted header-rules" title="request header rules (channels[].headers)">${beta}${
+    set.length
+      ? html`<div>set ${set.map(([n, v]) => html`<code>${n}</code> <span class="mono">${v}</span> `)}</div>`
+      : ''
+  }${h.remove.length ? html`<div>remove ${h.remove.map((n) => html`<code>${n}</code> `)}</div>` : ''}</div>`;
+}
+
 function keys(c: ChannelView, now: number): Html {
   if (c.keys.length === 0) return html`<span class="muted">none</span>`;
   return html`${c.keys.map((k) => {
@@ -135,7 +152,7 @@ export async function channelsPanel(app: App, opts: { notice?: Notice } = {}): P
   <tbody>${rows.map(
     (c) => html`<tr>
     <td>${state(c)}</td>
-    <td><strong>${c.name}</strong>${c.protocol === 'openai' ? html` <span class="badge" title="OpenAI-compatible: requests and answers are translated">OpenAI</span>` : ''}<div class="small muted">${c.url}</div>${
+    <td><strong>${c.name}</strong>${c.protocol === 'openai' ? html` <span class="badge" title="OpenAI-compatible: requests and answers are translated">OpenAI</span>` : ''}<div class="small muted">${c.url}</div>${headerRules(c)}${
       c.problems.length
         ? html`<div class="small">${c.problems.map((p) => html`<div class="notice-error">${p}</div>`)}</div>`
         : ''

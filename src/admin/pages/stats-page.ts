@@ -1,7 +1,8 @@
 /**
- * The Stats page: channel × model over a chosen window — attempts, success rate, tokens, cost,
- * latency p50/p95 and time to first byte — with totals, the cache-read share per channel, and usage
- * (with its cache-read share) per client token.
+ * The Stats page: channel × model over a chosen window — attempts, success rate, tokens (with the
+ * 1-hour cache writes and compaction passes), web searches, cost, SSE events dropped, latency
+ * p50/p95 and time to first byte — with totals, the cache-read share per channel, and usage (with
+ * its cache-read share) per client token.
  */
 import type { App } from '../../app.js';
 import { cacheReadShare, queryCacheShare, queryStats, queryUsage } from '../../store/queries.js';
@@ -33,10 +34,32 @@ export async function statsPanel(app: App, hours: number): Promise<Html> {
       output: a.output + r.output_tokens,
       cacheRead: a.cacheRead + r.cache_read_tokens,
       cacheWrite: a.cacheWrite + r.cache_creation_tokens,
+      cacheWrite1h: a.cacheWrite1h + r.cache_creation_1h_tokens,
+      compactionIn: a.compactionIn + r.compaction_input_tokens,
+      compactionOut: a.compactionOut + r.compaction_output_tokens,
+      webSearch: a.webSearch + r.web_search_requests,
+      dropped: a.dropped + r.events_dropped,
       cost: a.cost + r.cost_usd,
     }),
-    { total: 0, success: 0, requests: 0, input: 0, output: 0, cacheRead: 0, cacheWrite: 0, cost: 0 },
+    {
+      total: 0,
+      success: 0,
+      requests: 0,
+      input: 0,
+      output: 0,
+      cacheRead: 0,
+      cacheWrite: 0,
+      cacheWrite1h: 0,
+      compactionIn: 0,
+      compactionOut: 0,
+      webSearch: 0,
+      dropped: 0,
+      cost: 0,
+    },
   );
+  /** A count with the part of it that is of a kind, when there is any (`1h 200`, `compaction 5`). */
+  const part = (n: number, label: string) =>
+    n ? html`<div class="small muted">${label} ${count(n)}</div>` : '';
   const label = (h: number) => (h < 48 ? `${h} h` : `${h / 24} days`);
   return html`<section class="panel" id="stats-panel">
   <h2>Channel × model <span class="muted small">last ${label(hours)}</span><span class="spacer"></span>
@@ -53,24 +76,29 @@ export async function statsPanel(app: App, hours: number): Promise<Html> {
     (r) => html`<tr>
     <td>${r.channel_name ?? '–'}</td><td><code class="small">${r.model ?? '–'}</code></td>
     <td class="num">${count(r.total)}</td>
-    <td class="num">${percent(r.success_rate)}${r.error ? html`<div class="small muted">${count(r.error)} failed</div>` : ''}</td>
+    <td class="num">${percent(r.success_rate)}${r.error ? html`<div class="small muted">${count(r.error)} failed</div>` : ''}${part(r.events_dropped, 'events dropped')}</td>
     <td class="num">${count(r.requests)}</td>
-    <td class="num">${count(r.input_tokens)}</td><td class="num">${count(r.output_tokens)}</td>
-    <td class="num hide-sm">${count(r.cache_read_tokens)}</td><td class="num hide-sm">${count(r.cache_creation_tokens)}</td>
-    <td class="num">${usd(r.cost_usd)}</td>
+    <td class="num">${count(r.input_tokens)}${part(r.compaction_input_tokens, 'compaction')}</td>
+    <td class="num">${count(r.output_tokens)}${part(r.compaction_output_tokens, 'compaction')}</td>
+    <td class="num hide-sm">${count(r.cache_read_tokens)}</td>
+    <td class="num hide-sm">${count(r.cache_creation_tokens)}${part(r.cache_creation_1h_tokens, '1h')}</td>
+    <td class="num">${usd(r.cost_usd)}${part(r.web_search_requests, 'web searches')}</td>
     <td class="num">${ms(r.latency_p50_ms)}</td><td class="num">${ms(r.latency_p95_ms)}</td><td class="num hide-sm">${ms(r.ttfb_p50_ms)}</td>
   </tr>`,
   )}</tbody>
   ${
     rows.length
       ? html`<tfoot><tr><th colspan="2">all</th><th class="num">${count(t.total)}</th><th class="num">${t.total ? percent(t.success / t.total) : '–'}</th><th class="num">${count(t.requests)}</th>
-    <th class="num">${count(t.input)}</th><th class="num">${count(t.output)}</th><th class="num hide-sm">${count(t.cacheRead)}</th><th class="num hide-sm">${count(t.cacheWrite)}</th>
-    <th class="num">${usd(t.cost)}</th><th colspan="3"></th></tr></tfoot>`
+    <th class="num" title="compaction ${count(t.compactionIn)}">${count(t.input)}</th><th class="num" title="compaction ${count(t.compactionOut)}">${count(t.output)}</th>
+    <th class="num hide-sm">${count(t.cacheRead)}</th><th class="num hide-sm" title="1h ${count(t.cacheWrite1h)}">${count(t.cacheWrite)}</th>
+    <th class="num" title="web searches ${count(t.webSearch)} · events dropped ${count(t.dropped)}">${usd(t.cost)}</th><th colspan="3"></th></tr></tfoot>`
       : ''
   }
   </table></div>
   ${rows.length === 0 ? html`<p class="muted">No attempts in this window.</p>` : ''}
   <p class="muted small">Attempts count every upstream try, failovers included; "answered" counts the attempts whose answer reached the client.
+    Tokens are billed totals: compaction passes are included (and shown under the count), and "1h" is the part of the cache writes made for an hour.
+    "events dropped" counts stream events ccload left out because clients could not have parsed them.
     Latencies are over successful attempts, from log-scale histograms (within about 10%).</p>
 </section>
 <section class="panel">
