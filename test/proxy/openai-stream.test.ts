@@ -8,6 +8,7 @@ import { encodeSse, type SseEvent } from '../../src/dev/anthropic-shapes.js';
 import { type ChatAnswerOptions, chatStreamEvents } from '../../src/dev/fake-openai-upstream.js';
 import { ChatStreamTranslator } from '../../src/proxy/openai/stream.js';
 import { SseTap } from '../../src/proxy/sse-tap.js';
+import { emptyUsage } from '../../src/proxy/usage.js';
 import { sseEvents } from './e2e-helpers.js';
 
 const MODEL = 'claude-sonnet-5-5';
@@ -285,7 +286,7 @@ t.test('the tap reads the translated usage (what ccload records per attempt)', a
   const tap = new SseTap();
   tap.push(r.bytes);
   t.ok(tap.stopped);
-  t.same(tap.usage, { input: 112, output: 9, cacheCreation: 0, cacheRead: 2000 });
+  t.same(tap.usage, { ...emptyUsage(), input: 112, output: 9, cacheCreation: 0, cacheRead: 2000 });
 });
 
 t.test('comments, CRLF line ends and empty deltas are tolerated', async (t) => {
