@@ -105,8 +105,9 @@ export function hiddenUrlParts(
   expandReference: (reference: string) => string,
 ): HiddenUrlPart[] {
   const out: HiddenUrlPart[] = [];
+  // The first way a value is shown wins: a reference's name over `…`, over a whole-host form.
   const add = (value: string, shown: string) => {
-    if (value !== '' && value !== shown) out.push({ value, shown });
+    if (value !== '' && value !== shown && !out.some((p) => p.value === value)) out.push({ value, shown });
   };
   const refs = parseReferences(written).filter((s) => s.kind === 'env' || s.kind === 'file');
   for (const s of refs) add(expandReference(formatReference(s)), formatReference(s, fingerprint));
@@ -144,7 +145,7 @@ export function hiddenUrlParts(
       [`${whole}/`, `${shownUrl}/`],
       [url.origin, origin],
       [url.host, host],
-      [url.hostname, host],
+      [url.hostname, url.port === '' ? host : host.replace(/:\d+$/, '')],
     ];
     for (const [value, shown] of parts) if (!written.includes(value)) add(value, shown);
   }
