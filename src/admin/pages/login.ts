@@ -34,7 +34,7 @@ export function loginPage(opts: { error?: string; next?: string; mode: LoginMode
     Use the login link printed in the log at start-up (<code>/login?token=…</code>; it changes at every
     start), or set <code>CCLOAD_PASS</code> (or <code>admin.password</code> in ccload.yaml, as a
     <code>\${REFERENCE}</code>) and reload.</p>
-  <p class="muted small">Under systemd: <code>journalctl -u ccload | grep login</code>.</p>`
+  <p class="muted small">Under systemd: <code>journalctl -u ccload | grep token=</code>.</p>`
   }
 </main>
 </body>
