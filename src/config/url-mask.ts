@@ -106,7 +106,9 @@ export function hiddenUrlParts(
 ): HiddenUrlPart[] {
   const out: HiddenUrlPart[] = [];
   // The first way a value is shown wins: a reference's name over `…`, over a whole-host form.
-  const add = (value: string, shown: string) => {
+  // What is shown lands inside JSON strings and header values: printable ASCII (and `…`) only.
+  const add = (value: string, written: string) => {
+    const shown = written.replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e…]/g, '_');
     if (value !== '' && value !== shown && !out.some((p) => p.value === value)) out.push({ value, shown });
   };
   const refs = parseReferences(written).filter((s) => s.kind === 'env' || s.kind === 'file');

@@ -127,3 +127,22 @@ t.test('what a channel URL hides is found in error texts and shown as the URL sh
   const whole = new Scrubber(hiddenUrlParts('${RELAY_URL}', env['RELAY_URL'], expandRef));
   t.equal(whole.text('getaddrinfo ENOTFOUND relay-9.internal.example'), 'getaddrinfo ENOTFOUND ${RELAY_URL}');
 });
+
+t.test('what stands for a hidden URL part is safe inside JSON and headers', async (t) => {
+  const parts = hiddenUrlParts(
+    'https://h.example/${file:/run/odd "dir"\\x/path}',
+    'https://h.example/secret-path-value',
+    () => 'secret-path-value',
+  );
+  t.same(
+    parts.map((p) => p.shown),
+    [
+      '${file:/run/odd _dir__x/path}',
+      'https://h.example/${file:/run/odd _dir__x/path}',
+      'https://h.example/${file:/run/odd _dir__x/path}/',
+    ],
+  );
+  const s = new Scrubber(parts);
+  const body = JSON.stringify({ message: 'no route for /secret-path-value' });
+  t.same(JSON.parse(s.text(body)), { message: 'no route for /${file:/run/odd _dir__x/path}' }, 'still JSON');
+});
