@@ -2,6 +2,7 @@
  * What the HTTP handlers see of the running daemon. `daemon.ts` builds it; handlers take it as a
  * parameter, so they can be composed without importing the composition root.
  */
+import type { LoginLink } from './admin/login-link.js';
 import type { Reloader } from './config/reloader.js';
 import type { WriteBack } from './config/write-back/apply-edit.js';
 import type { Logger } from './log.js';
@@ -9,6 +10,7 @@ import type { Metrics } from './metrics.js';
 import type { ProxyState } from './proxy/state.js';
 import type { Database } from './store/db.js';
 import type { LogWriter } from './store/log-writer.js';
+import type { SessionKey } from './store/sessions.js';
 import type { StateStore } from './store/state-store.js';
 
 /** The daemon's services, as handlers use them. */
@@ -24,6 +26,13 @@ export interface App {
   readonly listenHost: string;
   /** The per-start token of the control file (for `ccload reload`). */
   readonly controlToken: string;
+  /** The per-start login link, usable while no admin password is configured (admin/login-link.ts). */
+  readonly loginLink: LoginLink;
+  /**
+   * What sessions are made and looked up with now: the admin password, else the login link's
+   * secret once the link was announced, else undefined (no session can exist).
+   */
+  sessionKey(): SessionKey | undefined;
   /** True once the daemon serves and until it starts draining. */
   ready(): boolean;
   /** Latest database health as seen by the periodic ping. */

@@ -7,8 +7,10 @@ import type { AddressInfo } from 'node:net';
 import { LoginThrottle } from './admin/auth.js';
 import { channelRoutes } from './admin/channel-routes.js';
 import { coreRoutes } from './admin/core-routes.js';
+import { LoginLink } from './admin/login-link.js';
 import { pageRoutes } from './admin/page-routes.js';
 import { AdminRouter, type Route } from './admin/router.js';
+import { seedRoutes } from './admin/seed-redirects.js';
 import { statsRoutes } from './admin/stats-routes.js';
 import { staticRoutes } from './admin/ui.js';
 import type { App } from './app.js';
@@ -188,6 +190,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
 
     let dbOk = true;
     let ready = false;
+    // Set once the server listens; the login link names it.
+    let url = '';
+    const loginLink = new LoginLink();
     const reloader: Reloader = new Reloader({
       input,
       initial,
@@ -206,6 +211,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
           void deleteSessionsBefore(db, now()).catch((err: unknown) =>
             log.warn({ err }, 'could not delete the sessions of the old admin password'),
           );
+          // The password was removed: the dashboard opens through the login link from now on.
+          if (next.adminPassword === undefined && url !== '') loginLink.announce(log, url);
         }
         if (next.listen.host !== prev.listen.host || next.listen.port !== prev.listen.port) {
           log.warn({ event: 'restart_needed' }, 'server.listen changed: it takes effect at the next restart');
@@ -249,6 +256,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       now,
       listenHost: initial.listen.host,
       controlToken,
+      loginLink,
+      sessionKey() {
+        const password = reloader.current.adminPassword;
+        if (password !== undefined) return password;
+        return loginLink.announced ? { linkSecret: loginLink.sessionSecret } : undefined;
+      },
       ready: () => ready,
       databaseOk: () => dbOk,
       logWriter,
@@ -271,6 +284,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       ...pageRoutes(app),
       ...statsRoutes(app),
       ...channelRoutes(app),
+      ...seedRoutes(),
     ]);
     const limits = initial.config.server;
     const server = createServer(
@@ -313,7 +327,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     });
     const addr = server.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-    const url = `http://${host}:${addr.port}`;
+    url = `http://${host}:${addr.port}`;
 
     const ping = setInterval(() => {
       void db.ping().then((ok) => {
@@ -365,6 +379,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       { event: 'listening', url, generation: initial.generation, hash: initial.hash, database: db.kind },
       `ccload listening on ${url}`,
     );
+    if (reloader.current.adminPassword === undefined) loginLink.announce(log, url);
     return { app, url, server, logDb, routes: admin.routes, close };
   } catch (err) {
     await close();

@@ -3,11 +3,12 @@
  * status and `POST /admin/reload` (docs/interfaces.md).
  */
 import { access, constants } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
 import type { App } from '../app.js';
 import type { ConfigIssue } from '../config/snapshot.js';
 import { BodyTooLarge, parseFormOrJson, readBody, sendJson, sendText } from '../http/respond.js';
-import { createSession, deleteSession } from '../store/sessions.js';
+import { createSession, deleteSession, type SessionKey } from '../store/sessions.js';
 import {
   clearedSessionCookie,
   clientAddress,
@@ -18,7 +19,7 @@ import {
   sessionCookie,
   throttleKey,
 } from './auth.js';
-import { loginPage } from './pages/login.js';
+import { type LoginMode, loginPage } from './pages/login.js';
 import type { Route } from './router.js';
 import { sendHtml } from './ui.js';
 
@@ -66,6 +67,59 @@ export async function configStatus(app: App) {
 
 /** The core route table. */
 export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
+  /** What the login page offers: the password form, or (no password set) the login link. */
+  const loginMode = (): LoginMode => (app.reloader.current.adminPassword !== undefined ? 'password' : 'link');
+
+  /** A new session bound to `key`, and the cookie that carries it. */
+  const openSession = async (req: IncomingMessage, client: string, now: number, key: SessionKey) => {
+    const ttl = app.reloader.current.config.admin.session_ttl;
+    const ua = String(req.headers['user-agent'] ?? '').slice(0, 120);
+    const session = await createSession(app.db, {
+      ttlMs: ttl,
+      client: `${client} ${ua}`.trim(),
+      now,
+      password: key,
+    });
+    return { cookie: sessionCookie(req, session.id, ttl), expiresAt: session.expiresAt };
+  };
+
+  /**
+   * `GET /login?token=…`: the login link (login-link.ts). Refused while an admin password is
+   * configured; otherwise throttled like a password login (the same budget per address) and
+   * compared in constant time. Success: a session bound to this process, then 303 to `next`.
+   * Neither answer nor log line repeats the token.
+   */
+  const linkLogin = async (req: IncomingMessage, res: ServerResponse, token: string, next: string) => {
+    const refuse = (status: number, error: string, headers: Record<string, string> = {}) =>
+      sendHtml(res, status, loginPage({ error, next, mode: loginMode() }), headers);
+    if (app.reloader.current.adminPassword !== undefined) {
+      return refuse(403, 'the login link is off: an admin password is configured; log in with it');
+    }
+    const client = clientAddress(req);
+    const now = app.now();
+    const ticket = throttle.begin(throttleKey(client), now);
+    if (isRefusal(ticket)) {
+      const seconds = Math.ceil(ticket.retryAfterMs / 1000);
+      return refuse(
+        429,
+        ticket.reason === 'failures'
+          ? `too many failed logins; try again in ${seconds} s`
+          : 'another login from this address is in progress; try again in a moment',
+        { 'retry-after': String(seconds) },
+      );
+    }
+    if (!app.loginLink.matches(token)) {
+      ticket.fail(app.now());
+      app.log.warn({ event: 'login_failed', client }, "login failed: not this process's login link");
+      return refuse(401, 'this login link is not valid (it changes at every start): use the one in the log');
+    }
+    ticket.succeed();
+    const { cookie } = await openSession(req, client, now, { linkSecret: app.loginLink.sessionSecret });
+    app.log.info({ event: 'login', client, via: 'link' }, 'admin logged in through the login link');
+    res.writeHead(303, { location: next, 'set-cookie': cookie });
+    res.end();
+  };
+
   return [
     {
       method: 'GET',
@@ -99,13 +153,11 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
       method: 'GET',
       path: '/login',
       access: 'public',
-      handle(_req, res, ctx) {
+      async handle(req, res, ctx) {
         const next = localRedirect(ctx.url.searchParams.get('next'));
-        const page = loginPage({
-          next,
-          passwordConfigured: app.reloader.current.adminPassword !== undefined,
-        });
-        sendHtml(res, 200, page);
+        const token = ctx.url.searchParams.get('token');
+        if (token !== null) return linkLogin(req, res, token, next);
+        sendHtml(res, 200, loginPage({ next, mode: loginMode() }));
       },
     },
     {
@@ -117,11 +169,7 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
         let body: Record<string, unknown> | undefined;
         const fail = (status: number, message: string, headers: Record<string, string> = {}) => {
           if (!form) return sendJson(res, status, { error: message }, headers);
-          const page = loginPage({
-            error: message,
-            next: localRedirect(body?.['next']),
-            passwordConfigured: app.reloader.current.adminPassword !== undefined,
-          });
+          const page = loginPage({ error: message, next: localRedirect(body?.['next']), mode: loginMode() });
           sendHtml(res, status, page, headers);
         };
         // The attempt is reserved before the first await, so parallel guesses count at once.
@@ -156,9 +204,12 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
           ticket.release();
           app.log.warn(
             { event: 'login_refused', client },
-            'login refused: no admin password is configured (set admin.password or CCLOAD_PASS)',
+            'password login refused: no admin password is configured (use the login link from the start-up log, or set admin.password or CCLOAD_PASS)',
           );
-          return fail(401, 'no admin password is configured: set admin.password or CCLOAD_PASS');
+          return fail(
+            401,
+            'no admin password is set: use the login link printed in the log at start-up, or set admin.password or CCLOAD_PASS',
+          );
         }
         if (!secretEquals(password, expected)) {
           ticket.fail(app.now());
@@ -166,21 +217,13 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
           return fail(401, 'wrong password');
         }
         ticket.succeed();
-        const ttl = app.reloader.current.config.admin.session_ttl;
-        const ua = String(req.headers['user-agent'] ?? '').slice(0, 120);
-        const session = await createSession(app.db, {
-          ttlMs: ttl,
-          client: `${client} ${ua}`.trim(),
-          now,
-          password: expected,
-        });
+        const { cookie, expiresAt } = await openSession(req, client, now, expected);
         app.log.info({ event: 'login', client }, 'admin logged in');
-        const cookie = sessionCookie(req, session.id, ttl);
         if (form) {
           res.writeHead(303, { location: localRedirect(body?.['next']), 'set-cookie': cookie });
           res.end();
         } else {
-          sendJson(res, 200, { ok: true, expires_at: iso(session.expiresAt) }, { 'set-cookie': cookie });
+          sendJson(res, 200, { ok: true, expires_at: iso(expiresAt) }, { 'set-cookie': cookie });
         }
       },
     },
@@ -189,7 +232,7 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
       path: '/logout',
       access: 'public',
       async handle(req, res, ctx) {
-        if (ctx.sessionId) await deleteSession(app.db, ctx.sessionId, app.reloader.current.adminPassword);
+        if (ctx.sessionId) await deleteSession(app.db, ctx.sessionId, app.sessionKey());
         const cookie = clearedSessionCookie(req);
         if (req.headers.accept?.includes('text/html')) {
           res.writeHead(303, { location: '/login', 'set-cookie': cookie });

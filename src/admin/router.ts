@@ -111,8 +111,7 @@ export class AdminRouter {
     let session: SessionInfo | null = null;
     if (route.access !== 'public') {
       if (sessionId) {
-        const password = this.#app.reloader.current.adminPassword;
-        session = await getSession(this.#app.db, sessionId, this.#app.now(), password);
+        session = await getSession(this.#app.db, sessionId, this.#app.now(), this.#app.sessionKey());
       }
       const control = route.access === 'control' && this.#controlToken(req);
       if (!session && !control) {

@@ -22,6 +22,7 @@ import {
   referenceFields,
 } from './secrets.js';
 import type { Channel, ChannelKey, ClientToken, ConfigIssue, ReloadSource, Snapshot } from './snapshot.js';
+import { hiddenUrlParts } from './url-mask.js';
 
 /** What the loader needs besides the file. */
 export interface LoadInput {
@@ -155,7 +156,10 @@ export async function loadConfigText(
   if (errors.length > 0) return { ok: false, hash, errors: sortIssues(errors), warnings };
 
   const written = (raw as { channels?: { url?: unknown }[] }).channels ?? [];
-  const channels = config.channels.map((c, index) => buildChannel(c, index, written[index]?.url));
+  const expandReference = (reference: string) => expand(reference, input.env, files, baseDir).value;
+  const channels = config.channels.map((c, index) =>
+    buildChannel(c, index, written[index]?.url, expandReference),
+  );
   for (const c of channels) {
     if (c.enabled && c.problems.length > 0) at(['channels', c.index], `${c.problems.join('; ')}`, 'warning');
   }
@@ -186,7 +190,7 @@ export async function loadConfigText(
   if (!env.adminPassword) {
     at(
       ['admin'],
-      'no admin password (admin.password is empty and CCLOAD_PASS is unset): every dashboard login is refused',
+      'no admin password (admin.password is empty and CCLOAD_PASS is unset): the dashboard opens only through the login link the daemon logs at start',
       'warning',
     );
   }
@@ -450,10 +454,16 @@ function applyEnv(
   return { listen: { host, port }, database, adminPassword };
 }
 
-function buildChannel(c: ChannelConfig, index: number, written: unknown): Channel {
+function buildChannel(
+  c: ChannelConfig,
+  index: number,
+  written: unknown,
+  expandReference: (reference: string) => string,
+): Channel {
   const url = c.url.replace(/\/+$/, '');
   // Shown as written (a reference names its variable, never its value), userinfo and query masked.
-  const shownUrl = maskUrl((typeof written === 'string' ? written : url).replace(/\/+$/, ''));
+  const asWritten = typeof written === 'string' ? written : url;
+  const shownUrl = maskUrl(asWritten.replace(/\/+$/, ''));
   const parsed = new URL(url);
   const values = (c.keys ?? (c.api_key !== undefined ? [c.api_key] : [])).filter((k) => k !== '');
   const keys: ChannelKey[] = values.map((value, i) => ({ index: i, value, fingerprint: fingerprint(value) }));
@@ -478,6 +488,7 @@ function buildChannel(c: ChannelConfig, index: number, written: unknown): Channe
     index,
     url,
     shownUrl,
+    hiddenUrlParts: hiddenUrlParts(asWritten, c.url, expandReference),
     origin: parsed.origin,
     basePath: parsed.pathname.replace(/\/+$/, ''),
     keys,

@@ -118,7 +118,7 @@ const ServerSchema = z
 const AdminSchema = z
   .strictObject({
     password: Secret(
-      'Password of the dashboard and admin API. No built-in default: without it (or CCLOAD_PASS) every login is refused.',
+      'Password of the dashboard and admin API. No built-in default: without it (or CCLOAD_PASS) the daemon logs a login link valid until it stops.',
     ).optional(),
     write_back: z.boolean().default(true).meta({
       description: 'false: the dashboard and admin API are read-only for configuration (strict GitOps).',

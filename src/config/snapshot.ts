@@ -3,6 +3,7 @@
  * resolved, matchers compiled and identities computed. Built only by `load.ts`; never mutated.
  */
 import type { ChannelAuth, ChannelProtocol, Config } from './schema.js';
+import type { HiddenUrlPart } from './url-mask.js';
 
 /** What made the reloader run. */
 export type ReloadSource = 'startup' | 'file' | 'signal' | 'api' | 'write-back';
@@ -38,6 +39,11 @@ export interface Channel {
    * values), userinfo and query values masked.
    */
   readonly shownUrl: string;
+  /**
+   * What `shownUrl` hides of `url` (reference values, userinfo, query values; url-mask.ts), with
+   * what stands for each: error texts are scrubbed of them (proxy/scrub.ts).
+   */
+  readonly hiddenUrlParts: readonly HiddenUrlPart[];
   /** `scheme://host:port` — the undici Pool key. */
   readonly origin: string;
   /** Path prefix of the base URL (`''` or e.g. `/relay`), prepended to the client's path. */
@@ -84,7 +90,7 @@ export interface Snapshot {
   readonly config: Config;
   readonly channels: readonly Channel[];
   readonly tokens: readonly ClientToken[];
-  /** The admin password (file or CCLOAD_PASS); undefined: every login is refused. */
+  /** The admin password (file or CCLOAD_PASS); undefined: only the login link logs in (admin/login-link.ts). */
   readonly adminPassword: string | undefined;
   readonly listen: { readonly host: string; readonly port: number };
   /** The libSQL URL with relative file paths resolved against the config's folder. */

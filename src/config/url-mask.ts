@@ -76,3 +76,80 @@ export function maskUrl(url: string): string {
     (_m, i: string) => refs[Number(i)]!,
   );
 }
+
+/** A part of an expanded URL that its shown form hides, and what stands for it in text. */
+export interface HiddenUrlPart {
+  readonly value: string;
+  readonly shown: string;
+}
+
+/** A text as it may be shown: literal parts as they are, references as written (defaults fingerprinted). */
+function shownText(text: string): string {
+  return parseReferences(text)
+    .map((s) => (s.kind === 'text' ? s.text : formatReference(s, fingerprint)))
+    .join('');
+}
+
+/**
+ * What of a channel's expanded URL `maskUrl` hides, so error texts can hide it too (the proxy's
+ * scrubber, proxy/scrub.ts): the value of every `${…}` reference of the URL as written (shown as
+ * the reference), its userinfo, query values and fragment (shown as `…`), and — when the URL holds
+ * a reference — the expanded URL, origin and host wherever they are not literal text of the file
+ * (shown as written: `https://${RELAY_HOST}`). So `getaddrinfo ENOTFOUND <host>` from a failed
+ * connection reads `ENOTFOUND ${RELAY_HOST}`, as the channels page shows the URL.
+ * `expandReference` expands one reference as the loader does.
+ */
+export function hiddenUrlParts(
+  written: string,
+  expanded: string,
+  expandReference: (reference: string) => string,
+): HiddenUrlPart[] {
+  const out: HiddenUrlPart[] = [];
+  // The first way a value is shown wins: a reference's name over `…`, over a whole-host form.
+  // What is shown lands inside JSON strings and header values: printable ASCII (and `…`) only.
+  const add = (value: string, written: string) => {
+    const shown = written.replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e…]/g, '_');
+    if (value !== '' && value !== shown && !out.some((p) => p.value === value)) out.push({ value, shown });
+  };
+  const refs = parseReferences(written).filter((s) => s.kind === 'env' || s.kind === 'file');
+  for (const s of refs) add(expandReference(formatReference(s)), formatReference(s, fingerprint));
+  let url: URL;
+  try {
+    url = new URL(expanded);
+  } catch {
+    return out;
+  }
+  const decoded = (s: string) => {
+    try {
+      return decodeURIComponent(s);
+    } catch {
+      return s;
+    }
+  };
+  const masked = [url.username, url.password, url.hash.slice(1)];
+  for (const pair of url.search.slice(1).split('&')) {
+    const eq = pair.indexOf('=');
+    if (eq >= 0) masked.push(pair.slice(eq + 1));
+  }
+  for (const m of masked) {
+    add(m, URL_MASK);
+    add(decoded(m), URL_MASK);
+    add(decoded(m.replaceAll('+', ' ')), URL_MASK);
+  }
+  if (refs.length > 0) {
+    const authority = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)([^/?#]*)/.exec(written);
+    const shownUrl = maskUrl(written.replace(/\/+$/, ''));
+    const host = authority ? shownText(authority[2]!.slice(authority[2]!.lastIndexOf('@') + 1)) : shownUrl;
+    const origin = authority ? `${authority[1]}${host}` : shownUrl;
+    const whole = expanded.replace(/\/+$/, '');
+    const parts: [string, string][] = [
+      [whole, shownUrl],
+      [`${whole}/`, `${shownUrl}/`],
+      [url.origin, origin],
+      [url.host, host],
+      [url.hostname, url.port === '' ? host : host.replace(/:\d+$/, '')],
+    ];
+    for (const [value, shown] of parts) if (!written.includes(value)) add(value, shown);
+  }
+  return out;
+}

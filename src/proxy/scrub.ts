@@ -4,7 +4,9 @@
  * on to the client, the log, the cooldown table and the dashboard (issue 10). Every such text goes
  * through the snapshot's Scrubber first, which replaces each secret the snapshot holds — every
  * channel key (of every channel: a relay shared by two channels has seen both), client token, the
- * admin password and the database token — with its fingerprint (`…abcd`).
+ * admin password and the database token — with its fingerprint (`…abcd`). What a channel's shown
+ * URL hides is scrubbed too, replaced by what the URL shows in its place (`${RELAY_HOST}`, `…`):
+ * the expanded values of its references and its userinfo and query values (url-mask.ts).
  *
  * Only error texts are scrubbed (bounded, and rare): the success path never pays for it. A secret
  * is also found in the forms an error text may quote it in: JSON-escaped (with `\/` too) and
@@ -19,6 +21,10 @@
  */
 import { fingerprint } from '../config/secrets.js';
 import type { Snapshot } from '../config/snapshot.js';
+import type { HiddenUrlPart } from '../config/url-mask.js';
+
+/** A secret (shown as its fingerprint) or a hidden part of a URL (shown as given). */
+export type Scrubbed = string | HiddenUrlPart;
 
 /** Shorter secrets are not scrubbed (see the module comment). */
 export const MIN_SCRUBBED_LENGTH = 8;
@@ -49,14 +55,19 @@ export class Scrubber {
   readonly #text: { re: RegExp; replacement: Map<string, { text: string; ascii: string }> } | undefined;
   readonly #bytes: { re: RegExp; replacement: Map<string, string> } | undefined;
 
-  constructor(secrets: Iterable<string>) {
+  constructor(secrets: Iterable<Scrubbed>) {
     const text = new Map<string, { text: string; ascii: string }>();
     const bytes = new Map<string, string>();
-    for (const secret of secrets) {
+    // Hidden URL parts first, so a secret that is also one (a key in a URL) shows as a secret.
+    const ordered = [...secrets].sort(
+      (a, b) => Number(typeof a === 'string') - Number(typeof b === 'string'),
+    );
+    for (const item of ordered) {
+      const secret = typeof item === 'string' ? item : item.value;
       if (secret.length < MIN_SCRUBBED_LENGTH) continue;
-      const shown = fingerprint(secret);
+      const shown = typeof item === 'string' ? fingerprint(secret) : item.shown;
       const shownBytes = Buffer.from(shown, 'utf8').toString('latin1');
-      const ascii = shown.replace('…', '...');
+      const ascii = shown.replaceAll('…', '...');
       for (const form of forms(secret)) {
         text.set(form, { text: shown, ascii });
         bytes.set(Buffer.from(form, 'utf8').toString('latin1'), shownBytes);
@@ -120,10 +131,14 @@ export class Scrubber {
 
 const bySnapshot = new WeakMap<Snapshot, Scrubber>();
 
-/** Every secret value a snapshot holds: channel keys, client tokens, admin password, database token. */
-export function snapshotSecrets(snapshot: Snapshot): string[] {
-  const out: string[] = [];
+/**
+ * Every secret value a snapshot holds — channel keys, client tokens, admin password, database
+ * token — and what the channels' shown URLs hide.
+ */
+export function snapshotSecrets(snapshot: Snapshot): Scrubbed[] {
+  const out: Scrubbed[] = [];
   for (const c of snapshot.channels) for (const k of c.keys) out.push(k.value);
+  for (const c of snapshot.channels) out.push(...c.hiddenUrlParts);
   for (const t of snapshot.tokens) out.push(t.value);
   if (snapshot.adminPassword) out.push(snapshot.adminPassword);
   const dbToken = snapshot.config.server.database_token;

@@ -2,7 +2,9 @@
  * Admin sessions: random ids handed out as the `ccload_session` cookie, stored only as an
  * HMAC-SHA256 of the id keyed with the admin password, so a leaked database (or a backup of it)
  * cannot be replayed as a login, and a changed password — by a hot reload or across a restart —
- * ends every session: the old rows no longer match any cookie.
+ * ends every session: the old rows no longer match any cookie. Without a password, sessions opened
+ * through the login link (admin/login-link.ts) are keyed with that process's own secret instead,
+ * so they end with the process and as soon as a password is configured.
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import type { InStatement, ResultSet } from '@libsql/client';
@@ -34,13 +36,19 @@ function run(db: StoreDb, stmt: InStatement): Promise<ResultSet> {
 }
 
 /**
- * The stored form of a session id: hex HMAC-SHA256 of the id, keyed with the admin password
- * (undefined = none configured), so rows made under another password match no cookie.
+ * What a session is bound to: the admin password, or — with none configured — the per-start secret
+ * of the login link. The two are keyed apart, so no password can match a link session's row.
  */
-export function hashSessionId(id: string, password: string | undefined): string {
-  return createHmac('sha256', `ccload-session\0${password ?? ''}`)
-    .update(id, 'utf8')
-    .digest('hex');
+export type SessionKey = string | { readonly linkSecret: string };
+
+/**
+ * The stored form of a session id: hex HMAC-SHA256 of the id, keyed with the admin password or the
+ * login link's secret (undefined = neither), so rows made under another key match no cookie.
+ */
+export function hashSessionId(id: string, key: SessionKey | undefined): string {
+  const hmacKey =
+    typeof key === 'object' ? `ccload-link-session\0${key.linkSecret}` : `ccload-session\0${key ?? ''}`;
+  return createHmac('sha256', hmacKey).update(id, 'utf8').digest('hex');
 }
 
 /** Creates a session lasting `ttlMs` from `now`; the id is 32 random bytes, base64url. */
@@ -50,8 +58,8 @@ export async function createSession(
     readonly ttlMs: number;
     readonly client?: string | null;
     readonly now: number;
-    /** The admin password the session is bound to. */
-    readonly password: string | undefined;
+    /** The admin password (or the login link's secret) the session is bound to. */
+    readonly password: SessionKey;
   },
 ): Promise<NewSession> {
   const id = randomBytes(32).toString('base64url');
@@ -64,16 +72,17 @@ export async function createSession(
 }
 
 /**
- * The session for `id` if it was made under `password`, exists and has not expired at `now`; an
- * expired one is deleted.
+ * The session for `id` if it was made under `password` (the session key), exists and has not
+ * expired at `now`; an expired one is deleted. Without a key (no password, no login link) there is
+ * no session.
  */
 export async function getSession(
   db: StoreDb,
   id: string,
   now: number,
-  password: string | undefined,
+  password: SessionKey | undefined,
 ): Promise<SessionInfo | null> {
-  if (id === '' || id.length > MAX_ID_LENGTH) return null;
+  if (password === undefined || id === '' || id.length > MAX_ID_LENGTH) return null;
   const idHash = hashSessionId(id, password);
   const rs = await run(db, {
     sql: 'SELECT created_at, expires_at, last_seen, client FROM sessions WHERE id_hash = ?',
@@ -104,8 +113,12 @@ export async function getSession(
 }
 
 /** Ends a session (logout); true when one existed. */
-export async function deleteSession(db: StoreDb, id: string, password: string | undefined): Promise<boolean> {
-  if (id === '' || id.length > MAX_ID_LENGTH) return false;
+export async function deleteSession(
+  db: StoreDb,
+  id: string,
+  password: SessionKey | undefined,
+): Promise<boolean> {
+  if (password === undefined || id === '' || id.length > MAX_ID_LENGTH) return false;
   const rs = await run(db, {
     sql: 'DELETE FROM sessions WHERE id_hash = ?',
     args: [hashSessionId(id, password)],

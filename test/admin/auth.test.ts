@@ -112,7 +112,7 @@ t.test('wrong passwords are throttled per address; success resets the count', as
   });
 });
 
-t.test('without an admin password every login is refused, and the page says why', async (t) => {
+t.test('without an admin password every password login is refused, and the page says why', async (t) => {
   const { daemon } = await startTestDaemon(t, withAdmin('  write_back: true\n'));
   for (const password of [PASS, '', 'undefined']) {
     const a = await call(daemon.url, 'POST', '/login', { body: { password } });
@@ -128,11 +128,13 @@ t.test('without an admin password every login is refused, and the page says why'
   t.equal(form.status, 401);
   t.match(form.headers['content-type'], /^text\/html/);
   t.match(form.text, /set admin\.password or CCLOAD_PASS/);
+  t.notMatch(form.text, /<form/, 'no password form to fill in');
 
   const page = await call(daemon.url, 'GET', '/login');
   t.equal(page.status, 200);
   t.match(page.headers['content-type'], /^text\/html/);
-  t.match(page.text, /No admin password is configured/);
+  t.match(page.text, /No admin password is set/);
+  t.match(page.text, /login link printed in the log at start-up/);
   t.match(page.text, /<code>admin\.password<\/code>/);
   t.match(page.text, /<code>CCLOAD_PASS<\/code>/);
 

@@ -200,7 +200,8 @@ t.test('regression: a malformed cookie (x=%E0%A4%A) breaks no route', async (t) 
     const a = await call(daemon.url, method, path, { cookie: bad });
     t.not(a.status, 500, `${method} ${path} with a malformed cookie`);
     if (route.access === 'public' && method === 'GET')
-      t.equal(a.status, 200, `${method} ${path} still answers`);
+      // The Go ccLoad's /web/*.html addresses answer with their redirect.
+      t.equal(a.status, path.startsWith('/web') ? 302 : 200, `${method} ${path} still answers`);
   }
   for (const path of ['/v1/models', '/v1/models/%E0%A4%A', '/v1/messages']) {
     const post = path === '/v1/messages';

@@ -34,6 +34,7 @@ function channel(name: string, opts: ChannelOpts = {}): Channel {
     index: 0,
     url: `http://127.0.0.1:1/${name}`,
     shownUrl: `http://127.0.0.1:1/${name}`,
+    hiddenUrlParts: [],
     origin: 'http://127.0.0.1:1',
     basePath: '',
     keys: Array.from({ length: opts.keys ?? 1 }, (_, i) => ({

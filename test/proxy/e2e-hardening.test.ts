@@ -7,13 +7,17 @@ import { gzipSync } from 'node:zlib';
 import t, { type Test } from 'tap';
 import { encodeSse, messageStreamEvents } from '../../src/dev/anthropic-shapes.js';
 import type { FakeRequest, StreamBehaviour } from '../../src/dev/fake-upstream.js';
+import { startTestDaemon } from '../helpers/daemon.js';
+import { call, login } from '../helpers/http.js';
 import { MODEL, messagesBody } from '../helpers/messages.js';
 import { prng } from '../helpers/random.js';
 import { waitFor } from '../helpers/wait.js';
+import { captureLog } from '../store/helpers.js';
 import {
   anthropicErrorOf,
   attempts,
   channelKey,
+  closedPortUrl,
   proxyConfig,
   send,
   sseEvents,
@@ -306,5 +310,83 @@ t.test(
       );
       daemon.app.proxyState.clearChannel('a');
     }
+  },
+);
+
+t.test(
+  'regression: what a channel url hides (its references) stays out of failure texts everywhere (issue 10, finding 7 follow-up)',
+  async (t) => {
+    const [up] = await startUpstreams(t, 1);
+    const dead = new URL(await closedPortUrl());
+    const env = {
+      RELAY_PORT: new URL(up!.url).port,
+      RELAY_PATH: 'tenant-4f2a9c-private-prefix',
+      DEAD_HOST: dead.hostname, // 127.0.0.1: stands for a host name that must not be shown
+    };
+    const text = proxyConfig({
+      channels: [
+        { name: 'relay', url: 'http://127.0.0.1:${RELAY_PORT}/${RELAY_PATH}', priority: 20 },
+        { name: 'down', url: `http://\${DEAD_HOST}:${dead.port}/`, priority: 10 },
+      ],
+    });
+    const cap = captureLog();
+    const { daemon } = await startTestDaemon(t, text, { env, log: cap.log });
+    // A relay whose error quotes the path it was asked for (which holds the referenced prefix).
+    const quoting = (status: number) => (req: FakeRequest) => ({
+      kind: 'status' as const,
+      status,
+      body: { type: 'error', error: { type: 'api_error', message: `no backend for ${req.path}` } },
+    });
+    const hidden = [env.RELAY_PATH, `${dead.hostname}:${dead.port}`];
+    const clean = (what: string, s: string) => {
+      for (const h of hidden) t.notOk(s.includes(h), `${what}: no ${h}`);
+    };
+
+    // 400 is passed to the client as is (scrubbed).
+    up!.handle(quoting(400));
+    const r400 = await send(daemon.url, { body: messagesBody() });
+    t.equal(r400.status, 400);
+    clean('client answer', r400.body.toString('utf8'));
+    t.match(anthropicErrorOf(r400.body)?.message, 'no backend for /${RELAY_PATH}/v1/messages');
+    // 502 fails over to the dead channel: cooldowns, attempt rows, the final error.
+    up!.handle(quoting(502));
+    const r = await send(daemon.url, { body: messagesBody() });
+    t.ok(r.status >= 500, `failed (${r.status})`);
+    clean('client answer after failover', r.body.toString('utf8'));
+    const rows = await attempts(daemon, { atLeast: 2 });
+    clean('attempts table', JSON.stringify(rows));
+    t.ok(
+      rows.some((row) => row.channel === 'relay' && row.status === 502),
+      'the relay was tried',
+    );
+    const reasons = [...daemon.app.proxyState.cooldowns.entries.values()].map((e) => e.reason);
+    clean('cooldown reasons', reasons.join('\n'));
+    await waitFor(
+      async () => (await daemon.app.db.client.execute('SELECT * FROM cooldowns')).rows.length > 0,
+      { timeoutMs: 3000, message: 'cooldowns written' },
+    );
+    clean(
+      'cooldowns table',
+      JSON.stringify((await daemon.app.db.client.execute('SELECT * FROM cooldowns')).rows),
+    );
+    const cookie = await login(daemon.url);
+    const channels = await call(daemon.url, 'GET', '/admin/channels', { cookie });
+    clean('GET /admin/channels', channels.text);
+    const page = await call(daemon.url, 'GET', '/channels', { cookie });
+    clean('channels page', page.text);
+
+    const test = await call(daemon.url, 'POST', '/admin/channels/relay/test', {
+      cookie,
+      body: { model: MODEL },
+    });
+    clean('channel test (upstream error)', test.text);
+    t.match(test.json.error, '${RELAY_PATH}');
+    const down = await call(daemon.url, 'POST', '/admin/channels/down/test', {
+      cookie,
+      body: { model: MODEL },
+    });
+    clean('channel test (connect failure)', down.text);
+    t.match(down.json.error, `ECONNREFUSED \${DEAD_HOST}:${dead.port}`, 'the host shown as its reference');
+    clean('log', cap.lines.map((l) => JSON.stringify(l)).join('\n'));
   },
 );

@@ -1,5 +1,6 @@
 import { gzipSync } from 'node:zlib';
 import t from 'tap';
+import { hiddenUrlParts } from '../../src/config/url-mask.js';
 import { Scrubber } from '../../src/proxy/scrub.js';
 
 const KEY = 'sk-ant-api03-AbCdEf0123456789-wxyz';
@@ -85,4 +86,63 @@ t.test('many secrets, a large body: scrubbing stays cheap', async (t) => {
   const ms = performance.now() - start;
   t.notOk(out.includes(keys[999]!), 'the key is gone');
   t.ok(ms < 2000, `1 MiB of near-misses against 1000 keys in ${ms.toFixed(0)} ms`);
+});
+
+t.test('what a channel URL hides is found in error texts and shown as the URL shows it', async (t) => {
+  const env: Record<string, string> = {
+    RELAY_HOST: 'relay-7.internal.example',
+    RELAY_PATH: 'tenant-4f2a9c/anthropic',
+    RELAY_USER: 'svc-ccload-user',
+    SHORT: 'x1',
+  };
+  const expandRef = (ref: string) => env[/^\$\{(\w+)\}$/.exec(ref)![1]!] ?? '';
+  const written =
+    'https://${RELAY_USER}:hunter2-literal@${RELAY_HOST}:8443/${RELAY_PATH}?sig=0123456789abcdef&v=${SHORT}';
+  const expanded = `https://${env['RELAY_USER']}:hunter2-literal@${env['RELAY_HOST']}:8443/${env['RELAY_PATH']}?sig=0123456789abcdef&v=x1`;
+  const parts = hiddenUrlParts(written, expanded, expandRef);
+  const s = new Scrubber([KEY, ...parts]);
+  const table: [string, string][] = [
+    [`getaddrinfo ENOTFOUND ${env['RELAY_HOST']}`, 'getaddrinfo ENOTFOUND ${RELAY_HOST}'],
+    [`connect ECONNREFUSED ${env['RELAY_HOST']}:8443`, 'connect ECONNREFUSED ${RELAY_HOST}:8443'],
+    [`no route for /${env['RELAY_PATH']}/v1/messages`, 'no route for /${RELAY_PATH}/v1/messages'],
+    [`user ${env['RELAY_USER']} unknown`, 'user ${RELAY_USER} unknown'],
+    ['password hunter2-literal', 'password …'],
+    ['bad sig 0123456789abcdef', 'bad sig …'],
+    [`proxy ${JSON.stringify(`https://${env['RELAY_HOST']}:8443`)}`, 'proxy "https://${RELAY_HOST}:8443"'],
+    ['a short value stays: x1', 'a short value stays: x1'],
+    [`key ${KEY}`, 'key …wxyz'],
+  ];
+  for (const [input, want] of table) t.equal(s.text(input), want, JSON.stringify(input));
+  t.equal(s.header(`host=${env['RELAY_HOST']}`), 'host=${RELAY_HOST}');
+
+  // A URL without references: its literal host and path are shown anyway, so they stay.
+  const plain = hiddenUrlParts(
+    'https://relay.example.com/anthropic',
+    'https://relay.example.com/anthropic',
+    expandRef,
+  );
+  t.same(plain, [], 'nothing hidden');
+  // The whole URL as one reference: the host is hidden, shown as that reference.
+  env['RELAY_URL'] = 'https://relay-9.internal.example/v1';
+  const whole = new Scrubber(hiddenUrlParts('${RELAY_URL}', env['RELAY_URL'], expandRef));
+  t.equal(whole.text('getaddrinfo ENOTFOUND relay-9.internal.example'), 'getaddrinfo ENOTFOUND ${RELAY_URL}');
+});
+
+t.test('what stands for a hidden URL part is safe inside JSON and headers', async (t) => {
+  const parts = hiddenUrlParts(
+    'https://h.example/${file:/run/odd "dir"\\x/path}',
+    'https://h.example/secret-path-value',
+    () => 'secret-path-value',
+  );
+  t.same(
+    parts.map((p) => p.shown),
+    [
+      '${file:/run/odd _dir__x/path}',
+      'https://h.example/${file:/run/odd _dir__x/path}',
+      'https://h.example/${file:/run/odd _dir__x/path}/',
+    ],
+  );
+  const s = new Scrubber(parts);
+  const body = JSON.stringify({ message: 'no route for /secret-path-value' });
+  t.same(JSON.parse(s.text(body)), { message: 'no route for /${file:/run/odd _dir__x/path}' }, 'still JSON');
 });

@@ -34,6 +34,7 @@ function channel(name: string, opts: ChannelOpts = {}): Channel {
     index: 0,
     url: `http://127.0.0.1:1/${name}`,
     shownUrl: `http://127.0.0.1:1/${name}`,
+    hiddenUrlParts: [],
     origin: 'http://127.0.0.1:1',
     basePath: '',
     // Key indices with a gap, as when an empty key was removed from the list.

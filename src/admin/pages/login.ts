@@ -1,11 +1,15 @@
 /**
  * The login page: the only HTML served without a session. It works without JavaScript (a plain
- * form POST) and on a phone.
+ * form POST) and on a phone. Without an admin password there is nothing to type: the page points
+ * at the login link the daemon wrote to its log at start-up (admin/login-link.ts).
  */
 import { type Html, html } from '../html.js';
 
+/** How one logs in now: with the admin password, or (none configured) through the login link. */
+export type LoginMode = 'password' | 'link';
+
 /** The whole login page; `error` is shown above the form, `next` is where to go after login. */
-export function loginPage(opts: { error?: string; next?: string; passwordConfigured: boolean }): Html {
+export function loginPage(opts: { error?: string; next?: string; mode: LoginMode }): Html {
   return html`<!doctype html>
 <html lang="en">
 <head>
@@ -17,20 +21,21 @@ export function loginPage(opts: { error?: string; next?: string; passwordConfigu
 <body class="login">
 <main class="login-box">
   <h1>ccload</h1>
-  ${
-    opts.passwordConfigured
-      ? ''
-      : html`<p class="banner banner-error" role="alert">No admin password is configured, so every login is refused.
-    Set <code>admin.password</code> in ccload.yaml (as a <code>\${REFERENCE}</code>) or the <code>CCLOAD_PASS</code>
-    environment variable, then reload.</p>`
-  }
   ${opts.error ? html`<p class="banner banner-error" role="alert">${opts.error}</p>` : ''}
-  <form method="post" action="/login">
+  ${
+    opts.mode === 'password'
+      ? html`<form method="post" action="/login">
     <input type="hidden" name="next" value="${opts.next ?? '/'}">
     <label for="password">Password</label>
     <input id="password" name="password" type="password" autocomplete="current-password" required autofocus>
     <button type="submit">Log in</button>
-  </form>
+  </form>`
+      : html`<p class="banner banner-warn" role="status"><strong>No admin password is set.</strong>
+    Use the login link printed in the log at start-up (<code>/login?token=…</code>; it changes at every
+    start), or set <code>CCLOAD_PASS</code> (or <code>admin.password</code> in ccload.yaml, as a
+    <code>\${REFERENCE}</code>) and reload.</p>
+  <p class="muted small">Under systemd: <code>journalctl -u ccload | grep token=</code>.</p>`
+  }
 </main>
 </body>
 </html>`;
