@@ -8,6 +8,7 @@ import { LoginThrottle } from './admin/auth.js';
 import { channelRoutes } from './admin/channel-routes.js';
 import { coreRoutes } from './admin/core-routes.js';
 import { pageRoutes } from './admin/page-routes.js';
+import { sendAdminError } from './admin/respond.js';
 import { AdminRouter, type Route } from './admin/router.js';
 import { statsRoutes } from './admin/stats-routes.js';
 import { staticRoutes } from './admin/ui.js';
@@ -18,7 +19,6 @@ import { type ConfigIssue, formatIssue, type Snapshot } from './config/snapshot.
 import { type ConfigWatcher, watchConfig } from './config/watcher.js';
 import { WriteBack } from './config/write-back/apply-edit.js';
 import { controlFilePath, newControlToken, removeControlFile, writeControlFile } from './control.js';
-import { sendJson } from './http/respond.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { activeEntries } from './proxy/cooldown.js';
@@ -292,7 +292,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const dispatch = async (req: IncomingMessage, res: ServerResponse) => {
       if (req.url?.startsWith('/v1/')) return proxy.handle(req, res);
       if (await admin.handle(req, res)) return;
-      sendJson(res, 404, { error: `no route for ${req.method} ${req.url?.split('?')[0]}` });
+      sendAdminError(res, 'no_route', `no route for ${req.method} ${req.url?.split('?')[0]}`);
     };
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

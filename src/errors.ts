@@ -161,6 +161,11 @@ export const ADMIN_ERRORS = {
   login_required: { status: 401, error: 'message', meaning: 'no session (or control token) for the route' },
   forbidden: { status: 403, error: 'code', meaning: 'write-back is off (`config.write_back: false`)' },
   cross_origin: { status: 403, error: 'message', meaning: 'a state-changing request from another origin' },
+  unknown_host: {
+    status: 403,
+    error: 'message',
+    meaning: 'the `Host` is neither the listen address nor in `server.allowed_hosts`',
+  },
   not_found: { status: 404, error: 'code', meaning: 'no channel by that name' },
   no_route: { status: 404, error: 'message', meaning: 'no route for the path' },
   method_not_allowed: { status: 405, error: 'message', meaning: 'a known path with another method' },

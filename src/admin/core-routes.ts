@@ -6,7 +6,6 @@ import { access, constants } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { App } from '../app.js';
 import type { ConfigIssue } from '../config/snapshot.js';
-import { BodyTooLarge, parseFormOrJson, readBody, sendJson, sendText } from '../http/respond.js';
 import { createSession, deleteSession } from '../store/sessions.js';
 import {
   clearedSessionCookie,
@@ -19,6 +18,7 @@ import {
   throttleKey,
 } from './auth.js';
 import { loginPage } from './pages/login.js';
+import { BodyTooLarge, parseFormOrJson, readBody, sendJson, sendText } from './respond.js';
 import type { Route } from './router.js';
 import { sendHtml } from './ui.js';
 
