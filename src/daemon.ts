@@ -19,6 +19,7 @@ import { type ConfigIssue, formatIssue, type Snapshot } from './config/snapshot.
 import { type ConfigWatcher, watchConfig } from './config/watcher.js';
 import { WriteBack } from './config/write-back/apply-edit.js';
 import { controlFilePath, newControlToken, removeControlFile, writeControlFile } from './control.js';
+import type { InternalErrorCode } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { activeEntries } from './proxy/cooldown.js';
@@ -59,7 +60,7 @@ export interface DaemonOptions {
 
 /** The config at start-up is invalid: `main` exits 78 (EX_CONFIG) with these errors. */
 export class ConfigInvalidError extends Error {
-  readonly code = 'CCL_CONFIG_INVALID';
+  readonly code: InternalErrorCode = 'CCL_CONFIG_INVALID';
   constructor(readonly errors: readonly ConfigIssue[]) {
     super(`invalid configuration:\n${errors.map(formatIssue).join('\n')}`);
   }

@@ -14,48 +14,28 @@
  * code travels to the client, the dashboard and the log. No I/O here.
  */
 
-/** Proxy error codes: the attempt's error class (log, metrics) and the client's answer. */
+/** Proxy error codes: the attempt's error class (log, metrics) and the client's answer; each code's meaning is in `PROXY_ERRORS`. */
 export const ErrorCode = {
-  /** TCP connect refused, DNS or TLS failure. */
   UPSTREAM_CONNECT: 'CCL_UPSTREAM_CONNECT',
-  /** TCP + TLS did not complete within `timeouts.connect`. */
   CONNECT_TIMEOUT: 'CCL_CONNECT_TIMEOUT',
-  /** The upstream connection was reset or closed before the commit point. */
   UPSTREAM_RESET: 'CCL_UPSTREAM_RESET',
-  /** No first content event (streams) / complete headers (non-streaming) within `timeouts.first_token`. */
   FIRST_TOKEN_TIMEOUT: 'CCL_FIRST_TOKEN_TIMEOUT',
-  /** Silence inside a stream or body longer than `timeouts.idle`. */
   IDLE_TIMEOUT: 'CCL_IDLE_TIMEOUT',
-  /** The request's overall deadline (`timeouts.total` or a client timeout hint) passed. */
   TOTAL_TIMEOUT: 'CCL_TOTAL_TIMEOUT',
-  /** A 2xx with an empty body, or a stream that ended without any event. */
   UPSTREAM_EMPTY: 'CCL_UPSTREAM_EMPTY',
-  /** An SSE `event: error` before the commit point. */
   UPSTREAM_SSE_ERROR: 'CCL_UPSTREAM_SSE_ERROR',
-  /** After the commit point: reset, end without `message_stop`, or `event: error`. */
   STREAM_BROKEN: 'CCL_STREAM_BROKEN',
   STREAM_UNREADABLE: 'CCL_STREAM_UNREADABLE',
-  /** The upstream answered with a failure status. */
   UPSTREAM_STATUS: 'CCL_UPSTREAM_STATUS',
-  /** The client disconnected; the upstream request is aborted and the attempt logged as 499. */
   CLIENT_GONE: 'CCL_CLIENT_GONE',
-  /** No enabled channel serves the requested model. */
   NO_CHANNEL: 'CCL_NO_CHANNEL',
-  /** Every candidate is cooling and `when_all_cooling` is `reject` (or the wait exceeds the deadline). */
   ALL_COOLING: 'CCL_ALL_COOLING',
-  /** The client's request is malformed (not JSON, no model, ...). */
   BAD_REQUEST: 'CCL_BAD_REQUEST',
-  /** The request body exceeds `server.max_body`. */
   BODY_TOO_LARGE: 'CCL_BODY_TOO_LARGE',
-  /** Missing or unknown client token. */
   UNAUTHORIZED: 'CCL_UNAUTHORIZED',
-  /** ccload is shutting down and the drain timeout passed (or the request arrived while draining). */
   SHUTDOWN: 'CCL_SHUTDOWN',
-  /** A path under `/v1/` ccload does not serve. */
   NOT_FOUND: 'CCL_NOT_FOUND',
-  /** A `/v1/*` route called with the wrong method. */
   METHOD_NOT_ALLOWED: 'CCL_METHOD_NOT_ALLOWED',
-  /** A bug in ccload: the cause is logged, never sent. */
   INTERNAL: 'CCL_INTERNAL',
 } as const;
 
@@ -82,47 +62,144 @@ export interface ClientError {
   readonly message: string;
 }
 
+/** A proxy code's catalogue entry: the client's answer and what the code means. */
+export interface ProxyErrorEntry extends ClientError {
+  readonly meaning: string;
+}
+
 /** The client's answer per proxy code; `message` is the default text (call sites may be more precise). */
-export const PROXY_ERRORS: Readonly<Record<ErrorCode, ClientError>> = {
-  CCL_UPSTREAM_CONNECT: { status: 502, type: 'api_error', message: 'could not connect to an upstream' },
+export const PROXY_ERRORS: Readonly<Record<ErrorCode, ProxyErrorEntry>> = {
+  CCL_UPSTREAM_CONNECT: {
+    status: 502,
+    type: 'api_error',
+    message: 'could not connect to an upstream',
+    meaning: 'TCP connect refused, DNS or TLS failure',
+  },
   CCL_CONNECT_TIMEOUT: {
     status: 504,
     type: 'timeout_error',
     message: 'connecting to the upstream timed out',
+    meaning: 'TCP + TLS did not complete within `timeouts.connect`',
   },
-  CCL_UPSTREAM_RESET: { status: 502, type: 'api_error', message: 'the upstream closed the connection' },
+  CCL_UPSTREAM_RESET: {
+    status: 502,
+    type: 'api_error',
+    message: 'the upstream closed the connection',
+    meaning: 'the upstream connection was reset or closed before the commit point',
+  },
   CCL_FIRST_TOKEN_TIMEOUT: {
     status: 504,
     type: 'timeout_error',
     message: 'the upstream did not start answering in time',
+    meaning:
+      'no first content event (streams) or complete headers (non-streaming) within `timeouts.first_token`',
   },
-  CCL_IDLE_TIMEOUT: { status: 504, type: 'timeout_error', message: 'the upstream stopped sending' },
-  CCL_TOTAL_TIMEOUT: { status: 504, type: 'timeout_error', message: 'the request deadline passed' },
-  CCL_UPSTREAM_EMPTY: { status: 502, type: 'api_error', message: 'the upstream sent an empty response' },
-  CCL_UPSTREAM_SSE_ERROR: { status: 502, type: 'api_error', message: 'the upstream reported an error' },
-  CCL_STREAM_BROKEN: { status: 502, type: 'api_error', message: 'the upstream stream broke off' },
+  CCL_IDLE_TIMEOUT: {
+    status: 504,
+    type: 'timeout_error',
+    message: 'the upstream stopped sending',
+    meaning: 'silence inside a stream or body longer than `timeouts.idle`',
+  },
+  CCL_TOTAL_TIMEOUT: {
+    status: 504,
+    type: 'timeout_error',
+    message: 'the request deadline passed',
+    meaning: "the request's deadline (`timeouts.total` or a client timeout hint) passed",
+  },
+  CCL_UPSTREAM_EMPTY: {
+    status: 502,
+    type: 'api_error',
+    message: 'the upstream sent an empty response',
+    meaning: 'a 2xx with an empty body, or a stream that ended without any event',
+  },
+  CCL_UPSTREAM_SSE_ERROR: {
+    status: 502,
+    type: 'api_error',
+    message: 'the upstream reported an error',
+    meaning: 'an SSE `event: error` before the commit point',
+  },
+  CCL_STREAM_BROKEN: {
+    status: 502,
+    type: 'api_error',
+    message: 'the upstream stream broke off',
+    meaning: 'after the commit point: reset, end without `message_stop`, or `event: error`',
+  },
   CCL_STREAM_UNREADABLE: {
     status: 502,
     type: 'api_error',
     message: 'the upstream sent an unreadable event',
+    meaning:
+      'an SSE event the client cannot stay consistent without was not valid JSON, or an event exceeded the size bound',
   },
-  CCL_UPSTREAM_STATUS: { status: 502, type: 'api_error', message: 'the upstream answered with an error' },
+  CCL_UPSTREAM_STATUS: {
+    status: 502,
+    type: 'api_error',
+    message: 'the upstream answered with an error',
+    meaning: 'the upstream answered with a failure status (the client gets that answer when it has one)',
+  },
   // Nobody reads it (the client is gone); 499 is nginx's "client closed request", used in logs.
-  CCL_CLIENT_GONE: { status: 499, type: 'api_error', message: 'client closed the request' },
-  CCL_NO_CHANNEL: { status: 404, type: 'not_found_error', message: 'no enabled channel serves model' },
+  CCL_CLIENT_GONE: {
+    status: 499,
+    type: 'api_error',
+    message: 'client closed the request',
+    meaning: 'the client disconnected; the upstream request is aborted (logged, never sent)',
+  },
+  CCL_NO_CHANNEL: {
+    status: 404,
+    type: 'not_found_error',
+    message: 'no enabled channel serves model',
+    meaning: 'no enabled channel serves the requested model',
+  },
   // 503 rather than 529: 529 means Anthropic itself is overloaded; here ccload's channels rest.
   CCL_ALL_COOLING: {
     status: 503,
     type: 'overloaded_error',
     message: 'every channel for this model is cooling down',
+    meaning:
+      'every candidate is cooling and `when_all_cooling` is `reject` (or the wait would pass the deadline)',
   },
-  CCL_BAD_REQUEST: { status: 400, type: 'invalid_request_error', message: 'invalid request' },
-  CCL_BODY_TOO_LARGE: { status: 413, type: 'request_too_large', message: 'request body too large' },
-  CCL_UNAUTHORIZED: { status: 401, type: 'authentication_error', message: 'invalid or missing ccload token' },
-  CCL_SHUTDOWN: { status: 503, type: 'overloaded_error', message: 'ccload is shutting down; retry shortly' },
-  CCL_NOT_FOUND: { status: 404, type: 'not_found_error', message: 'ccload does not serve this path' },
-  CCL_METHOD_NOT_ALLOWED: { status: 405, type: 'invalid_request_error', message: 'method not allowed' },
-  CCL_INTERNAL: { status: 500, type: 'api_error', message: 'internal error in ccload; see its log' },
+  CCL_BAD_REQUEST: {
+    status: 400,
+    type: 'invalid_request_error',
+    message: 'invalid request',
+    meaning: 'the request is malformed (not JSON, no model, …)',
+  },
+  CCL_BODY_TOO_LARGE: {
+    status: 413,
+    type: 'request_too_large',
+    message: 'request body too large',
+    meaning: 'the request body exceeds `server.max_body`',
+  },
+  CCL_UNAUTHORIZED: {
+    status: 401,
+    type: 'authentication_error',
+    message: 'invalid or missing ccload token',
+    meaning: 'missing or unknown client token',
+  },
+  CCL_SHUTDOWN: {
+    status: 503,
+    type: 'overloaded_error',
+    message: 'ccload is shutting down; retry shortly',
+    meaning: 'ccload is draining: the request arrived while shutting down, or the drain timeout passed',
+  },
+  CCL_NOT_FOUND: {
+    status: 404,
+    type: 'not_found_error',
+    message: 'ccload does not serve this path',
+    meaning: 'a path under `/v1/` ccload does not serve',
+  },
+  CCL_METHOD_NOT_ALLOWED: {
+    status: 405,
+    type: 'invalid_request_error',
+    message: 'method not allowed',
+    meaning: 'a `/v1/*` route called with the wrong method',
+  },
+  CCL_INTERNAL: {
+    status: 500,
+    type: 'api_error',
+    message: 'internal error in ccload; see its log',
+    meaning: 'a bug in ccload; the cause is logged, never sent',
+  },
 };
 
 /**
@@ -131,8 +208,8 @@ export const PROXY_ERRORS: Readonly<Record<ErrorCode, ClientError>> = {
  * a limit — never an internal cause or a key.
  */
 export function clientError(code: ErrorCode, detail?: string): ClientError {
-  const e = PROXY_ERRORS[code];
-  return detail ? { ...e, message: `${e.message}: ${detail}` } : e;
+  const { status, type, message } = PROXY_ERRORS[code];
+  return { status, type, message: detail ? `${message}: ${detail}` : message };
 }
 
 /** The JSON body of an Anthropic error: `{"type":"error","error":{"type":...,"message":...}}`. */
@@ -204,3 +281,8 @@ export const INTERNAL_ERRORS = {
 
 /** One of the internal codes. */
 export type InternalErrorCode = keyof typeof INTERNAL_ERRORS;
+
+/** An Error carrying an internal code as its `code` property (as Node's own errors do). */
+export function codedError(code: InternalErrorCode, message: string): Error & { code: InternalErrorCode } {
+  return Object.assign(new Error(message), { code });
+}
