@@ -18,10 +18,15 @@ import { Reloader } from './config/reloader.js';
 import { type ConfigIssue, formatIssue, type Snapshot } from './config/snapshot.js';
 import { type ConfigWatcher, watchConfig } from './config/watcher.js';
 import { WriteBack } from './config/write-back/apply-edit.js';
-import { controlFilePath, newControlToken, removeControlFile, writeControlFile } from './control.js';
 import type { InternalErrorCode } from './errors.js';
-import { createLogger, type Logger } from './log.js';
-import { Metrics } from './metrics.js';
+import { createLogger, type Logger } from './observability/log.js';
+import { Metrics } from './observability/metrics.js';
+import {
+  controlFilePath,
+  newControlToken,
+  removeControlFile,
+  writeControlFile,
+} from './operations/control.js';
 import { activeEntries } from './proxy/cooldown.js';
 import { ProxyHandler } from './proxy/handler.js';
 import { Runtime } from './proxy/runtime.js';

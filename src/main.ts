@@ -9,10 +9,10 @@ import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { loadConfigFile } from './config/load.js';
 import { formatIssue } from './config/snapshot.js';
-import { controlFilePath, readControlFile } from './control.js';
 import { ConfigInvalidError, type Daemon, startDaemon } from './daemon.js';
 import { importCcloadCommand } from './import/import-command.js';
-import { attachSystemd } from './systemd.js';
+import { controlFilePath, readControlFile } from './operations/control.js';
+import { attachSystemd } from './operations/systemd.js';
 
 /** Exit codes: sysexits.h where one fits. */
 const EXIT = { ok: 0, fail: 1, usage: 64, software: 70, config: 78 } as const;

@@ -6,7 +6,7 @@
  * untouched and is recorded as the last attempt.
  */
 import { EventEmitter } from 'node:events';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { type LoadInput, loadConfigFile } from './load.js';
 import type { ConfigIssue, ReloadSource, Snapshot } from './snapshot.js';
 import { formatIssue } from './snapshot.js';

@@ -12,7 +12,7 @@
 import { realpathSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 
 /** A running folder watch; `close()` stops it. */
 export interface ConfigWatcher {

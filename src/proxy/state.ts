@@ -6,7 +6,7 @@
  * restores all three at start.
  */
 import type { Channel } from '../config/snapshot.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import type { StateStore } from '../store/state-store.js';
 import type { AffinityPolicy } from './affinity.js';
 import { SessionPins } from './affinity-state.js';

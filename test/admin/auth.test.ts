@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { AdminRouter } from '../../src/admin/router.js';
-import { controlFilePath, readControlFile } from '../../src/control.js';
+import { controlFilePath, readControlFile } from '../../src/operations/control.js';
 import { DEAD_URL, testConfig, testEnv } from '../helpers/config.js';
 import { startTestDaemon } from '../helpers/daemon.js';
 import { call, cookiePair, login, setCookie } from '../helpers/http.js';

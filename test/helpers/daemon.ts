@@ -4,7 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Daemon, startDaemon } from '../../src/daemon.js';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger } from '../../src/observability/log.js';
 import { testConfig, testEnv } from './config.js';
 import { type Teardownable, tmpDir } from './tmp.js';
 

@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { attachSystemd, systemdNotifier } from '../src/systemd.js';
-import { tmpDir } from './helpers/tmp.js';
-import { deadline, waitFor } from './helpers/wait.js';
+import { attachSystemd, systemdNotifier } from '../../src/operations/systemd.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { deadline, waitFor } from '../helpers/wait.js';
 
 const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
 

@@ -5,8 +5,8 @@
  * (`Runtime.metricModel`), a reason never carries upstream text.
  */
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import type { ReloadOutcome } from './config/reloader.js';
-import type { Snapshot } from './config/snapshot.js';
+import type { ReloadOutcome } from '../config/reloader.js';
+import type { Snapshot } from '../config/snapshot.js';
 import { FastCounter, FastHistogram } from './fast-metrics.js';
 
 /** Every metric ccload exports. */

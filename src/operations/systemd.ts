@@ -8,9 +8,9 @@
  * (not started by systemd) nothing is sent and nothing is spawned.
  */
 import { spawn } from 'node:child_process';
-import type { ReloadOutcome } from './config/reloader.js';
-import type { Snapshot } from './config/snapshot.js';
-import type { Daemon } from './daemon.js';
+import type { ReloadOutcome } from '../config/reloader.js';
+import type { Snapshot } from '../config/snapshot.js';
+import type { Daemon } from '../daemon.js';
 
 /** Sends sd_notify messages; every method resolves (never rejects) once the message was handed over. */
 export interface SystemdNotifier {
