@@ -8,9 +8,9 @@
  * (not started by systemd) nothing is sent and nothing is spawned.
  */
 import { spawn } from 'node:child_process';
+import type { App } from '../app.js';
 import type { ReloadOutcome } from '../config/reloader.js';
 import type { Snapshot } from '../config/snapshot.js';
-import type { Daemon } from '../daemon.js';
 
 /** Sends sd_notify messages; every method resolves (never rejects) once the message was handed over. */
 export interface SystemdNotifier {
@@ -148,14 +148,13 @@ export interface SystemdHooks {
  * systemd (no NOTIFY_SOCKET).
  */
 export function attachSystemd(
-  daemon: Pick<Daemon, 'app' | 'url'>,
+  daemon: { readonly url: string; readonly app: Pick<App, 'log' | 'reloader'> },
   env: Readonly<Record<string, string | undefined>>,
   opts: Omit<NotifierOptions, 'warn'> = {},
 ): SystemdHooks | undefined {
-  const log = daemon.app.log;
   const notifier = systemdNotifier(env, {
     ...opts,
-    warn: (message) => log.warn({ event: 'systemd_notify' }, message),
+    warn: (message) => daemon.app.log.warn({ event: 'systemd_notify' }, message),
   });
   if (!notifier) return undefined;
   const reloader = daemon.app.reloader;
