@@ -213,6 +213,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
             log.warn({ err }, 'could not delete the sessions of the old admin password'),
           );
         }
+        const level = next.config.server.log_level;
+        if (level !== prev.config.server.log_level) {
+          log.level = level;
+          log.info({ event: 'log_level', level }, `log level is now ${level} (server.log_level)`);
+        }
         if (next.listen.host !== prev.listen.host || next.listen.port !== prev.listen.port) {
           log.warn({ event: 'restart_needed' }, 'server.listen changed: it takes effect at the next restart');
         }

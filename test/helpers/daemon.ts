@@ -4,7 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Daemon, startDaemon } from '../../src/daemon.js';
-import { silentLogger } from '../../src/observability/log.js';
+import { type Logger, silentLogger } from '../../src/observability/log.js';
 import { testConfig, testEnv } from './config.js';
 import { type Teardownable, tmpDir } from './tmp.js';
 
@@ -12,7 +12,14 @@ import { type Teardownable, tmpDir } from './tmp.js';
 export async function startTestDaemon(
   t: Teardownable,
   text = testConfig(),
-  opts: { env?: Record<string, string | undefined>; now?: () => number; dir?: string; file?: string } = {},
+  opts: {
+    env?: Record<string, string | undefined>;
+    now?: () => number;
+    dir?: string;
+    file?: string;
+    /** The daemon's logger (default: silent). */
+    log?: Logger;
+  } = {},
 ): Promise<{ daemon: Daemon; dir: string; file: string }> {
   const dir = opts.dir ?? tmpDir(t);
   const file = opts.file ?? join(dir, 'ccload.yaml');
@@ -21,7 +28,7 @@ export async function startTestDaemon(
     configPath: file,
     display: 'ccload.yaml',
     env: { ...testEnv, RUNTIME_DIRECTORY: dir, ...opts.env },
-    log: silentLogger(),
+    log: opts.log ?? silentLogger(),
     now: opts.now,
     processMetrics: false,
   });
