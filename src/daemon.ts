@@ -19,7 +19,7 @@ import { type ConfigIssue, formatIssue, type Snapshot } from './config/snapshot.
 import { type ConfigWatcher, watchConfig } from './config/watcher.js';
 import { WriteBack } from './config/write-back/apply-edit.js';
 import type { InternalErrorCode } from './errors.js';
-import { createLogger, type Logger } from './observability/log.js';
+import { createLogger, eventLog, type Logger } from './observability/log.js';
 import { Metrics } from './observability/metrics.js';
 import {
   controlFilePath,
@@ -117,7 +117,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   if (!first.ok) throw new ConfigInvalidError(first.errors);
   const initial: Snapshot = first.snapshot;
   const log = opts.log ?? createLogger({ level: initial.config.server.log_level });
-  for (const w of initial.warnings) log.warn({ event: 'config_warning' }, formatIssue(w));
+  const warnings = eventLog(log, 'config_warning');
+  for (const w of initial.warnings) warnings.warn(formatIssue(w));
 
   const closers: (() => Promise<void> | void)[] = [];
   const close = async () => {
@@ -216,17 +217,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         const level = next.config.server.log_level;
         if (level !== prev.config.server.log_level) {
           log.level = level;
-          log.info({ event: 'log_level', level }, `log level is now ${level} (server.log_level)`);
+          eventLog(log, 'log_level').info({ level }, `log level is now ${level} (server.log_level)`);
         }
-        if (next.listen.host !== prev.listen.host || next.listen.port !== prev.listen.port) {
-          log.warn({ event: 'restart_needed' }, 'server.listen changed: it takes effect at the next restart');
-        }
-        if (next.database !== prev.database) {
-          log.warn(
-            { event: 'restart_needed' },
-            'server.database changed: it takes effect at the next restart',
-          );
-        }
+        const restart = (key: string) =>
+          eventLog(log, 'restart_needed').warn(`${key} changed: it takes effect at the next restart`);
+        if (next.listen.host !== prev.listen.host || next.listen.port !== prev.listen.port)
+          restart('server.listen');
+        if (next.database !== prev.database) restart('server.database');
       },
       onOutcome(outcome) {
         metrics.reload(outcome, reloader.current);
@@ -329,8 +326,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const ping = setInterval(() => {
       void db.ping().then((ok) => {
         if (ok !== dbOk)
-          log[ok ? 'info' : 'error'](
-            { event: 'database_health', ok },
+          eventLog(log, 'database_health')[ok ? 'info' : 'error'](
+            { ok },
             `database ${ok ? 'recovered' : 'unreachable'}`,
           );
         dbOk = ok;
@@ -372,8 +369,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     closers.push(() => {
       ready = false;
     });
-    log.info(
-      { event: 'listening', url, generation: initial.generation, hash: initial.hash, database: db.kind },
+    eventLog(log, 'listening').info(
+      { url, generation: initial.generation, hash: initial.hash, database: db.kind },
       `ccload listening on ${url}`,
     );
     return { app, url, server, logDb, routes: admin.routes, close };

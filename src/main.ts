@@ -11,6 +11,7 @@ import { loadConfigFile } from './config/load.js';
 import { formatIssue } from './config/snapshot.js';
 import { ConfigInvalidError, type Daemon, startDaemon } from './daemon.js';
 import { importCcloadCommand } from './import/import-command.js';
+import { eventLog } from './observability/log.js';
 import { controlFilePath, readControlFile } from './operations/control.js';
 import { attachSystemd } from './operations/systemd.js';
 
@@ -149,11 +150,11 @@ async function serve(file: string): Promise<void> {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
-      daemon.app.log.warn({ event: 'shutdown_forced', signal }, 'second signal: exiting at once');
+      eventLog(daemon.app.log, 'shutdown_forced').warn({ signal }, 'second signal: exiting at once');
       process.exit(EXIT.fail);
     }
     stopping = true;
-    daemon.app.log.info({ event: 'shutdown', signal }, 'shutting down');
+    eventLog(daemon.app.log, 'shutdown').info({ signal }, 'shutting down');
     const told = systemd?.stopping();
     void daemon.close().then(
       async () => {

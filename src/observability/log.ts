@@ -11,6 +11,46 @@ import { type Logger, pino } from 'pino';
 
 export type { Logger };
 
+/**
+ * The `event` field of the log lines tools filter on (docs/interfaces.md#log-lines): one name per
+ * kind of line, so a typo is a compile error rather than a line no alert matches.
+ */
+export type LogEvent =
+  | 'request'
+  | 'proxy_error'
+  | 'drain_timeout'
+  | 'state_write_failed'
+  | 'config_reload'
+  | 'config_warning'
+  | 'config_write_back'
+  | 'config_git_commit_failed'
+  | 'config_file_removed'
+  | 'config_watch_error'
+  | 'restart_needed'
+  | 'log_level'
+  | 'listening'
+  | 'database_health'
+  | 'shutdown'
+  | 'shutdown_forced'
+  | 'systemd_notify'
+  | 'retention'
+  | 'rollup_backfill'
+  | 'login'
+  | 'login_failed'
+  | 'login_refused'
+  | 'cooldown_cleared'
+  | 'channel_test';
+
+/**
+ * A logger whose every line carries `event` (a pino child). Make it where the event happens, not
+ * once at start-up: a child keeps the level its parent had when it was made, so a long-lived child
+ * would not follow a reloaded `server.log_level`. (The per-request `request` line sets the field
+ * itself: no allocation per request.)
+ */
+export function eventLog(log: Logger, event: LogEvent): Logger {
+  return log.child({ event });
+}
+
 /** How log lines are written. */
 export type LogFormat = 'json' | 'pretty' | 'journal';
 

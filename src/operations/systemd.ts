@@ -11,6 +11,7 @@ import { spawn } from 'node:child_process';
 import type { App } from '../app.js';
 import type { ReloadOutcome } from '../config/reloader.js';
 import type { Snapshot } from '../config/snapshot.js';
+import { eventLog } from '../observability/log.js';
 
 /** Sends sd_notify messages; every method resolves (never rejects) once the message was handed over. */
 export interface SystemdNotifier {
@@ -154,7 +155,7 @@ export function attachSystemd(
 ): SystemdHooks | undefined {
   const notifier = systemdNotifier(env, {
     ...opts,
-    warn: (message) => daemon.app.log.warn({ event: 'systemd_notify' }, message),
+    warn: (message) => eventLog(daemon.app.log, 'systemd_notify').warn(message),
   });
   if (!notifier) return undefined;
   const reloader = daemon.app.reloader;

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Channel } from '../config/snapshot.js';
 import { anthropicError, clientError, ErrorCode, PROXY_ERRORS } from '../errors.js';
-import type { Logger } from '../observability/log.js';
+import { eventLog, type LogEvent, type Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { AttemptRecord } from '../store/attempt.js';
 import type { LogWriter } from '../store/log-writer.js';
@@ -108,8 +108,8 @@ export class ProxyHandler {
       const r = await Promise.race([idle, timeout]);
       clearTimeout(timer);
       if (r === 'timeout') {
-        this.#d.log.warn(
-          { event: 'drain_timeout', active: this.#active.size },
+        eventLog(this.#d.log, 'drain_timeout').warn(
+          { active: this.#active.size },
           `drain timeout: ending ${this.#active.size} request(s) still running`,
         );
         for (const p of this.#active) p.shutdown();
@@ -132,7 +132,7 @@ export class ProxyHandler {
     };
     res.once('close', leave);
     this.#route(runtime, req, res).catch((err: unknown) => {
-      this.#d.log.error({ err, event: 'proxy_error' }, 'proxy request failed');
+      eventLog(this.#d.log, 'proxy_error').error({ err }, 'proxy request failed');
       sendError(res, ErrorCode.INTERNAL);
     });
   }
@@ -626,7 +626,7 @@ class ProxyRequest {
     const end = this.#last;
     const u = end?.usage;
     const line = {
-      event: 'request',
+      event: 'request' satisfies LogEvent,
       request_id: this.#id,
       token: this.#token,
       endpoint: this.#endpoint,
