@@ -65,7 +65,7 @@ const LEVELS: Record<number, [string, number]> = {
 const SKIP = new Set(['level', 'time', 'msg', 'service', 'pid', 'hostname']);
 
 /** The format for stdout given the environment: explicit, else journal, else TTY, else JSON. */
-export function detectFormat(env: Readonly<Record<string, string | undefined>> = process.env): LogFormat {
+function detectFormat(env: Readonly<Record<string, string | undefined>> = process.env): LogFormat {
   const asked = env['CCLOAD_LOG_FORMAT'];
   if (asked === 'json' || asked === 'pretty' || asked === 'journal') return asked;
   const journal = env['JOURNAL_STREAM'];
@@ -87,7 +87,7 @@ function value(v: unknown): string {
 }
 
 /** Renders one pino JSON line for people (`pretty`) or for the journal. */
-export function formatLine(json: string, format: 'pretty' | 'journal'): string {
+function formatLine(json: string, format: 'pretty' | 'journal'): string {
   let o: Record<string, unknown>;
   try {
     o = JSON.parse(json) as Record<string, unknown>;

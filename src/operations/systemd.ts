@@ -117,14 +117,14 @@ function within(p: Promise<void>, ms: number): Promise<void> {
 }
 
 /** The status line of a serving snapshot: generation, hash prefix, channels, address. */
-export function servingStatus(snapshot: Snapshot, url: string): string {
+function servingStatus(snapshot: Snapshot, url: string): string {
   const enabled = snapshot.channels.filter((c) => c.enabled).length;
   const hash = snapshot.hash.replace(/^sha256:/, '').slice(0, 12);
   return `serving config generation ${snapshot.generation} (${hash}), ${enabled}/${snapshot.channels.length} channels enabled, on ${url}`;
 }
 
 /** The status line after a reload: what happened, and what serves now. */
-export function outcomeStatus(outcome: ReloadOutcome, snapshot: Snapshot, url: string): string {
+function outcomeStatus(outcome: ReloadOutcome, snapshot: Snapshot, url: string): string {
   if (outcome.result === 'rejected') {
     const first = outcome.errors[0];
     const where = first ? `: ${first.path || first.file} ${first.message}` : '';
