@@ -209,7 +209,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         // Sessions are bound to the password (sessions.ts), so the old ones stopped working with
         // this swap; their rows are deleted too.
         if (next.adminPassword !== prev.adminPassword) {
-          log.info({ event: 'sessions_ended' }, 'the admin password changed: every session ended');
+          eventLog(log, 'sessions_ended').info('the admin password changed: every session ended');
           void deleteSessionsBefore(db, now()).catch((err: unknown) =>
             log.warn({ err }, 'could not delete the sessions of the old admin password'),
           );

@@ -28,6 +28,7 @@ export type LogEvent =
   | 'config_watch_error'
   | 'restart_needed'
   | 'log_level'
+  | 'sessions_ended'
   | 'listening'
   | 'database_health'
   | 'shutdown'
