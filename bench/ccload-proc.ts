@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { controlFilePath, readControlFile } from '../src/control.js';
+import { controlFilePath, readControlFile } from '../src/operations/control.js';
 import { exited, sleep, stopChild } from './proc.js';
 import { BENCH_TOKEN, CHANNEL_KEY } from './protocol.js';
 

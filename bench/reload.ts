@@ -17,7 +17,7 @@ import { hashContent, loadConfigFile } from '../src/config/load.js';
 import type { ReloadOutcome } from '../src/config/reloader.js';
 import { formatIssue } from '../src/config/snapshot.js';
 import { startDaemon } from '../src/daemon.js';
-import { silentLogger } from '../src/log.js';
+import { silentLogger } from '../src/observability/log.js';
 
 const CHANNELS = Number(process.argv[2] ?? 500);
 const RUNS = Number(process.argv[3] ?? 20);

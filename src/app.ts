@@ -5,8 +5,8 @@
 import type { LoginLink } from './admin/login-link.js';
 import type { Reloader } from './config/reloader.js';
 import type { WriteBack } from './config/write-back/apply-edit.js';
-import type { Logger } from './log.js';
-import type { Metrics } from './metrics.js';
+import type { Logger } from './observability/log.js';
+import type { Metrics } from './observability/metrics.js';
 import type { ProxyState } from './proxy/state.js';
 import type { Database } from './store/db.js';
 import type { LogWriter } from './store/log-writer.js';

@@ -9,6 +9,7 @@ import { channelRoutes } from './admin/channel-routes.js';
 import { coreRoutes } from './admin/core-routes.js';
 import { LoginLink } from './admin/login-link.js';
 import { pageRoutes } from './admin/page-routes.js';
+import { sendAdminError } from './admin/respond.js';
 import { AdminRouter, type Route } from './admin/router.js';
 import { seedRoutes } from './admin/seed-redirects.js';
 import { statsRoutes } from './admin/stats-routes.js';
@@ -19,10 +20,15 @@ import { Reloader } from './config/reloader.js';
 import { type ConfigIssue, formatIssue, type Snapshot } from './config/snapshot.js';
 import { type ConfigWatcher, watchConfig } from './config/watcher.js';
 import { WriteBack } from './config/write-back/apply-edit.js';
-import { controlFilePath, newControlToken, removeControlFile, writeControlFile } from './control.js';
-import { sendJson } from './http/respond.js';
-import { createLogger, type Logger } from './log.js';
-import { Metrics } from './metrics.js';
+import type { InternalErrorCode } from './errors.js';
+import { createLogger, eventLog, type Logger } from './observability/log.js';
+import { Metrics } from './observability/metrics.js';
+import {
+  controlFilePath,
+  newControlToken,
+  removeControlFile,
+  writeControlFile,
+} from './operations/control.js';
 import { activeEntries } from './proxy/cooldown.js';
 import { ProxyHandler } from './proxy/handler.js';
 import { Runtime } from './proxy/runtime.js';
@@ -61,7 +67,7 @@ export interface DaemonOptions {
 
 /** The config at start-up is invalid: `main` exits 78 (EX_CONFIG) with these errors. */
 export class ConfigInvalidError extends Error {
-  readonly code = 'CCL_CONFIG_INVALID';
+  readonly code: InternalErrorCode = 'CCL_CONFIG_INVALID';
   constructor(readonly errors: readonly ConfigIssue[]) {
     super(`invalid configuration:\n${errors.map(formatIssue).join('\n')}`);
   }
@@ -113,7 +119,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   if (!first.ok) throw new ConfigInvalidError(first.errors);
   const initial: Snapshot = first.snapshot;
   const log = opts.log ?? createLogger({ level: initial.config.server.log_level });
-  for (const w of initial.warnings) log.warn({ event: 'config_warning' }, formatIssue(w));
+  const warnings = eventLog(log, 'config_warning');
+  for (const w of initial.warnings) warnings.warn(formatIssue(w));
 
   const closers: (() => Promise<void> | void)[] = [];
   const close = async () => {
@@ -207,22 +214,23 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
         // Sessions are bound to the password (sessions.ts), so the old ones stopped working with
         // this swap; their rows are deleted too.
         if (next.adminPassword !== prev.adminPassword) {
-          log.info({ event: 'sessions_ended' }, 'the admin password changed: every session ended');
+          eventLog(log, 'sessions_ended').info('the admin password changed: every session ended');
           void deleteSessionsBefore(db, now()).catch((err: unknown) =>
             log.warn({ err }, 'could not delete the sessions of the old admin password'),
           );
           // The password was removed: the dashboard opens through the login link from now on.
           if (next.adminPassword === undefined && url !== '') loginLink.announce(log, url);
         }
-        if (next.listen.host !== prev.listen.host || next.listen.port !== prev.listen.port) {
-          log.warn({ event: 'restart_needed' }, 'server.listen changed: it takes effect at the next restart');
+        const level = next.config.server.log_level;
+        if (level !== prev.config.server.log_level) {
+          log.level = level;
+          eventLog(log, 'log_level').info({ level }, `log level is now ${level} (server.log_level)`);
         }
-        if (next.database !== prev.database) {
-          log.warn(
-            { event: 'restart_needed' },
-            'server.database changed: it takes effect at the next restart',
-          );
-        }
+        const restart = (key: string) =>
+          eventLog(log, 'restart_needed').warn(`${key} changed: it takes effect at the next restart`);
+        if (next.listen.host !== prev.listen.host || next.listen.port !== prev.listen.port)
+          restart('server.listen');
+        if (next.database !== prev.database) restart('server.database');
       },
       onOutcome(outcome) {
         metrics.reload(outcome, reloader.current);
@@ -306,7 +314,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const dispatch = async (req: IncomingMessage, res: ServerResponse) => {
       if (req.url?.startsWith('/v1/')) return proxy.handle(req, res);
       if (await admin.handle(req, res)) return;
-      sendJson(res, 404, { error: `no route for ${req.method} ${req.url?.split('?')[0]}` });
+      sendAdminError(res, 'no_route', `no route for ${req.method} ${req.url?.split('?')[0]}`);
     };
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -332,8 +340,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const ping = setInterval(() => {
       void db.ping().then((ok) => {
         if (ok !== dbOk)
-          log[ok ? 'info' : 'error'](
-            { event: 'database_health', ok },
+          eventLog(log, 'database_health')[ok ? 'info' : 'error'](
+            { ok },
             `database ${ok ? 'recovered' : 'unreachable'}`,
           );
         dbOk = ok;
@@ -375,8 +383,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     closers.push(() => {
       ready = false;
     });
-    log.info(
-      { event: 'listening', url, generation: initial.generation, hash: initial.hash, database: db.kind },
+    eventLog(log, 'listening').info(
+      { url, generation: initial.generation, hash: initial.hash, database: db.kind },
       `ccload listening on ${url}`,
     );
     if (reloader.current.adminPassword === undefined) loginLink.announce(log, url);

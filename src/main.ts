@@ -9,10 +9,11 @@ import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { loadConfigFile } from './config/load.js';
 import { formatIssue } from './config/snapshot.js';
-import { controlFilePath, readControlFile } from './control.js';
 import { ConfigInvalidError, type Daemon, startDaemon } from './daemon.js';
 import { importCcloadCommand } from './import/import-command.js';
-import { attachSystemd } from './systemd.js';
+import { eventLog } from './observability/log.js';
+import { controlFilePath, readControlFile } from './operations/control.js';
+import { attachSystemd } from './operations/systemd.js';
 
 /** Exit codes: sysexits.h where one fits. */
 const EXIT = { ok: 0, fail: 1, usage: 64, software: 70, config: 78 } as const;
@@ -149,11 +150,11 @@ async function serve(file: string): Promise<void> {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
-      daemon.app.log.warn({ event: 'shutdown_forced', signal }, 'second signal: exiting at once');
+      eventLog(daemon.app.log, 'shutdown_forced').warn({ signal }, 'second signal: exiting at once');
       process.exit(EXIT.fail);
     }
     stopping = true;
-    daemon.app.log.info({ event: 'shutdown', signal }, 'shutting down');
+    eventLog(daemon.app.log, 'shutdown').info({ signal }, 'shutting down');
     const told = systemd?.stopping();
     void daemon.close().then(
       async () => {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { controlFilePath, readControlFile, writeControlFile } from '../src/control.js';
+import { controlFilePath, readControlFile, writeControlFile } from '../src/operations/control.js';
 import { DEAD_URL, testConfig } from './helpers/config.js';
 import { type Teardownable, tmpDir } from './helpers/tmp.js';
 import { deadline } from './helpers/wait.js';

@@ -20,7 +20,7 @@ import {
 } from '../config/schema.js';
 import { fingerprint, redactSecretText } from '../config/secrets.js';
 import type { Channel, Snapshot } from '../config/snapshot.js';
-import type { WriteBackError, WriteBackErrorKind, WriteBackResult } from '../config/write-back/apply-edit.js';
+import type { WriteBackError, WriteBackResult } from '../config/write-back/apply-edit.js';
 import {
   type ChannelChanges,
   type ChannelEdit,
@@ -29,12 +29,13 @@ import {
   type NewChannel,
 } from '../config/write-back/channel-edit.js';
 import type { ChannelKeySources } from '../config/write-back/key-sources.js';
-import { BodyTooLarge, readBody, sendJson } from '../http/respond.js';
+import { ADMIN_ERRORS } from '../errors.js';
 import { activeEntries } from '../proxy/cooldown.js';
 import { applyHeaderRules, compileHeaderRules } from '../proxy/header-rules.js';
 import { upstreamHeaders } from '../proxy/headers.js';
 import { scrubberFor } from '../proxy/scrub.js';
 import { configWritable, issueJson } from './core-routes.js';
+import { BodyTooLarge, readBody, sendAdminError, sendJson } from './respond.js';
 import type { Route } from './router.js';
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -238,7 +239,7 @@ async function readJson(req: IncomingMessage, res: ServerResponse): Promise<unkn
     raw = await readBody(req, 1024 * 1024);
   } catch (err) {
     if (err instanceof BodyTooLarge) {
-      sendJson(res, 413, { error: 'too_large', message: 'request body larger than 1 MiB' });
+      sendAdminError(res, 'too_large', 'request body larger than 1 MiB');
       return NO_BODY;
     }
     throw err;
@@ -248,7 +249,7 @@ async function readJson(req: IncomingMessage, res: ServerResponse): Promise<unkn
   try {
     return JSON.parse(text) as unknown;
   } catch {
-    sendJson(res, 400, { error: 'bad_request', message: 'the body is not valid JSON' });
+    sendAdminError(res, 'bad_request', 'the body is not valid JSON');
     return NO_BODY;
   }
 }
@@ -263,20 +264,12 @@ export function ifMatchHash(header: string | undefined): string | undefined {
   return v.replace(/^"(.*)"$/, '$1');
 }
 
-/** The HTTP status the admin API answers each kind of write-back refusal with. */
-const WRITE_BACK_STATUS: Readonly<Record<WriteBackErrorKind, 400 | 403 | 404 | 412 | 422 | 500>> = {
-  bad_request: 400,
-  forbidden: 403,
-  not_found: 404,
-  conflict: 412,
-  invalid: 422,
-  secret: 422,
-  io: 500,
-};
-
-/** The HTTP status of a write-back refusal (the JSON API and the dashboard answer alike). */
+/**
+ * The HTTP status of a write-back refusal (the JSON API and the dashboard answer alike): each
+ * refusal kind is an admin code of the catalogue (src/errors.ts).
+ */
 export function writeBackStatus(r: Pick<WriteBackError, 'error'>): number {
-  return WRITE_BACK_STATUS[r.error];
+  return ADMIN_ERRORS[r.error].status;
 }
 
 /** Answers a write-back verdict: 412/403/422/404/400/500, or `success` with the new hash. */
@@ -287,22 +280,24 @@ function answerWrite(
   extra: Record<string, string> = {},
 ) {
   if (!r.ok) {
-    const body: Record<string, unknown> = { error: r.error, message: r.message };
-    if (r.error === 'conflict') body['hash'] = r.hash;
-    if (r.error === 'invalid') body['errors'] = r.errors.map(issueJson);
-    sendJson(res, writeBackStatus(r), body);
+    const extra =
+      r.error === 'conflict'
+        ? { hash: r.hash }
+        : r.error === 'invalid'
+          ? { errors: r.errors.map(issueJson) }
+          : {};
+    sendAdminError(res, r.error, r.message, extra);
     return;
   }
   if (r.reload === 'rejected') {
     // Validated, written, then rejected by the reload: only if the environment or a ${file:}
     // changed in between. The file holds the edit; the previous config keeps serving.
-    sendJson(res, 500, {
-      error: 'reload_rejected',
-      message: 'the edit was written but the reload rejected the file; the previous config keeps serving',
-      hash: r.hash,
-      generation: r.generation,
-      errors: r.reloadErrors.map(issueJson),
-    });
+    sendAdminError(
+      res,
+      'reload_rejected',
+      'the edit was written but the reload rejected the file; the previous config keeps serving',
+      { hash: r.hash, generation: r.generation, errors: r.reloadErrors.map(issueJson) },
+    );
     return;
   }
   const headers: Record<string, string> = {
@@ -377,7 +372,7 @@ export type ChannelTestResult =
       readonly error?: string;
       readonly keys: readonly KeyTestResult[];
     }
-  | { readonly error: 'not_found' | 'bad_request'; readonly status: 400 | 404; readonly message: string };
+  | { readonly error: 'not_found' | 'bad_request'; readonly message: string };
 
 /**
  * Tests a channel with one free count_tokens call per key (or only `keyIndex`), model = `model`
@@ -390,13 +385,11 @@ export async function testChannel(
 ): Promise<ChannelTestResult> {
   const snapshot = app.reloader.current;
   const c = snapshot.channels.find((x) => x.name === name);
-  if (!c) return { error: 'not_found', status: 404, message: `no channel named ${JSON.stringify(name)}` };
-  if (c.keys.length === 0)
-    return { error: 'bad_request', status: 400, message: `channel "${name}" has no usable key` };
+  if (!c) return { error: 'not_found', message: `no channel named ${JSON.stringify(name)}` };
+  if (c.keys.length === 0) return { error: 'bad_request', message: `channel "${name}" has no usable key` };
   if (opts.keyIndex !== undefined && !c.keys.some((k) => k.index === opts.keyIndex)) {
     return {
       error: 'bad_request',
-      status: 400,
       message: `channel "${name}" has ${c.keys.length} key(s); key_index ${opts.keyIndex} does not exist`,
     };
   }
@@ -404,7 +397,6 @@ export async function testChannel(
   if (!model) {
     return {
       error: 'bad_request',
-      status: 400,
       message: `channel "${name}" names no exact model (only globs or every model): give one as {"model": "..."}`,
     };
   }
@@ -599,7 +591,7 @@ export function channelRoutes(app: App): Route[] {
         const body = await readJson(req, res);
         if (body === NO_BODY) return;
         const edit = addEditFromBody(body);
-        if (typeof edit === 'string') return sendJson(res, 400, { error: 'bad_request', message: edit });
+        if (typeof edit === 'string') return sendAdminError(res, 'bad_request', edit);
         const r = await app.writeBack.apply(edit, ifMatchHash(req.headers['if-match']));
         const name = edit.action === 'add' ? edit.channel.name : '';
         answerWrite(res, r, 201, { location: `/admin/channels/${encodeURIComponent(name)}` });
@@ -612,11 +604,7 @@ export function channelRoutes(app: App): Route[] {
       async handle(_req, res, ctx) {
         const list = await channelList(app);
         const c = list.channels.find((x) => x.name === ctx.params[0]);
-        if (!c)
-          return sendJson(res, 404, {
-            error: 'not_found',
-            message: `no channel named ${JSON.stringify(ctx.params[0])}`,
-          });
+        if (!c) return sendAdminError(res, 'not_found', `no channel named ${JSON.stringify(ctx.params[0])}`);
         sendJson(res, 200, {
           hash: list.hash,
           generation: list.generation,
@@ -633,7 +621,7 @@ export function channelRoutes(app: App): Route[] {
         const body = await readJson(req, res);
         if (body === NO_BODY) return;
         const edit = updateEditFromBody(ctx.params[0]!, body);
-        if (typeof edit === 'string') return sendJson(res, 400, { error: 'bad_request', message: edit });
+        if (typeof edit === 'string') return sendAdminError(res, 'bad_request', edit);
         answerWrite(res, await app.writeBack.apply(edit, ifMatchHash(req.headers['if-match'])), 200);
       },
     },
@@ -653,10 +641,7 @@ export function channelRoutes(app: App): Route[] {
       handle(_req, res, ctx) {
         const name = ctx.params[0]!;
         if (!find(name) && !hasCooldowns(app, name)) {
-          return sendJson(res, 404, {
-            error: 'not_found',
-            message: `no channel named ${JSON.stringify(name)}`,
-          });
+          return sendAdminError(res, 'not_found', `no channel named ${JSON.stringify(name)}`);
         }
         const cleared = clearCooldowns(app, name);
         sendJson(res, 200, { channel: name, cleared });
@@ -671,10 +656,9 @@ export function channelRoutes(app: App): Route[] {
         const body = await readJson(req, res);
         if (body === NO_BODY) return;
         const parsed = TestBody.safeParse(body);
-        if (!parsed.success)
-          return sendJson(res, 400, { error: 'bad_request', message: bodyError(parsed.error) });
+        if (!parsed.success) return sendAdminError(res, 'bad_request', bodyError(parsed.error));
         const r = await testChannel(app, name, { keyIndex: parsed.data.key_index, model: parsed.data.model });
-        if ('message' in r) return sendJson(res, r.status, { error: r.error, message: r.message });
+        if ('message' in r) return sendAdminError(res, r.error, r.message);
         sendJson(res, 200, r);
       },
     },

@@ -2,12 +2,13 @@
  * The routes every daemon serves from the start: `/health`, `/metrics`, login/logout, the config
  * status and `POST /admin/reload` (docs/interfaces.md).
  */
+
 import { access, constants } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
 import type { App } from '../app.js';
 import type { ConfigIssue } from '../config/snapshot.js';
-import { BodyTooLarge, parseFormOrJson, readBody, sendJson, sendText } from '../http/respond.js';
+import { ADMIN_ERRORS, type AdminErrorCode, adminErrorBody } from '../errors.js';
 import { createSession, deleteSession, type SessionKey } from '../store/sessions.js';
 import {
   clearedSessionCookie,
@@ -20,6 +21,7 @@ import {
   throttleKey,
 } from './auth.js';
 import { type LoginMode, loginPage } from './pages/login.js';
+import { BodyTooLarge, parseFormOrJson, readBody, sendJson, sendText } from './respond.js';
 import type { Route } from './router.js';
 import { sendHtml } from './ui.js';
 
@@ -167,8 +169,9 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
       async handle(req, res) {
         const form = req.headers['content-type']?.includes('application/x-www-form-urlencoded') === true;
         let body: Record<string, unknown> | undefined;
-        const fail = (status: number, message: string, headers: Record<string, string> = {}) => {
-          if (!form) return sendJson(res, status, { error: message }, headers);
+        const fail = (code: AdminErrorCode, message: string, headers: Record<string, string> = {}) => {
+          const status = ADMIN_ERRORS[code].status;
+          if (!form) return sendJson(res, status, adminErrorBody(code, message), headers);
           const page = loginPage({ error: message, next: localRedirect(body?.['next']), mode: loginMode() });
           sendHtml(res, status, page, headers);
         };
@@ -179,7 +182,7 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
         if (isRefusal(ticket)) {
           const seconds = Math.ceil(ticket.retryAfterMs / 1000);
           return fail(
-            429,
+            'login_throttled',
             ticket.reason === 'failures'
               ? `too many failed logins; try again in ${seconds} s`
               : 'another login from this address is in progress; try again in a moment',
@@ -192,12 +195,12 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
           password = typeof body?.['password'] === 'string' ? body['password'] : undefined;
         } catch (err) {
           ticket.release();
-          if (err instanceof BodyTooLarge) return fail(413, 'login request too large');
+          if (err instanceof BodyTooLarge) return fail('login_too_large', 'login request too large');
           throw err;
         }
         if (password === undefined) {
           ticket.release();
-          return fail(400, 'expected {"password": "..."}');
+          return fail('login_malformed', 'expected {"password": "..."}');
         }
         const expected = app.reloader.current.adminPassword;
         if (expected === undefined) {
@@ -207,14 +210,14 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
             'password login refused: no admin password is configured (use the login link from the start-up log, or set admin.password or CCLOAD_PASS)',
           );
           return fail(
-            401,
+            'login_failed',
             'no admin password is set: use the login link printed in the log at start-up, or set admin.password or CCLOAD_PASS',
           );
         }
         if (!secretEquals(password, expected)) {
           ticket.fail(app.now());
           app.log.warn({ event: 'login_failed', client }, 'login failed: wrong password');
-          return fail(401, 'wrong password');
+          return fail('login_failed', 'wrong password');
         }
         ticket.succeed();
         const { cookie, expiresAt } = await openSession(req, client, now, expected);

@@ -10,7 +10,7 @@
  * never echoed by pages, API answers, `/metrics` or other log lines (request URLs are not logged).
  */
 import { randomBytes } from 'node:crypto';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { secretEquals } from './auth.js';
 
 /** Random bytes of the token and of the session secret (256 bits, like a session id). */

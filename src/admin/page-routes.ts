@@ -6,7 +6,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { App } from '../app.js';
 import type { ChannelEdit } from '../config/write-back/channel-edit.js';
-import { readBody } from '../http/respond.js';
 import { clearCooldowns, testChannel, writeBackStatus } from './channel-routes.js';
 import { configWritable } from './core-routes.js';
 import { type Html, html } from './html.js';
@@ -18,6 +17,7 @@ import { layout, type PageName } from './pages/layout.js';
 import { logFilterForm, logFilters, logsPanel } from './pages/logs-page.js';
 import { overviewBody } from './pages/overview-page.js';
 import { statsHours, statsPanel } from './pages/stats-page.js';
+import { readBody } from './respond.js';
 import type { Route } from './router.js';
 import { sendHtml } from './ui.js';
 

@@ -6,9 +6,9 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { App } from '../app.js';
-import { sendJson } from '../http/respond.js';
 import { getSession, type SessionInfo } from '../store/sessions.js';
 import { hostAllowed, parseCookies, SESSION_COOKIE, sameOrigin, secretEquals } from './auth.js';
+import { sendAdminError } from './respond.js';
 import { SECURITY_HEADERS } from './ui.js';
 
 /**
@@ -71,13 +71,13 @@ export class AdminRouter {
         await this.#run(route, req, res, url, params);
       } catch (err) {
         this.#app.log.error({ err, path: url.pathname }, 'admin handler failed');
-        if (!res.headersSent) sendJson(res, 500, { error: 'internal error; see the daemon log' });
+        if (!res.headersSent) sendAdminError(res, 'internal', 'internal error; see the daemon log');
         else res.destroy();
       }
       return true;
     }
     if (pathMatched) {
-      sendJson(res, 405, { error: `method ${req.method} not allowed on ${url.pathname}` });
+      sendAdminError(res, 'method_not_allowed', `method ${req.method} not allowed on ${url.pathname}`);
       return true;
     }
     return false;
@@ -98,13 +98,15 @@ export class AdminRouter {
         this.#app.reloader.current.config.server.allowed_hosts,
       )
     ) {
-      sendJson(res, 403, {
-        error: 'unknown Host: ccload answers to its listen address; add other names to server.allowed_hosts',
-      });
+      sendAdminError(
+        res,
+        'unknown_host',
+        'unknown Host: ccload answers to its listen address; add other names to server.allowed_hosts',
+      );
       return;
     }
     if (route.method !== 'GET' && !sameOrigin(req)) {
-      sendJson(res, 403, { error: 'cross-origin request refused (Origin does not match this host)' });
+      sendAdminError(res, 'cross_origin', 'cross-origin request refused (Origin does not match this host)');
       return;
     }
     const sessionId = parseCookies(req.headers.cookie).get(SESSION_COOKIE);
@@ -119,7 +121,7 @@ export class AdminRouter {
           res.writeHead(303, { location: `/login?next=${encodeURIComponent(url.pathname + url.search)}` });
           res.end();
         } else {
-          sendJson(res, 401, { error: 'login required' });
+          sendAdminError(res, 'login_required', 'login required');
         }
         return;
       }

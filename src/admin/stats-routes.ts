@@ -10,7 +10,6 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { App } from '../app.js';
-import { sendJson } from '../http/respond.js';
 import {
   MAX_TREND_BUCKETS,
   parseStatusFilter,
@@ -22,6 +21,7 @@ import {
   queryUsage,
   type StatusFilter,
 } from '../store/queries.js';
+import { sendAdminError, sendJson } from './respond.js';
 import type { Route } from './router.js';
 
 /** Largest `hours`: 400 days. */
@@ -70,7 +70,7 @@ async function answer(res: ServerResponse, fn: () => Promise<void>): Promise<voi
   try {
     await fn();
   } catch (err) {
-    if (err instanceof BadParam) return sendJson(res, 400, { error: err.message });
+    if (err instanceof BadParam) return sendAdminError(res, 'bad_parameter', err.message);
     throw err;
   }
 }

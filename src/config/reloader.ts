@@ -6,7 +6,7 @@
  * untouched and is recorded as the last attempt.
  */
 import { EventEmitter } from 'node:events';
-import type { Logger } from '../log.js';
+import { eventLog, type Logger } from '../observability/log.js';
 import { type LoadInput, loadConfigFile } from './load.js';
 import type { ConfigIssue, ReloadSource, Snapshot } from './snapshot.js';
 import { formatIssue } from './snapshot.js';
@@ -198,7 +198,7 @@ export class Reloader {
 
   #finish(outcome: ReloadOutcome): ReloadOutcome {
     const { source, at, durationMs } = outcome;
-    const log = this.#opts.log;
+    const log = eventLog(this.#opts.log, 'config_reload');
     this.#last = {
       at,
       ok: outcome.result !== 'rejected',
@@ -207,7 +207,6 @@ export class Reloader {
       errors: outcome.errors,
     };
     const fields = {
-      event: 'config_reload',
       cause: source,
       verdict: outcome.result,
       generation: outcome.generation,
@@ -222,7 +221,8 @@ export class Reloader {
       );
     } else if (outcome.result === 'applied') {
       log.info(fields, `config applied (generation ${outcome.generation})`);
-      for (const w of outcome.warnings) log.warn({ event: 'config_warning' }, formatIssue(w));
+      const warnings = eventLog(this.#opts.log, 'config_warning');
+      for (const w of outcome.warnings) warnings.warn(formatIssue(w));
     } else {
       log.debug(fields, 'config unchanged');
     }

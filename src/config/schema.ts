@@ -96,7 +96,9 @@ const ServerSchema = z
       ),
     ).prefault('5m'),
     keep_alive_timeout: Positive(
-      Duration('How long an idle keep-alive connection from a client is kept open.'),
+      Duration(
+        'How long an idle keep-alive connection from a client is kept open. The default outlasts the 60 s idle timeout of the usual load balancers and reverse proxies in front, so they close an idle connection first and never reuse one ccload is closing.',
+      ),
     ).prefault('65s'),
     max_connections: z.number().int().min(1).default(1024).meta({
       description: 'Most client connections open at once; further ones are closed at once.',

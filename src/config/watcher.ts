@@ -12,7 +12,7 @@
 import { realpathSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
-import type { Logger } from '../log.js';
+import { eventLog, type Logger } from '../observability/log.js';
 
 /** A running folder watch; `close()` stops it. */
 export interface ConfigWatcher {
@@ -42,8 +42,8 @@ export function watchConfig(
   watcher.on('all', (event, p) => {
     const base = basename(p);
     if (base === name && event === 'unlink') {
-      opts.log.warn(
-        { event: 'config_file_removed', file: full },
+      eventLog(opts.log, 'config_file_removed').warn(
+        { file: full },
         'config file removed; the current config keeps serving',
       );
     }
@@ -58,7 +58,9 @@ export function watchConfig(
     }
   }, opts.pollMs ?? 1000);
   poll.unref();
-  watcher.on('error', (err) => opts.log.error({ err, event: 'config_watch_error' }, 'config watcher error'));
+  watcher.on('error', (err) =>
+    eventLog(opts.log, 'config_watch_error').error({ err }, 'config watcher error'),
+  );
   const ready = new Promise<void>((r) => watcher.once('ready', () => r()));
   return {
     ready,

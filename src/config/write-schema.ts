@@ -1,11 +1,11 @@
 /**
- * `npm run schema`: writes schema/ccload.schema.json from the zod schema and the configuration
- * reference table into README.md. Both are generated, never edited by hand; a test fails when
- * either is stale.
+ * `npm run schema`: writes schema/ccload.schema.json from the zod schema, and the configuration
+ * reference and error-code tables into README.md. All are generated, never edited by hand; a test
+ * fails when any is stale.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { withConfigTable } from './readme-tables.js';
+import { withConfigTable, withErrorTable } from './readme-tables.js';
 import { configJsonSchema } from './schema.js';
 
 /** The exact text of the committed schema file. */
@@ -27,6 +27,6 @@ export function schemaFilePath(): string {
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   writeFileSync(schemaFilePath(), schemaFileText());
   const readme = `${packageRoot()}/README.md`;
-  writeFileSync(readme, withConfigTable(readFileSync(readme, 'utf8')));
-  console.log(`wrote ${schemaFilePath()} and the configuration reference in ${readme}`);
+  writeFileSync(readme, withErrorTable(withConfigTable(readFileSync(readme, 'utf8'))));
+  console.log(`wrote ${schemaFilePath()} and the configuration reference and error codes in ${readme}`);
 }

@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseDuration } from '../config/values.js';
 import { type Daemon, startDaemon } from '../daemon.js';
-import { createLogger } from '../log.js';
+import { createLogger } from '../observability/log.js';
 import { claudeCodeRequest } from './anthropic-shapes.js';
 import {
   type Behaviour,

@@ -6,6 +6,7 @@
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Client, createClient } from '@libsql/client';
+import type { InternalErrorCode } from '../errors.js';
 
 /** One row as the database holds it: column name → value (null for SQL NULL). */
 export type RawRow = Readonly<Record<string, unknown>>;
@@ -28,7 +29,7 @@ export interface CcloadDbRows {
 
 /** The database cannot be read as a ccLoad database; the message says why. */
 export class CcloadDbError extends Error {
-  readonly code = 'CCL_IMPORT_DB';
+  readonly code: InternalErrorCode = 'CCL_IMPORT_DB';
 }
 
 const SQLITE_MAGIC = 'SQLite format 3\0';

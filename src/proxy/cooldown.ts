@@ -11,7 +11,6 @@
  * always pass the requested model.
  */
 import type { Channel } from '../config/snapshot.js';
-import type { CooldownRow } from '../store/state-store.js';
 
 /** A cooled scope: what one failure is blamed on. */
 export type CooldownScope = 'channel' | 'key' | 'channel+model' | 'key+model';
@@ -300,8 +299,28 @@ export function prune(
   return dropped;
 }
 
-/** One cooldown as a plain database row (`null` for an absent key index / model): the store's shape. */
-export type { CooldownRow };
+/**
+ * One cooldown as a plain database row (`null` for an absent key index / model): the proxy owns the
+ * shape, the store (src/store/state-store.ts) persists it.
+ */
+export interface CooldownRow {
+  /** Identifies the scope: `scopeKey` below (`c:main`, `k:main#0`, `m:main|claude-x`, …). */
+  readonly scopeKey: string;
+  /** `channel` | `key` | `channel+model` | `key+model`; owned by the cooldown module. */
+  readonly scope: string;
+  readonly channel: string;
+  readonly keyIndex: number | null;
+  readonly model: string | null;
+  /** End of the cooldown, ms since the epoch. */
+  readonly until: number;
+  /** Consecutive failures of this scope (drives the backoff). */
+  readonly failures: number;
+  readonly reason: string | null;
+  /** The channel's url+keys identity when the row was written. */
+  readonly identity: string | null;
+  /** When the row was written (ms); multi-instance sync compares it with local clears. */
+  readonly updatedAt: number;
+}
 
 /** The row of one entry, for writing through to SQLite at `now`. */
 export function cooldownRow(entry: CooldownEntry, now: number): CooldownRow {

@@ -20,10 +20,11 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
 import type { Dispatcher, Pool } from 'undici';
+import { anthropicError, ErrorCode, PROXY_ERRORS, sseErrorFrame } from '../errors.js';
 import { downstreamHeaders, flatHeaders } from './headers.js';
-import { type AttemptResult, anthropicError, ErrorCode } from './outcome.js';
+import type { AttemptResult } from './outcome.js';
 import type { Scrubber } from './scrub.js';
-import { DEFAULT_MAX_EVENT_BYTES, SseTap, sseErrorFrame } from './sse-tap.js';
+import { DEFAULT_MAX_EVENT_BYTES, SseTap } from './sse-tap.js';
 import { type Usage, usageFromJsonBody } from './usage.js';
 
 /** Everything one attempt needs. Times are `performance.now()` milliseconds. */
@@ -151,15 +152,15 @@ const NO_RESPONSE_CONNECT = new Set([
   'EPROTO',
 ]);
 
-/** The `event: error` a committed stream ends with, per failure. */
-const COMMITTED_FAILURE: Partial<Record<ErrorCode, [string, string]>> = {
-  [ErrorCode.IDLE_TIMEOUT]: ['timeout_error', 'the upstream stopped sending (idle timeout)'],
-  [ErrorCode.TOTAL_TIMEOUT]: ['timeout_error', 'the request deadline passed'],
-  [ErrorCode.SHUTDOWN]: ['overloaded_error', 'ccload is shutting down; the answer was cut short'],
-  [ErrorCode.STREAM_UNREADABLE]: [
-    'api_error',
-    'the upstream sent an unreadable event; the answer was cut short',
-  ],
+/**
+ * The message of the `event: error` a committed stream ends with, for the failures that say more
+ * than "the stream broke off" (`CCL_STREAM_BROKEN`, every other failure).
+ */
+const COMMITTED_FAILURE: Partial<Record<ErrorCode, string>> = {
+  [ErrorCode.IDLE_TIMEOUT]: 'the upstream stopped sending (idle timeout)',
+  [ErrorCode.TOTAL_TIMEOUT]: 'the request deadline passed',
+  [ErrorCode.SHUTDOWN]: 'ccload is shutting down; the answer was cut short',
+  [ErrorCode.STREAM_UNREADABLE]: 'the upstream sent an unreadable event; the answer was cut short',
 };
 
 /** An abort reason that carries our own error code. */
@@ -464,7 +465,7 @@ class Attempt implements Dispatcher.DispatchHandler {
       }
       // The upstream's own `event: error` already reached the client; otherwise say what happened.
       if (tap.error) res.end();
-      else res.end(sseErrorFrame('api_error', 'the upstream stream ended before message_stop'));
+      else res.end(sseErrorFrame(ErrorCode.STREAM_BROKEN, 'the upstream stream ended before message_stop'));
       return this.#settle({
         result: {
           kind: 'failure',
@@ -583,7 +584,7 @@ class Attempt implements Dispatcher.DispatchHandler {
       else {
         body = Buffer.from(
           anthropicError(
-            'api_error',
+            PROXY_ERRORS[ErrorCode.UPSTREAM_STATUS].type,
             `the upstream answered ${this.#status} with a body ccload cannot read (${encoding})`,
           ),
         );
@@ -677,8 +678,9 @@ class Attempt implements Dispatcher.DispatchHandler {
     const { res } = this.#in;
     const committed = this.#committed;
     if (committed && code !== ErrorCode.CLIENT_GONE && !res.writableEnded) {
-      const [type, message] = COMMITTED_FAILURE[code] ?? ['api_error', 'the upstream stream broke off'];
-      if (this.#mode === 'sse') res.end(sseErrorFrame(type, message));
+      const message = COMMITTED_FAILURE[code];
+      if (this.#mode === 'sse')
+        res.end(message ? sseErrorFrame(code, message) : sseErrorFrame(ErrorCode.STREAM_BROKEN));
       else res.destroy();
     }
     this.#settle({ result: { kind: 'failure', code, committed, detail }, status });

@@ -7,8 +7,9 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Channel } from '../config/snapshot.js';
-import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
+import { anthropicError, clientError, ErrorCode, PROXY_ERRORS } from '../errors.js';
+import { eventLog, type LogEvent, type Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
 import type { AttemptRecord } from '../store/attempt.js';
 import type { LogWriter } from '../store/log-writer.js';
 import { type AffinityResult, type Choice, sessionIdOf, sessionKey } from './affinity.js';
@@ -17,14 +18,7 @@ import { metadataUserId, sniffRequest } from './body-sniff.js';
 import { type AttemptEnd, type HeldReply, runAttempt } from './forward.js';
 import { applyHeaderRules } from './header-rules.js';
 import { stripHintQuery, timeoutHint } from './headers.js';
-import {
-  anthropicError,
-  classifyOutcome,
-  clientError,
-  type Endpoint,
-  ErrorCode,
-  type Outcome,
-} from './outcome.js';
+import { classifyOutcome, type Endpoint, type Outcome } from './outcome.js';
 import { adapterFor, type ClientCall } from './protocol.js';
 import type { Runtime } from './runtime.js';
 import { type Candidate, select, type TriedAttempt } from './select.js';
@@ -52,20 +46,24 @@ function newRequestId(): string {
   return `ccl_${PREFIX}${counter.toString(36).padStart(6, '0')}`;
 }
 
-/** Sends an Anthropic-shaped error. */
+/**
+ * Sends the client-facing error for a proxy code — the one way the proxy answers an error: the
+ * catalogue's status and Anthropic type (src/errors.ts), `message` or the catalogue's text. After
+ * the headers went out there is nothing to say: the connection is destroyed.
+ */
 export function sendError(
   res: ServerResponse,
-  status: number,
-  type: Parameters<typeof anthropicError>[0],
-  message: string,
+  code: ErrorCode,
+  message: string = PROXY_ERRORS[code].message,
   headers: string[] = [],
 ): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const body = anthropicError(type, message);
-  res.writeHead(status, [
+  const e = PROXY_ERRORS[code];
+  const body = anthropicError(e.type, message);
+  res.writeHead(e.status, [
     'content-type',
     'application/json',
     'content-length',
@@ -110,8 +108,8 @@ export class ProxyHandler {
       const r = await Promise.race([idle, timeout]);
       clearTimeout(timer);
       if (r === 'timeout') {
-        this.#d.log.warn(
-          { event: 'drain_timeout', active: this.#active.size },
+        eventLog(this.#d.log, 'drain_timeout').warn(
+          { active: this.#active.size },
           `drain timeout: ending ${this.#active.size} request(s) still running`,
         );
         for (const p of this.#active) p.shutdown();
@@ -134,8 +132,8 @@ export class ProxyHandler {
     };
     res.once('close', leave);
     this.#route(runtime, req, res).catch((err: unknown) => {
-      this.#d.log.error({ err, event: 'proxy_error' }, 'proxy request failed');
-      sendError(res, 500, 'api_error', 'internal error in ccload; see its log');
+      eventLog(this.#d.log, 'proxy_error').error({ err }, 'proxy request failed');
+      sendError(res, ErrorCode.INTERNAL);
     });
   }
 
@@ -148,15 +146,14 @@ export class ProxyHandler {
     else if (path === '/v1/messages/count_tokens') endpoint = 'count_tokens';
     else if (path === '/v1/models' || path.startsWith('/v1/models/')) {
       if (req.method !== 'GET')
-        return sendError(res, 405, 'invalid_request_error', `method ${req.method} not allowed`);
+        return sendError(res, ErrorCode.METHOD_NOT_ALLOWED, `method ${req.method} not allowed`);
       if (this.#authenticate(runtime, req, res) === false) return;
       return this.#models(runtime, path, res);
-    } else return sendError(res, 404, 'not_found_error', `ccload does not serve ${req.method} ${path}`);
+    } else return sendError(res, ErrorCode.NOT_FOUND, `ccload does not serve ${req.method} ${path}`);
     if (req.method !== 'POST')
-      return sendError(res, 405, 'invalid_request_error', `method ${req.method} not allowed on ${path}`);
+      return sendError(res, ErrorCode.METHOD_NOT_ALLOWED, `method ${req.method} not allowed on ${path}`);
     if (this.#draining) {
-      const e = clientError(ErrorCode.SHUTDOWN);
-      return sendError(res, e.status, e.type, e.message, ['retry-after', '5', 'connection', 'close']);
+      return sendError(res, ErrorCode.SHUTDOWN, undefined, ['retry-after', '5', 'connection', 'close']);
     }
     const token = this.#authenticate(runtime, req, res);
     if (token === false) return;
@@ -166,8 +163,7 @@ export class ProxyHandler {
       this.#d.metrics.child(this.#d.metrics.requests, endpoint, ErrorCode.BODY_TOO_LARGE).inc();
       return sendError(
         res,
-        413,
-        'request_too_large',
+        ErrorCode.BODY_TOO_LARGE,
         `request body is larger than server.max_body (${limit} bytes)`,
         ['connection', 'close'],
       );
@@ -177,7 +173,7 @@ export class ProxyHandler {
     if (!sniff.ok) {
       body.release();
       this.#d.metrics.child(this.#d.metrics.requests, endpoint, ErrorCode.BAD_REQUEST).inc();
-      return sendError(res, 400, 'invalid_request_error', sniff.message);
+      return sendError(res, ErrorCode.BAD_REQUEST, sniff.message);
     }
     const p = new ProxyRequest(this.#d, runtime, req, res, endpoint, token ?? null, body.bytes, sniff);
     this.#active.add(p);
@@ -210,7 +206,7 @@ export class ProxyHandler {
         : key === undefined && bearer === undefined
           ? 'missing ccload client token: send it as x-api-key or Authorization: Bearer'
           : 'invalid ccload client token';
-    sendError(res, 401, 'authentication_error', message);
+    sendError(res, ErrorCode.UNAUTHORIZED, message);
     return false;
   }
 
@@ -229,12 +225,12 @@ export class ProxyHandler {
     try {
       id = decodeURIComponent(path.slice('/v1/models/'.length));
     } catch {
-      return sendError(res, 404, 'not_found_error', 'model id is not valid percent-encoding');
+      return sendError(res, ErrorCode.NOT_FOUND, 'model id is not valid percent-encoding');
     }
     const list = JSON.parse(runtime.modelsBody.toString('utf8')) as { data: { id: string }[] };
     const found = list.data.find((m) => m.id === id);
     if (!found)
-      return sendError(res, 404, 'not_found_error', `model ${id} is not served by any enabled channel`);
+      return sendError(res, ErrorCode.NO_CHANNEL, `model ${id} is not served by any enabled channel`);
     const body = JSON.stringify(found);
     res.writeHead(200, [
       'content-type',
@@ -511,23 +507,21 @@ class ProxyRequest {
     if (this.#stopping && !last)
       return this.#finishError(ErrorCode.SHUTDOWN, 'retry shortly', ['retry-after', '5']);
     if (!last && this.#refused !== undefined) {
-      sendError(this.#res, 400, 'invalid_request_error', this.#refused, ['x-ccload-request-id', this.#id]);
-      return this.#done(ErrorCode.BAD_REQUEST, 400);
+      sendError(this.#res, ErrorCode.BAD_REQUEST, this.#refused, ['x-ccload-request-id', this.#id]);
+      return this.#done(ErrorCode.BAD_REQUEST, PROXY_ERRORS[ErrorCode.BAD_REQUEST].status);
     }
     if (!last) return this.#finishError(ErrorCode.NO_CHANNEL, this.#model, []);
     // Every attempt failed: the client gets the last upstream answer, or an error naming what failed.
     const { end: lastEnd, outcome, channel } = last;
     if (lastEnd.reply) return this.#sendReply(lastEnd.reply, outcome);
     const code = outcome.errorClass ?? ErrorCode.UPSTREAM_STATUS;
-    const e = clientError(code);
     sendError(
       this.#res,
-      e.status,
-      e.type,
-      `${e.message} (${attempts} attempt${attempts === 1 ? '' : 's'}; last: channel "${channel.name}": ${outcome.reason})`,
+      code,
+      `${PROXY_ERRORS[code].message} (${attempts} attempt${attempts === 1 ? '' : 's'}; last: channel "${channel.name}": ${outcome.reason})`,
       ['x-ccload-request-id', this.#id],
     );
-    this.#done(code, e.status);
+    this.#done(code, PROXY_ERRORS[code].status);
   }
 
   /** An answer the channel's protocol gives without an upstream request (count_tokens on OpenAI channels). */
@@ -592,12 +586,13 @@ class ProxyRequest {
       );
     if (end.reply) return this.#sendReply(end.reply, outcome);
     const code = outcome.errorClass ?? ErrorCode.UPSTREAM_STATUS;
-    const e = clientError(code);
-    sendError(this.#res, e.status, e.type, `${e.message} (channel "${channel.name}": ${outcome.reason})`, [
-      'x-ccload-request-id',
-      this.#id,
-    ]);
-    this.#done(code, e.status);
+    sendError(
+      this.#res,
+      code,
+      `${PROXY_ERRORS[code].message} (channel "${channel.name}": ${outcome.reason})`,
+      ['x-ccload-request-id', this.#id],
+    );
+    this.#done(code, PROXY_ERRORS[code].status);
   }
 
   #sendReply(reply: HeldReply, outcome: Outcome): void {
@@ -617,7 +612,7 @@ class ProxyRequest {
 
   #finishError(code: ErrorCode, detail: string | undefined, headers: string[]): void {
     const e = clientError(code, detail);
-    sendError(this.#res, e.status, e.type, e.message, [...headers, 'x-ccload-request-id', this.#id]);
+    sendError(this.#res, code, e.message, [...headers, 'x-ccload-request-id', this.#id]);
     this.#done(code, e.status);
   }
 
@@ -631,7 +626,7 @@ class ProxyRequest {
     const end = this.#last;
     const u = end?.usage;
     const line = {
-      event: 'request',
+      event: 'request' satisfies LogEvent,
       request_id: this.#id,
       token: this.#token,
       endpoint: this.#endpoint,

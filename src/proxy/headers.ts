@@ -38,7 +38,7 @@ const DROP_UPSTREAM = new Set([
  * de-facto `x-forwarded-*` family, plus the single-address headers CDNs and reverse proxies set).
  * Forwarded only with `server.forward_client_address: true` (lower-case).
  */
-export const CLIENT_ADDRESS_HEADERS: ReadonlySet<string> = new Set([
+const CLIENT_ADDRESS_HEADERS: ReadonlySet<string> = new Set([
   'forwarded',
   'x-forwarded-for',
   'x-forwarded-host',

@@ -1,55 +1,11 @@
 /**
  * Outcome classification: what one upstream attempt's result means for cooling and failover (the
- * table in docs/proxy.md#outcomes-and-cooldowns), the stable error codes, and the one mapping
- * from an error code to the client's Anthropic-shaped error. Pure: the clock is a parameter.
+ * table in docs/proxy.md#outcomes-and-cooldowns): which error code an attempt ends with, what it
+ * cools and whether to fail over. The codes and the client's answer per code are in the catalogue
+ * (src/errors.ts). Pure: the clock is a parameter.
  */
+import { ErrorCode } from '../errors.js';
 import type { CooldownScope } from './cooldown.js';
-
-/** Stable error codes: logged as the attempt's error class and used in metrics labels. */
-export const ErrorCode = {
-  /** TCP connect refused, DNS or TLS failure. */
-  UPSTREAM_CONNECT: 'CCL_UPSTREAM_CONNECT',
-  /** TCP + TLS did not complete within `timeouts.connect`. */
-  CONNECT_TIMEOUT: 'CCL_CONNECT_TIMEOUT',
-  /** The upstream connection was reset or closed before the commit point. */
-  UPSTREAM_RESET: 'CCL_UPSTREAM_RESET',
-  /** No first content event (streams) / complete headers (non-streaming) within `timeouts.first_token`. */
-  FIRST_TOKEN_TIMEOUT: 'CCL_FIRST_TOKEN_TIMEOUT',
-  /** Silence inside a stream or body longer than `timeouts.idle`. */
-  IDLE_TIMEOUT: 'CCL_IDLE_TIMEOUT',
-  /** The request's overall deadline (`timeouts.total` or a client timeout hint) passed. */
-  TOTAL_TIMEOUT: 'CCL_TOTAL_TIMEOUT',
-  /** A 2xx with an empty body, or a stream that ended without any event. */
-  UPSTREAM_EMPTY: 'CCL_UPSTREAM_EMPTY',
-  /** An SSE `event: error` before the commit point. */
-  UPSTREAM_SSE_ERROR: 'CCL_UPSTREAM_SSE_ERROR',
-  /** After the commit point: reset, end without `message_stop`, or `event: error`. */
-  STREAM_BROKEN: 'CCL_STREAM_BROKEN',
-  /**
-   * An SSE event the client cannot stay consistent without (`message_start`, `content_block_start`
-   * / `_stop`, `message_delta`, `error`) was not valid JSON, or an event exceeded the size bound.
-   */
-  STREAM_UNREADABLE: 'CCL_STREAM_UNREADABLE',
-  /** The upstream answered with a failure status. */
-  UPSTREAM_STATUS: 'CCL_UPSTREAM_STATUS',
-  /** The client disconnected; the upstream request is aborted and the attempt logged as 499. */
-  CLIENT_GONE: 'CCL_CLIENT_GONE',
-  /** No enabled channel serves the requested model. */
-  NO_CHANNEL: 'CCL_NO_CHANNEL',
-  /** Every candidate is cooling and `when_all_cooling` is `reject` (or the wait exceeds the deadline). */
-  ALL_COOLING: 'CCL_ALL_COOLING',
-  /** The client's request is malformed (not JSON, no model, ...). */
-  BAD_REQUEST: 'CCL_BAD_REQUEST',
-  /** The request body exceeds `server.max_body`. */
-  BODY_TOO_LARGE: 'CCL_BODY_TOO_LARGE',
-  /** Missing or unknown client token. */
-  UNAUTHORIZED: 'CCL_UNAUTHORIZED',
-  /** ccload is shutting down and the drain timeout passed (or the request arrived while draining). */
-  SHUTDOWN: 'CCL_SHUTDOWN',
-} as const;
-
-/** One of the stable error codes. */
-export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
 /** Which proxy route the attempt served: count_tokens never cools on a 4xx. */
 export type Endpoint = 'messages' | 'count_tokens';
@@ -288,6 +244,9 @@ const FAILURE_REASON: Readonly<Record<ErrorCode, string>> = {
   CCL_BODY_TOO_LARGE: 'body too large',
   CCL_UNAUTHORIZED: 'unauthorized',
   CCL_SHUTDOWN: 'ccload shutting down',
+  CCL_NOT_FOUND: 'no such path',
+  CCL_METHOD_NOT_ALLOWED: 'method not allowed',
+  CCL_INTERNAL: 'internal error',
 };
 
 /** The scope a transport/stream failure cools; `none` where the upstream is not at fault. */
@@ -314,6 +273,9 @@ const FAILURE_SCOPE: Readonly<Record<ErrorCode, CooldownScope | 'none'>> = {
   CCL_BODY_TOO_LARGE: 'none',
   CCL_UNAUTHORIZED: 'none',
   CCL_SHUTDOWN: 'none',
+  CCL_NOT_FOUND: 'none',
+  CCL_METHOD_NOT_ALLOWED: 'none',
+  CCL_INTERNAL: 'none',
 };
 
 /** Codes that are a stream breaking once committed; a committed failure is reported as `CCL_STREAM_BROKEN`. */
@@ -358,78 +320,4 @@ export function classifyOutcome(result: AttemptResult, ctx: OutcomeContext): Out
     case 'failure':
       return classifyFailure(result);
   }
-}
-
-/** The error types Anthropic's API uses in `{"type":"error","error":{"type":...}}`. */
-export type AnthropicErrorType =
-  | 'invalid_request_error'
-  | 'authentication_error'
-  | 'permission_error'
-  | 'not_found_error'
-  | 'request_too_large'
-  | 'rate_limit_error'
-  | 'api_error'
-  | 'overloaded_error'
-  | 'timeout_error';
-
-/** A client-facing error: HTTP status, Anthropic error type and message. */
-export interface ClientError {
-  readonly status: number;
-  readonly type: AnthropicErrorType;
-  readonly message: string;
-}
-
-const CLIENT_ERRORS: Readonly<Record<ErrorCode, ClientError>> = {
-  CCL_UPSTREAM_CONNECT: { status: 502, type: 'api_error', message: 'could not connect to an upstream' },
-  CCL_CONNECT_TIMEOUT: {
-    status: 504,
-    type: 'timeout_error',
-    message: 'connecting to the upstream timed out',
-  },
-  CCL_UPSTREAM_RESET: { status: 502, type: 'api_error', message: 'the upstream closed the connection' },
-  CCL_FIRST_TOKEN_TIMEOUT: {
-    status: 504,
-    type: 'timeout_error',
-    message: 'the upstream did not start answering in time',
-  },
-  CCL_IDLE_TIMEOUT: { status: 504, type: 'timeout_error', message: 'the upstream stopped sending' },
-  CCL_TOTAL_TIMEOUT: { status: 504, type: 'timeout_error', message: 'the request deadline passed' },
-  CCL_UPSTREAM_EMPTY: { status: 502, type: 'api_error', message: 'the upstream sent an empty response' },
-  CCL_UPSTREAM_SSE_ERROR: { status: 502, type: 'api_error', message: 'the upstream reported an error' },
-  CCL_STREAM_BROKEN: { status: 502, type: 'api_error', message: 'the upstream stream broke off' },
-  CCL_STREAM_UNREADABLE: { status: 502, type: 'api_error', message: 'the upstream sent an unreadable event' },
-  CCL_UPSTREAM_STATUS: { status: 502, type: 'api_error', message: 'the upstream answered with an error' },
-  // Nobody reads it (the client is gone); 499 is nginx's "client closed request", used in logs.
-  CCL_CLIENT_GONE: { status: 499, type: 'api_error', message: 'client closed the request' },
-  CCL_NO_CHANNEL: { status: 404, type: 'not_found_error', message: 'no enabled channel serves model' },
-  // 503 rather than 529: 529 means Anthropic itself is overloaded; here ccload's channels rest.
-  CCL_ALL_COOLING: {
-    status: 503,
-    type: 'overloaded_error',
-    message: 'every channel for this model is cooling down',
-  },
-  CCL_BAD_REQUEST: { status: 400, type: 'invalid_request_error', message: 'invalid request' },
-  CCL_BODY_TOO_LARGE: { status: 413, type: 'request_too_large', message: 'request body too large' },
-  CCL_UNAUTHORIZED: { status: 401, type: 'authentication_error', message: 'invalid or missing ccload token' },
-  CCL_SHUTDOWN: { status: 503, type: 'overloaded_error', message: 'ccload is shutting down; retry shortly' },
-};
-
-/**
- * The client-facing Anthropic error for an error code. `detail` is appended to the message
- * (`no enabled channel serves model: claude-x`); pass only what the client may see — the model,
- * a limit — never an internal cause or a key.
- */
-export function clientError(code: ErrorCode, detail?: string): ClientError {
-  const e = CLIENT_ERRORS[code];
-  return detail ? { ...e, message: `${e.message}: ${detail}` } : e;
-}
-
-/** The JSON body of an Anthropic error: `{"type":"error","error":{"type":...,"message":...}}`. */
-export function anthropicError(type: AnthropicErrorType, message: string): string {
-  return JSON.stringify({ type: 'error', error: { type, message } });
-}
-
-/** The same error as an SSE frame, for ending a committed stream (`event: error`). */
-export function anthropicErrorEvent(type: AnthropicErrorType, message: string): string {
-  return `event: error\ndata: ${anthropicError(type, message)}\n\n`;
 }

@@ -563,12 +563,3 @@ export class SseTap {
     this.commitAt = after;
   }
 }
-
-/**
- * A client-facing SSE error frame: `event: error` with the Anthropic error shape as its data, the
- * way the Messages API itself reports a failure mid-stream.
- */
-export function sseErrorFrame(type: string, message: string): Buffer {
-  const data = JSON.stringify({ type: 'error', error: { type, message } });
-  return Buffer.from(`event: error\ndata: ${data}\n\n`, 'utf8');
-}

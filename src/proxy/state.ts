@@ -6,7 +6,7 @@
  * restores all three at start.
  */
 import type { Channel } from '../config/snapshot.js';
-import type { Logger } from '../log.js';
+import { eventLog, type Logger } from '../observability/log.js';
 import type { StateStore } from '../store/state-store.js';
 import type { AffinityPolicy } from './affinity.js';
 import { SessionPins } from './affinity-state.js';
@@ -168,8 +168,8 @@ export class ProxyState {
   /** Serialises state writes; a failed write is logged, memory stays authoritative. */
   #persist(write: () => Promise<unknown>): Promise<unknown> {
     this.#writes = this.#writes.then(write).catch((err: unknown) => {
-      this.#log.warn(
-        { err, event: 'state_write_failed' },
+      eventLog(this.#log, 'state_write_failed').warn(
+        { err },
         'could not persist cooldown/round-robin/pin state',
       );
     });

@@ -17,10 +17,10 @@ import { ROLLUP_COLUMNS, TIER_MS, TIERS } from './rollup.js';
 export const MINUTE_ROLLUP_KEEP_MS = 7 * 86_400_000;
 
 /** Rows per DELETE statement. */
-export const PRUNE_BATCH_ROWS = 2000;
+const PRUNE_BATCH_ROWS = 2000;
 
 /** Default period of the retention timer. */
-export const RETENTION_INTERVAL_MS = 10 * 60_000;
+const RETENTION_INTERVAL_MS = 10 * 60_000;
 
 /** The newest row each table loses at `now`: attempts with `ts < attempts`, rollups with `bucket <= tier`. */
 export interface RetentionCutoffs {

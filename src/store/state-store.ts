@@ -6,27 +6,8 @@
  */
 import type { InStatement, ResultSet, Row } from '@libsql/client';
 import type { PinRow } from '../proxy/affinity.js';
+import type { CooldownRow } from '../proxy/cooldown.js';
 import { guarded, type StoreDb } from './db.js';
-
-/** One persisted cooldown scope. */
-export interface CooldownRow {
-  /** Identifies the scope: `scopeKey` of src/proxy/cooldown.ts (`c:main`, `k:main#0`, `m:main|claude-x`, …). */
-  readonly scopeKey: string;
-  /** `channel` | `key` | `channel+model` | `key+model`; owned by the cooldown module. */
-  readonly scope: string;
-  readonly channel: string;
-  readonly keyIndex: number | null;
-  readonly model: string | null;
-  /** End of the cooldown, ms since the epoch. */
-  readonly until: number;
-  /** Consecutive failures of this scope (drives the backoff). */
-  readonly failures: number;
-  readonly reason: string | null;
-  /** The channel's url+keys identity when the row was written. */
-  readonly identity: string | null;
-  /** When the row was written (ms); multi-instance sync compares it with local clears. */
-  readonly updatedAt: number;
-}
 
 /** The outcome of one reload. */
 export type ReloadResult = 'applied' | 'unchanged' | 'rejected' | 'error';

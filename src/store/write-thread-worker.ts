@@ -39,7 +39,7 @@ export type WriteThreadMessage =
   | { readonly kind: 'log'; readonly level: keyof StoreLog; readonly obj: object; readonly msg?: string };
 
 /** `err` reduced to what crosses the boundary. */
-export function toWire(err: unknown): WireError {
+function toWire(err: unknown): WireError {
   const e = err as { code?: unknown; message?: unknown } | null;
   return {
     ...(typeof e?.code === 'string' ? { code: e.code } : {}),

@@ -15,6 +15,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { InStatement } from '@libsql/client';
+import { codedError } from '../errors.js';
 import { DEFAULT_BUSY_TIMEOUT_MS, type StoreLog, silentLog } from './db.js';
 import type {
   WireError,
@@ -157,9 +158,7 @@ class ThreadHandle implements WriteThread {
         clearTimeout(timer);
         if (!opened) reject(new Error(`the attempt-log write thread exited (${code}) while starting`));
         // Whatever it still held fails; the writer keeps those rows queued and retries.
-        const gone = Object.assign(new Error(`the attempt-log write thread exited (${code})`), {
-          code: 'CCL_WRITE_THREAD_EXITED',
-        });
+        const gone = codedError('CCL_WRITE_THREAD_EXITED', `the attempt-log write thread exited (${code})`);
         for (const p of this.#pending.values()) p.reject(gone);
         this.#pending.clear();
         if (opened) this.#worker = undefined;
@@ -168,8 +167,7 @@ class ThreadHandle implements WriteThread {
   }
 
   async #send(req: Request): Promise<void> {
-    if (this.#closed)
-      throw Object.assign(new Error('the attempt-log write thread is closed'), { code: 'CCL_CLOSED' });
+    if (this.#closed) throw codedError('CCL_CLOSED', 'the attempt-log write thread is closed');
     await this.#post(await this.#spawned(), req);
   }
 
@@ -177,11 +175,7 @@ class ThreadHandle implements WriteThread {
     return new Promise<void>((resolve, reject) => {
       // A thread that stopped running drops messages; its exit handler already failed the rest.
       if (worker.threadId === -1) {
-        reject(
-          Object.assign(new Error('the attempt-log write thread exited'), {
-            code: 'CCL_WRITE_THREAD_EXITED',
-          }),
-        );
+        reject(codedError('CCL_WRITE_THREAD_EXITED', 'the attempt-log write thread exited'));
         return;
       }
       const id = ++this.#seq;

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { AdminRouter } from '../../src/admin/router.js';
-import { controlFilePath, readControlFile } from '../../src/control.js';
+import { controlFilePath, readControlFile } from '../../src/operations/control.js';
 import { DEAD_URL, testConfig, testEnv } from '../helpers/config.js';
 import { startTestDaemon } from '../helpers/daemon.js';
 import { call, cookiePair, login, setCookie } from '../helpers/http.js';
@@ -81,7 +81,7 @@ t.test('wrong passwords are throttled per address; success resets the count', as
     for (let i = 1; i <= 5; i++) {
       const a = await call(daemon.url, 'POST', '/login', { body: { password: `wrong-${i}` } });
       t.equal(a.status, 401, `failure ${i} is a 401`);
-      t.same(a.json, { error: 'wrong password' });
+      t.same(a.json, { error: 'wrong password', code: 'login_failed', message: 'wrong password' });
       t.equal(a.headers['set-cookie'], undefined, 'no cookie on failure');
     }
     const throttled = await call(daemon.url, 'POST', '/login', { body: { password: PASS } });

@@ -200,7 +200,7 @@ t.test('create, update, delete: with and without If-Match, and the refusals', as
   const before = readFileSync(file, 'utf8');
   const stale = await api('PUT', path, { headers: { 'if-match': h0 }, body: { priority: 9 } });
   t.equal(stale.status, 412);
-  t.match(stale.json, { error: 'conflict', hash: updated.json.hash });
+  t.match(stale.json, { error: 'conflict', code: 'conflict', message: String, hash: updated.json.hash });
   t.equal(readFileSync(file, 'utf8'), before);
 
   // 422: the loader's errors, file untouched.
@@ -215,7 +215,7 @@ t.test('create, update, delete: with and without If-Match, and the refusals', as
     body: { keys: [{ keep: 0 }, 'sk-ant-typed-in'] },
   });
   t.equal(literal.status, 422);
-  t.match(literal.json, { error: 'secret', message: /\$\{NAME\}/ });
+  t.match(literal.json, { error: 'secret', code: 'secret', message: /\$\{NAME\}/ });
   // 400: malformed bodies.
   t.equal(
     (await api('POST', '/admin/channels', { body: { name: 'x', url: 'https://x', colour: 'red' } })).status,

@@ -20,7 +20,7 @@ t.test('admin routes need a session (not the control token); the summary is publ
   for (const path of ADMIN) {
     const anon = await call(base, 'GET', path);
     t.equal(anon.status, 401, `${path} without a session`);
-    t.same(anon.json, { error: 'login required' });
+    t.same(anon.json, { error: 'login required', code: 'login_required', message: 'login required' });
     t.equal(
       (await call(base, 'GET', path, { cookie: 'ccload_session=forged' })).status,
       401,
@@ -91,7 +91,7 @@ t.test('bad parameters are a 400 naming the parameter', async (t) => {
   for (const [path, message] of cases) {
     const res = await call(base, 'GET', path, { cookie });
     t.equal(res.status, 400, path.slice(0, 60));
-    t.match(res.json?.error, message);
+    t.match(res.json, { error: message, code: 'bad_parameter', message });
   }
   // Empty values mean "default" / "no filter", as the seed's forms send them.
   const empty = await call(base, 'GET', '/admin/logs?hours=&limit=&channel=&model=&token=&status=', {

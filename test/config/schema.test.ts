@@ -4,7 +4,14 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import t from 'tap';
 import { interpolatedData } from '../../src/config/load.js';
-import { CONFIG_TABLE_END, CONFIG_TABLE_START, withConfigTable } from '../../src/config/readme-tables.js';
+import {
+  CONFIG_TABLE_END,
+  CONFIG_TABLE_START,
+  ERROR_TABLE_END,
+  ERROR_TABLE_START,
+  withConfigTable,
+  withErrorTable,
+} from '../../src/config/readme-tables.js';
 import { ConfigSchema, configJsonSchema } from '../../src/config/schema.js';
 import { isSecretPath, secretPatterns } from '../../src/config/secrets.js';
 import { schemaFilePath, schemaFileText } from '../../src/config/write-schema.js';
@@ -33,6 +40,15 @@ t.test("README's configuration reference is fresh (run `npm run schema`)", async
   );
   t.equal(readme, withConfigTable(readme));
   t.match(readme, '| `channels[].model_map` | map |');
+});
+
+t.test("README's error-code table is fresh (run `npm run schema`)", async (t) => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  t.ok(readme.includes(ERROR_TABLE_START) && readme.includes(ERROR_TABLE_END), 'README has the markers');
+  t.equal(readme, withErrorTable(readme));
+  t.match(readme, '| `CCL_ALL_COOLING` | proxy | 503 | `overloaded_error` |');
+  t.match(readme, '| `conflict` | admin | 412 |');
+  t.match(readme, '| `CCL_CONFIG_INVALID` | internal |');
 });
 
 t.test('zod and the published JSON Schema (ajv, draft 2020-12) agree on every fixture', async (t) => {

@@ -27,7 +27,7 @@ import { applyEdit, type WriteBackResult } from '../../src/config/write-back/app
 import { type ChannelEdit, describeEdit, isReference } from '../../src/config/write-back/channel-edit.js';
 import { channelKeySources } from '../../src/config/write-back/key-sources.js';
 import { editConfigText } from '../../src/config/write-back/text-edit.js';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger } from '../../src/observability/log.js';
 import { startTestDaemon } from '../helpers/daemon.js';
 import { pick, prng } from '../helpers/random.js';
 import { type Teardownable, tmpDir } from '../helpers/tmp.js';

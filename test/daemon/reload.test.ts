@@ -5,6 +5,7 @@ import t from 'tap';
 import { hashContent } from '../../src/config/load.js';
 import type { ReloadOutcome } from '../../src/config/reloader.js';
 import type { Daemon } from '../../src/daemon.js';
+import { createLogger } from '../../src/observability/log.js';
 import { DEAD_URL, testConfig } from '../helpers/config.js';
 import { startTestDaemon } from '../helpers/daemon.js';
 import { deadline } from '../helpers/wait.js';
@@ -237,4 +238,40 @@ t.test('one rejected save reported twice is recorded once', async (t) => {
   );
   const explicit = await daemon.app.reloader.request('signal');
   t.notOk(explicit.repeat, 'an explicit reload judges the file again');
+});
+
+t.test('server.log_level is applied on reload, not only at start-up', async (t) => {
+  const lines: { level: number; msg: string }[] = [];
+  const log = createLogger({
+    level: 'info',
+    format: 'pretty',
+    destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+  });
+  const at = (level: string) => testConfig({ server: { log_level: level } });
+  const { daemon, file } = await startTestDaemon(t, at('info'), { log });
+  t.equal(log.level, 'info');
+
+  let wait = applied(daemon, at('warn'));
+  writeFileSync(file, at('warn'));
+  await wait;
+  t.equal(log.level, 'warn', 'raised to warn');
+  log.info('an info line at warn');
+  t.notOk(
+    lines.some((l) => l.msg === 'an info line at warn'),
+    'info lines are dropped at warn',
+  );
+
+  wait = applied(daemon, at('debug'));
+  writeFileSync(file, at('debug'));
+  await wait;
+  t.equal(log.level, 'debug', 'lowered to debug');
+  t.ok(
+    lines.some((l) => l.msg === 'log level is now debug (server.log_level)'),
+    'the change is logged',
+  );
+  log.debug('a debug line');
+  t.ok(
+    lines.some((l) => l.msg === 'a debug line'),
+    'debug lines are written at debug',
+  );
 });

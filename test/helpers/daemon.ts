@@ -4,7 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Daemon, startDaemon } from '../../src/daemon.js';
-import { type Logger, silentLogger } from '../../src/log.js';
+import { type Logger, silentLogger } from '../../src/observability/log.js';
 import { testConfig, testEnv } from './config.js';
 import { type Teardownable, tmpDir } from './tmp.js';
 
@@ -17,7 +17,7 @@ export async function startTestDaemon(
     now?: () => number;
     dir?: string;
     file?: string;
-    /** Default: a silent logger. */
+    /** The daemon's logger (default: silent). */
     log?: Logger;
   } = {},
 ): Promise<{ daemon: Daemon; dir: string; file: string }> {

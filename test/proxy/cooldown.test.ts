@@ -20,7 +20,7 @@ import {
   scopeKey,
 } from '../../src/proxy/cooldown.js';
 import { classifyOutcome } from '../../src/proxy/outcome.js';
-import type { CooldownRow as StoredCooldownRow } from '../../src/store/state-store.js';
+import type { StateStore } from '../../src/store/state-store.js';
 
 const SEC = 1000;
 const MIN = 60 * SEC;
@@ -398,7 +398,7 @@ t.test('scope none records nothing', async (t) => {
 // Compile-time checks: a snapshot Channel is a CooledChannel, and rows pass to and from the store as is.
 const _typecheck = [
   (c: Channel): CooledChannel => c,
-  (r: CooldownRow): StoredCooldownRow => r,
-  (rows: StoredCooldownRow[]) => restoreCooldowns(rows),
+  (s: StateStore, r: CooldownRow) => s.saveCooldown(r),
+  async (s: StateStore) => restoreCooldowns(await s.loadCooldowns()),
 ];
 void _typecheck;

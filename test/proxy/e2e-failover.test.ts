@@ -6,7 +6,7 @@
 import t from 'tap';
 import { errorBody } from '../../src/dev/anthropic-shapes.js';
 import { type Behaviour, type FakeRequest, okStream } from '../../src/dev/fake-upstream.js';
-import { ErrorCode } from '../../src/proxy/outcome.js';
+import { ErrorCode } from '../../src/errors.js';
 import { MODEL, messagesBody } from '../helpers/messages.js';
 import { waitFor } from '../helpers/wait.js';
 import {

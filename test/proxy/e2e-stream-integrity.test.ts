@@ -9,7 +9,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import t, { type Test } from 'tap';
 import { encodeSse, messageStreamEvents, type SseEvent } from '../../src/dev/anthropic-shapes.js';
 import { DEFAULT_USAGE, type FakeUpstream } from '../../src/dev/fake-upstream.js';
-import { ErrorCode } from '../../src/proxy/outcome.js';
+import { ErrorCode } from '../../src/errors.js';
 import type { RoutingSpec } from '../helpers/config.js';
 import { MODEL } from '../helpers/messages.js';
 import { onceWithin } from '../helpers/wait.js';

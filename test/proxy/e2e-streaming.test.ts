@@ -9,7 +9,7 @@ import t from 'tap';
 import { encodeSse, messageStreamEvents, type SseEvent } from '../../src/dev/anthropic-shapes.js';
 import type { FakeRequest } from '../../src/dev/fake-upstream.js';
 import { DEFAULT_USAGE, okStream } from '../../src/dev/fake-upstream.js';
-import { ErrorCode } from '../../src/proxy/outcome.js';
+import { ErrorCode } from '../../src/errors.js';
 import { MODEL } from '../helpers/messages.js';
 import { deadline, onceWithin } from '../helpers/wait.js';
 import {

@@ -7,7 +7,7 @@
 import t, { type Test } from 'tap';
 import type { Behaviour, FakeRequest } from '../../src/dev/fake-upstream.js';
 import { okStream } from '../../src/dev/fake-upstream.js';
-import { ErrorCode } from '../../src/proxy/outcome.js';
+import { ErrorCode } from '../../src/errors.js';
 import { MODEL, messagesBody } from '../helpers/messages.js';
 import { onceWithin } from '../helpers/wait.js';
 import {

@@ -1,11 +1,8 @@
 import t from 'tap';
+import { anthropicError, ErrorCode } from '../../src/errors.js';
 import {
   type AttemptResult,
-  anthropicError,
-  anthropicErrorEvent,
   classifyOutcome,
-  clientError,
-  ErrorCode,
   type Outcome,
   type OutcomeContext,
   parseRetryAfter,
@@ -274,48 +271,4 @@ t.test('retry-after and rate-limit reset times', async (t) => {
     resetTimeFromHeaders({ 'anthropic-ratelimit-tokens-reset': '2026-11-26T12:00:45Z' }, NOW, false),
     undefined,
   );
-});
-
-t.test('client-facing errors', async (t) => {
-  const rows: [ErrorCode, number, string][] = [
-    [ErrorCode.UPSTREAM_CONNECT, 502, 'api_error'],
-    [ErrorCode.CONNECT_TIMEOUT, 504, 'timeout_error'],
-    [ErrorCode.UPSTREAM_RESET, 502, 'api_error'],
-    [ErrorCode.FIRST_TOKEN_TIMEOUT, 504, 'timeout_error'],
-    [ErrorCode.IDLE_TIMEOUT, 504, 'timeout_error'],
-    [ErrorCode.TOTAL_TIMEOUT, 504, 'timeout_error'],
-    [ErrorCode.UPSTREAM_EMPTY, 502, 'api_error'],
-    [ErrorCode.UPSTREAM_SSE_ERROR, 502, 'api_error'],
-    [ErrorCode.STREAM_BROKEN, 502, 'api_error'],
-    [ErrorCode.STREAM_UNREADABLE, 502, 'api_error'],
-    [ErrorCode.UPSTREAM_STATUS, 502, 'api_error'],
-    [ErrorCode.CLIENT_GONE, 499, 'api_error'],
-    [ErrorCode.NO_CHANNEL, 404, 'not_found_error'],
-    [ErrorCode.ALL_COOLING, 503, 'overloaded_error'],
-    [ErrorCode.BAD_REQUEST, 400, 'invalid_request_error'],
-    [ErrorCode.BODY_TOO_LARGE, 413, 'request_too_large'],
-    [ErrorCode.UNAUTHORIZED, 401, 'authentication_error'],
-    [ErrorCode.SHUTDOWN, 503, 'overloaded_error'],
-  ];
-  t.equal(rows.length, Object.keys(ErrorCode).length, 'every code is mapped');
-  for (const [code, s, type] of rows) t.match(clientError(code), { status: s, type }, code);
-
-  t.equal(
-    clientError(ErrorCode.NO_CHANNEL, 'claude-nope').message,
-    'no enabled channel serves model: claude-nope',
-  );
-
-  const body = anthropicError('rate_limit_error', 'slow down "now"');
-  t.same(JSON.parse(body), {
-    type: 'error',
-    error: { type: 'rate_limit_error', message: 'slow down "now"' },
-  });
-  t.equal(body, '{"type":"error","error":{"type":"rate_limit_error","message":"slow down \\"now\\""}}');
-
-  const frame = anthropicErrorEvent('api_error', 'stream broke');
-  t.match(frame, /^event: error\ndata: \{.*\}\n\n$/);
-  t.same(JSON.parse(frame.split('\n')[1]!.slice('data: '.length)), {
-    type: 'error',
-    error: { type: 'api_error', message: 'stream broke' },
-  });
 });

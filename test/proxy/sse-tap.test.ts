@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap';
 import { encodeSse, messageStreamEvents } from '../../src/dev/anthropic-shapes.js';
-import { SseTap, sseErrorFrame } from '../../src/proxy/sse-tap.js';
+import { ErrorCode, sseErrorFrame } from '../../src/errors.js';
+import { SseTap } from '../../src/proxy/sse-tap.js';
 import type { Usage } from '../../src/proxy/usage.js';
 import { prng } from '../helpers/random.js';
 
@@ -476,7 +477,7 @@ t.test('midEvent tells a stream cut inside an event, which is never dispatched',
 });
 
 t.test('sseErrorFrame renders an Anthropic error event the tap reads back', async (t) => {
-  const frame = sseErrorFrame('overloaded_error', 'all channels failed: "primary" 529\nbackup reset');
+  const frame = sseErrorFrame(ErrorCode.ALL_COOLING, 'all channels failed: "primary" 529\nbackup reset');
   t.equal(
     frame.toString(),
     'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"all channels failed: \\"primary\\" 529\\nbackup reset"}}\n\n',

@@ -8,8 +8,8 @@
 import t from 'tap';
 import { request } from 'undici';
 import { hashContent } from '../../src/config/load.js';
-import { controlFilePath, readControlFile } from '../../src/control.js';
 import { okStream, startFakeUpstream } from '../../src/dev/fake-upstream.js';
+import { controlFilePath, readControlFile } from '../../src/operations/control.js';
 import { MODEL } from '../helpers/messages.js';
 import { waitFor } from '../helpers/wait.js';
 import {

@@ -12,7 +12,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import t, { type Test } from 'tap';
 import { type Daemon, startDaemon } from '../../src/daemon.js';
 import { startFakeUpstream } from '../../src/dev/fake-upstream.js';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger } from '../../src/observability/log.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { deadline, waitFor } from '../helpers/wait.js';
 import { holdWriteLock } from '../store/helpers.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Agent, request, WebSocket } from 'undici';
-import { controlFilePath, readControlFile } from '../../src/control.js';
+import { controlFilePath, readControlFile } from '../../src/operations/control.js';
 import { type ChannelSpec, testConfig } from '../helpers/config.js';
 import { messagesBody } from '../helpers/messages.js';
 import { type Teardownable, tmpDir } from '../helpers/tmp.js';

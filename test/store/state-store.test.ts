@@ -1,5 +1,6 @@
 import t from 'tap';
-import { type CooldownRow, RELOADS_KEPT, StateStore } from '../../src/store/state-store.js';
+import type { CooldownRow } from '../../src/proxy/cooldown.js';
+import { RELOADS_KEPT, StateStore } from '../../src/store/state-store.js';
 import { holdWriteLock, openTestDb } from './helpers.js';
 
 const NOW = 1_760_000_000_000;

@@ -12,7 +12,7 @@ import { type Html, html } from '../html.js';
 import { ms, shortHash, time } from './format.js';
 
 /** Why edits are (not) possible, in one sentence. */
-export function writeBackNote(app: App, writable: boolean): Html {
+function writeBackNote(app: App, writable: boolean): Html {
   const c = app.reloader.current.config.admin;
   if (!c.write_back) {
     return html`<p class="notice notice-info">This configuration is managed in git only (<code>admin.write_back: false</code>):

@@ -36,7 +36,7 @@
 import { readFile, realpath } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parse } from 'yaml';
-import type { Logger } from '../../log.js';
+import type { Logger } from '../../observability/log.js';
 import { hashContent, type LoadInput, loadConfigText } from '../load.js';
 import type { Reloader } from '../reloader.js';
 import type { ConfigIssue } from '../snapshot.js';

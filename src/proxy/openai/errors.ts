@@ -6,14 +6,14 @@
  * wording Claude Code recognises — and a 429 `insufficient_quota` becomes 402 `billing_error`, a key
  * whose balance is spent (cooled long, like a relay's 402).
  */
-import { anthropicError } from '../outcome.js';
+import { type AnthropicErrorType, anthropicError } from '../../errors.js';
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** The Anthropic error type for an HTTP status, or (status 0: a mid-stream error) from the OpenAI error's type/code. */
-export function anthropicErrorType(status: number, err?: Record<string, unknown>): string {
+export function anthropicErrorType(status: number, err?: Record<string, unknown>): AnthropicErrorType {
   if (status === 0) {
     const what = `${String(err?.['type'] ?? '')} ${String(err?.['code'] ?? '')}`.toLowerCase();
     if (what.includes('rate_limit')) return 'rate_limit_error';
@@ -87,7 +87,7 @@ export function translateError(status: number, body: Buffer, key?: string): { st
   if (!message) message = `the OpenAI-compatible upstream answered ${status}`;
 
   let out = status;
-  let anthropicType: string;
+  let anthropicType: AnthropicErrorType;
   if (code === 'context_length_exceeded' || (status !== 429 && CONTEXT_LENGTH.test(message))) {
     out = 400;
     anthropicType = 'invalid_request_error';
@@ -96,5 +96,5 @@ export function translateError(status: number, body: Buffer, key?: string): { st
     out = 402;
     anthropicType = 'billing_error';
   } else anthropicType = anthropicErrorType(status);
-  return { status: out, body: Buffer.from(anthropicError(anthropicType as never, message)) };
+  return { status: out, body: Buffer.from(anthropicError(anthropicType, message)) };
 }

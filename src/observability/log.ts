@@ -11,6 +11,47 @@ import { type Logger, pino } from 'pino';
 
 export type { Logger };
 
+/**
+ * The `event` field of the log lines tools filter on (docs/interfaces.md#log-lines): one name per
+ * kind of line, so a typo is a compile error rather than a line no alert matches.
+ */
+export type LogEvent =
+  | 'request'
+  | 'proxy_error'
+  | 'drain_timeout'
+  | 'state_write_failed'
+  | 'config_reload'
+  | 'config_warning'
+  | 'config_write_back'
+  | 'config_git_commit_failed'
+  | 'config_file_removed'
+  | 'config_watch_error'
+  | 'restart_needed'
+  | 'log_level'
+  | 'sessions_ended'
+  | 'listening'
+  | 'database_health'
+  | 'shutdown'
+  | 'shutdown_forced'
+  | 'systemd_notify'
+  | 'retention'
+  | 'rollup_backfill'
+  | 'login'
+  | 'login_failed'
+  | 'login_refused'
+  | 'cooldown_cleared'
+  | 'channel_test';
+
+/**
+ * A logger whose every line carries `event` (a pino child). Make it where the event happens, not
+ * once at start-up: a child keeps the level its parent had when it was made, so a long-lived child
+ * would not follow a reloaded `server.log_level`. (The per-request `request` line sets the field
+ * itself: no allocation per request.)
+ */
+export function eventLog(log: Logger, event: LogEvent): Logger {
+  return log.child({ event });
+}
+
 /** How log lines are written. */
 export type LogFormat = 'json' | 'pretty' | 'journal';
 
@@ -25,7 +66,7 @@ const LEVELS: Record<number, [string, number]> = {
 const SKIP = new Set(['level', 'time', 'msg', 'service', 'pid', 'hostname']);
 
 /** The format for stdout given the environment: explicit, else journal, else TTY, else JSON. */
-export function detectFormat(env: Readonly<Record<string, string | undefined>> = process.env): LogFormat {
+function detectFormat(env: Readonly<Record<string, string | undefined>> = process.env): LogFormat {
   const asked = env['CCLOAD_LOG_FORMAT'];
   if (asked === 'json' || asked === 'pretty' || asked === 'journal') return asked;
   const journal = env['JOURNAL_STREAM'];
@@ -47,7 +88,7 @@ function value(v: unknown): string {
 }
 
 /** Renders one pino JSON line for people (`pretty`) or for the journal. */
-export function formatLine(json: string, format: 'pretty' | 'journal'): string {
+function formatLine(json: string, format: 'pretty' | 'journal'): string {
   let o: Record<string, unknown>;
   try {
     o = JSON.parse(json) as Record<string, unknown>;

@@ -15,9 +15,9 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import t from 'tap';
-import { controlFilePath, readControlFile, writeControlFile } from '../src/control.js';
-import { startTestDaemon } from './helpers/daemon.js';
-import { tmpDir } from './helpers/tmp.js';
+import { controlFilePath, readControlFile, writeControlFile } from '../../src/operations/control.js';
+import { startTestDaemon } from '../helpers/daemon.js';
+import { tmpDir } from '../helpers/tmp.js';
 
 const INFO = { pid: 1, url: 'http://127.0.0.1:1', token: 'tok-0123456789' };
 const mode = (p: string) => statSync(p).mode & 0o777;

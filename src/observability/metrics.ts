@@ -5,9 +5,20 @@
  * (`Runtime.metricModel`), a reason never carries upstream text.
  */
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
-import type { ReloadOutcome } from './config/reloader.js';
-import type { Snapshot } from './config/snapshot.js';
+import type { ReloadOutcome } from '../config/reloader.js';
+import type { Snapshot } from '../config/snapshot.js';
 import { FastCounter, FastHistogram } from './fast-metrics.js';
+
+/**
+ * Most labelled children `Metrics.child` caches. Label sets are bounded by the configuration (see
+ * above), so this is far above any real count; it is a backstop so that a bug that let free text
+ * into a label could not also grow this cache without end. Past it, children are still correct,
+ * just looked up by prom-client each time.
+ */
+const CHILD_CACHE_MAX = 50_000;
+
+/** Most models cached per channel by `Metrics.pair`: the same backstop, per channel. */
+const PAIR_MODELS_MAX = 1000;
 
 /** Every metric ccload exports. */
 export class Metrics {
@@ -184,7 +195,9 @@ export class Metrics {
     this.#beforeScrape();
     return this.registry.metrics();
   }
-  readonly #children = new Map<string, unknown>();
+  /** Children per metric, by their joined label values (bounded: see `CHILD_CACHE_MAX`). */
+  readonly #children = new Map<object, Map<string, unknown>>();
+  #childCount = 0;
   readonly #pairs = new Map<string, Map<string, PairMetrics>>();
 
   /**
@@ -192,11 +205,19 @@ export class Metrics {
    * `labels()` call. For the rare paths (errors before routing, cooldowns).
    */
   child<T>(metric: { labels(...v: string[]): T }, ...values: string[]): T {
-    const key = `${(metric as unknown as { name: string }).name}\u0000${values.join('\u0000')}`;
-    let c = this.#children.get(key) as T | undefined;
+    let byValues = this.#children.get(metric) as Map<string, T> | undefined;
+    if (!byValues) {
+      byValues = new Map<string, T>();
+      this.#children.set(metric, byValues);
+    }
+    const key = values.join('\u0000');
+    let c = byValues.get(key);
     if (!c) {
       c = metric.labels(...values);
-      if (this.#children.size < 50_000) this.#children.set(key, c);
+      if (this.#childCount < CHILD_CACHE_MAX) {
+        byValues.set(key, c);
+        this.#childCount++;
+      }
     }
     return c;
   }
@@ -211,7 +232,7 @@ export class Metrics {
     let p = byModel.get(model);
     if (!p) {
       p = new PairMetrics(this, channel, model);
-      if (byModel.size < 1000) byModel.set(model, p);
+      if (byModel.size < PAIR_MODELS_MAX) byModel.set(model, p);
     }
     return p;
   }

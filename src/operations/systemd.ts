@@ -8,9 +8,10 @@
  * (not started by systemd) nothing is sent and nothing is spawned.
  */
 import { spawn } from 'node:child_process';
-import type { ReloadOutcome } from './config/reloader.js';
-import type { Snapshot } from './config/snapshot.js';
-import type { Daemon } from './daemon.js';
+import type { App } from '../app.js';
+import type { ReloadOutcome } from '../config/reloader.js';
+import type { Snapshot } from '../config/snapshot.js';
+import { eventLog } from '../observability/log.js';
 
 /** Sends sd_notify messages; every method resolves (never rejects) once the message was handed over. */
 export interface SystemdNotifier {
@@ -116,14 +117,14 @@ function within(p: Promise<void>, ms: number): Promise<void> {
 }
 
 /** The status line of a serving snapshot: generation, hash prefix, channels, address. */
-export function servingStatus(snapshot: Snapshot, url: string): string {
+function servingStatus(snapshot: Snapshot, url: string): string {
   const enabled = snapshot.channels.filter((c) => c.enabled).length;
   const hash = snapshot.hash.replace(/^sha256:/, '').slice(0, 12);
   return `serving config generation ${snapshot.generation} (${hash}), ${enabled}/${snapshot.channels.length} channels enabled, on ${url}`;
 }
 
 /** The status line after a reload: what happened, and what serves now. */
-export function outcomeStatus(outcome: ReloadOutcome, snapshot: Snapshot, url: string): string {
+function outcomeStatus(outcome: ReloadOutcome, snapshot: Snapshot, url: string): string {
   if (outcome.result === 'rejected') {
     const first = outcome.errors[0];
     const where = first ? `: ${first.path || first.file} ${first.message}` : '';
@@ -148,14 +149,13 @@ export interface SystemdHooks {
  * systemd (no NOTIFY_SOCKET).
  */
 export function attachSystemd(
-  daemon: Pick<Daemon, 'app' | 'url'>,
+  daemon: { readonly url: string; readonly app: Pick<App, 'log' | 'reloader'> },
   env: Readonly<Record<string, string | undefined>>,
   opts: Omit<NotifierOptions, 'warn'> = {},
 ): SystemdHooks | undefined {
-  const log = daemon.app.log;
   const notifier = systemdNotifier(env, {
     ...opts,
-    warn: (message) => log.warn({ event: 'systemd_notify' }, message),
+    warn: (message) => eventLog(daemon.app.log, 'systemd_notify').warn(message),
   });
   if (!notifier) return undefined;
   const reloader = daemon.app.reloader;

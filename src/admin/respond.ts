@@ -1,7 +1,10 @@
 /**
- * Small response and request helpers shared by the admin side and the proxy.
+ * The admin side's response and request helpers: JSON and text answers, the one admin error
+ * renderer, bounded body reading and small form/JSON bodies. (The proxy writes its own answers on
+ * the hot path; see proxy/handler.ts.)
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ADMIN_ERRORS, type AdminErrorCode, adminErrorBody } from '../errors.js';
 
 /** Writes a JSON response. */
 export function sendJson(
@@ -18,6 +21,19 @@ export function sendJson(
     ...headers,
   });
   res.end(text);
+}
+
+/**
+ * Answers an admin error — the one way the admin side does: the catalogue's status for `code`
+ * (src/errors.ts) and the one body shape `{error, code, message, …extra}`.
+ */
+export function sendAdminError(
+  res: ServerResponse,
+  code: AdminErrorCode,
+  message: string,
+  extra: Readonly<Record<string, unknown>> = {},
+): void {
+  sendJson(res, ADMIN_ERRORS[code].status, adminErrorBody(code, message, extra));
 }
 
 /** Writes a text or HTML response. */

@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { attachSystemd, systemdNotifier } from '../src/systemd.js';
-import { tmpDir } from './helpers/tmp.js';
-import { deadline, waitFor } from './helpers/wait.js';
+import { attachSystemd, systemdNotifier } from '../../src/operations/systemd.js';
+import { tmpDir } from '../helpers/tmp.js';
+import { deadline, waitFor } from '../helpers/wait.js';
 
-const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
+const MAIN = fileURLToPath(new URL('../../src/main.js', import.meta.url));
 
 /** A stand-in for systemd-notify that appends its NOTIFY_SOCKET and arguments to `log`. */
 function recorder(dir: string, exitCode = 0): { command: string; log: string } {
@@ -38,7 +38,20 @@ const lines = (file: string) =>
 t.test('without NOTIFY_SOCKET nothing is sent', async (t) => {
   t.equal(systemdNotifier({}), undefined);
   t.equal(systemdNotifier({ NOTIFY_SOCKET: '' }), undefined);
-  const daemonLike = { url: 'http://x', app: {} } as unknown as Parameters<typeof attachSystemd>[0];
+  const untouchable = (what: string) => {
+    throw new Error(`attachSystemd read daemon.app.${what} without NOTIFY_SOCKET`);
+  };
+  const daemonLike = {
+    url: 'http://x',
+    app: {
+      get log() {
+        return untouchable('log');
+      },
+      get reloader() {
+        return untouchable('reloader');
+      },
+    },
+  };
   t.equal(attachSystemd(daemonLike, {}), undefined, 'attachSystemd does not touch the daemon');
 });
 
