@@ -120,11 +120,21 @@ export function sessionIdOf(
  * hash, so the raw id is never stored or shown.
  */
 export function sessionKey(token: string | null, sessionId: string): string {
-  return createHash('sha256')
-    .update(`${token ?? ''}\u0000${sessionId}`)
-    .digest('hex')
-    .slice(0, 16);
+  const input = `${token ?? ''}\u0000${sessionId}`;
+  let key = sessionKeys.get(input);
+  if (key === undefined) {
+    key = createHash('sha256').update(input).digest('hex').slice(0, 16);
+    // A session sends every turn with the same id: remember recent keys instead of hashing each
+    // request (bounded; the ids are the client's).
+    if (sessionKeys.size >= SESSION_KEY_MEMO) sessionKeys.clear();
+    sessionKeys.set(input, key);
+  }
+  return key;
 }
+
+/** Session keys remembered by `sessionKey`. */
+const SESSION_KEY_MEMO = 4096;
+const sessionKeys = new Map<string, string>();
 
 // JSON keeps any character in a channel name from colliding with the separator.
 function pairKey(channel: string, keyIndex: number): string {

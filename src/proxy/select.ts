@@ -92,6 +92,65 @@ function eligible(channel: Channel, model: string): boolean {
   return channel.enabled && channel.problems.length === 0 && channel.keys.length > 0 && channel.serves(model);
 }
 
+/** The usable channels of one priority serving a model, sorted by name, with their pointer keys. */
+interface Group {
+  readonly channels: readonly Channel[];
+  readonly groupKey: string;
+  /** `keyPointerKey` of each channel, in the order of `channels`. */
+  readonly keyPointerKeys: readonly string[];
+}
+
+/**
+ * Models remembered per channel list: the groups depend only on the (frozen, per-snapshot) channel
+ * list and the model, but the model is the client's string, so the memo is bounded.
+ */
+const GROUP_MEMO_MODELS = 256;
+const groupMemo = new WeakMap<readonly Channel[], Map<string, readonly Group[]>>();
+
+/**
+ * The priority groups (highest first) of the channels that can serve `model`, cooling aside:
+ * computed once per channel list (one per snapshot) and model, not per request.
+ */
+function groupsFor(channels: readonly Channel[], model: string): readonly Group[] {
+  let byModel = groupMemo.get(channels);
+  if (!byModel) {
+    byModel = new Map();
+    groupMemo.set(channels, byModel);
+  }
+  let groups = byModel.get(model);
+  if (groups === undefined) {
+    groups = buildGroups(channels, model);
+    if (byModel.size >= GROUP_MEMO_MODELS) byModel.clear();
+    byModel.set(model, groups);
+  }
+  return groups;
+}
+
+function buildGroups(channels: readonly Channel[], model: string): readonly Group[] {
+  const byPriority = new Map<number, Channel[]>();
+  for (const c of channels) {
+    if (!eligible(c, model)) continue;
+    const group = byPriority.get(c.priority);
+    if (group) group.push(c);
+    else byPriority.set(c.priority, [c]);
+  }
+  return Object.freeze(
+    [...byPriority.keys()]
+      .sort((a, b) => b - a)
+      .map((priority): Group => {
+        const group = [...byPriority.get(priority)!].sort((a, b) => byCodeUnit(a.name, b.name));
+        return Object.freeze({
+          channels: Object.freeze(group),
+          groupKey: groupPointerKey(
+            priority,
+            group.map((c) => c.name),
+          ),
+          keyPointerKeys: Object.freeze(group.map((c) => keyPointerKey(c.name))),
+        });
+      }),
+  );
+}
+
 /** A candidate with where it came from, to derive the pointer moves. */
 interface Placed {
   readonly candidate: Candidate;
@@ -112,43 +171,36 @@ interface Placed {
  */
 export function select(input: SelectInput): Selection {
   const { model, cooldowns, rr, now } = input;
-  const usable = input.channels.filter((c) => eligible(c, model));
-  if (usable.length === 0) return { kind: 'none' };
+  const groups = groupsFor(input.channels, model);
+  if (groups.length === 0) return { kind: 'none' };
 
-  const tried = new Set(
-    (input.tried ?? []).map((t) =>
-      pairKey(typeof t.channel === 'string' ? t.channel : t.channel.name, t.keyIndex),
-    ),
-  );
-
-  const byPriority = new Map<number, Channel[]>();
-  for (const c of usable) {
-    const group = byPriority.get(c.priority);
-    if (group) group.push(c);
-    else byPriority.set(c.priority, [c]);
-  }
-  const priorities = [...byPriority.keys()].sort((a, b) => b - a);
+  const triedList = input.tried ?? [];
+  const tried =
+    triedList.length === 0
+      ? undefined
+      : new Set(
+          triedList.map((t) =>
+            pairKey(typeof t.channel === 'string' ? t.channel : t.channel.name, t.keyIndex),
+          ),
+        );
+  // Nothing cooling (the usual case): no scope lookups.
+  const anyCooling = cooldowns.entries.size > 0;
 
   const ready: Placed[] = [];
   let soonest: { until: number; candidate: Candidate } | undefined;
-  for (const priority of priorities) {
-    const group = [...byPriority.get(priority)!].sort((a, b) => byCodeUnit(a.name, b.name));
-    const groupKey = groupPointerKey(
-      priority,
-      group.map((c) => c.name),
-    );
+  for (const { channels: group, groupKey, keyPointerKeys } of groups) {
     const start = offset(rr.get(groupKey), group.length);
     for (let g = 0; g < group.length; g++) {
       const groupPos = (start + g) % group.length;
       const channel = group[groupPos]!;
       const keys = channel.keys;
-      const keyStart = offset(rr.get(keyPointerKey(channel.name)), keys.length);
+      const keyStart = keys.length > 1 ? offset(rr.get(keyPointerKeys[groupPos]!), keys.length) : 0;
       for (let k = 0; k < keys.length; k++) {
         const keyPos = (keyStart + k) % keys.length;
         const keyIndex = keys[keyPos]!.index;
-        if (tried.has(pairKey(channel.name, keyIndex))) continue;
+        if (tried?.has(pairKey(channel.name, keyIndex))) continue;
         const candidate: Candidate = { channel, keyIndex };
-        const until = coolingUntil(cooldowns, channel, keyIndex, model, now);
+        const until = anyCooling ? coolingUntil(cooldowns, channel, keyIndex, model, now) : 0;
         if (until > now) {
           // Strict `<`: on a tie the earlier candidate in the order (higher priority) wins.
           if (!soonest || until < soonest.until) soonest = { until, candidate };
