@@ -118,9 +118,10 @@ export function createLogger(
   let destination = opts.destination;
   if (!destination) {
     if (format === 'json') {
-      // Lines are written in blocks of 4 KiB (one write per dozens of request lines under load)
-      // and at least every 500 ms, so a quiet daemon's lines still show up at once.
-      const dest = pino.destination({ fd: 1, sync: false, minLength: 4096 });
+      // Lines are written in blocks of 16 KiB (one write per about 40 request lines under load;
+      // the write calls were 3 % of a small request's profile with 4 KiB blocks) and at least every
+      // 500 ms, so a quiet daemon's lines still show up at once.
+      const dest = pino.destination({ fd: 1, sync: false, minLength: 16_384, maxWrite: 65_536 });
       setInterval(() => dest.flush(), 500).unref();
       process.once('exit', () => dest.flushSync());
       destination = dest;

@@ -86,3 +86,10 @@ export function readRequestBody(
     req.once('close', () => finish(req.complete ? body() : 'aborted'));
   });
 }
+
+/** Buffers waiting in the pool now, over all size classes (tests and the memory benchmark). */
+export function pooledBuffers(): number {
+  let n = 0;
+  for (const p of pools) n += p.length;
+  return n;
+}

@@ -13,7 +13,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { AttemptRecord } from '../store/attempt.js';
 import type { LogWriter } from '../store/log-writer.js';
 import { type AffinityResult, type Choice, sessionIdOf, sessionKey } from './affinity.js';
-import { readRequestBody } from './body-reader.js';
+import { type Body, readRequestBody } from './body-reader.js';
 import { metadataUserId, sniffRequest } from './body-sniff.js';
 import { type AttemptEnd, type HeldReply, runAttempt } from './forward.js';
 import { applyHeaderRules } from './header-rules.js';
@@ -22,6 +22,7 @@ import { classifyOutcome, type Endpoint, type Outcome } from './outcome.js';
 import { adapterFor, type ClientCall } from './protocol.js';
 import type { Runtime } from './runtime.js';
 import { type Candidate, select, type TriedAttempt } from './select.js';
+import { bodyWritten, watchSentBodies } from './sent-body.js';
 import type { ProxyState } from './state.js';
 import { billedTokens } from './usage.js';
 
@@ -83,6 +84,7 @@ export class ProxyHandler {
 
   constructor(deps: ProxyDeps) {
     this.#d = deps;
+    watchSentBodies();
   }
 
   /** Requests being routed now. */
@@ -175,7 +177,7 @@ export class ProxyHandler {
       this.#d.metrics.child(this.#d.metrics.requests, endpoint, ErrorCode.BAD_REQUEST).inc();
       return sendError(res, ErrorCode.BAD_REQUEST, sniff.message);
     }
-    const p = new ProxyRequest(this.#d, runtime, req, res, endpoint, token ?? null, body.bytes, sniff);
+    const p = new ProxyRequest(this.#d, runtime, req, res, endpoint, token ?? null, body, sniff);
     this.#active.add(p);
     try {
       await p.run();
@@ -249,6 +251,9 @@ class ProxyRequest {
   readonly #res: ServerResponse;
   readonly #endpoint: Endpoint;
   readonly #token: string | null;
+  readonly #body: Buffer;
+  /** Gives the body's pooled buffer back (idempotent; the handler calls it again at the end). */
+  readonly #release: () => void;
   readonly #model: string;
   /** The model as metrics label it (`other` unless the configuration names it). */
   readonly #metricModel: string;
@@ -283,7 +288,7 @@ class ProxyRequest {
     res: ServerResponse,
     endpoint: Endpoint,
     token: string | null,
-    body: Buffer,
+    body: Body,
     sniff: {
       model: string;
       modelStart: number;
@@ -297,13 +302,15 @@ class ProxyRequest {
     this.#res = res;
     this.#endpoint = endpoint;
     this.#token = token;
+    this.#body = body.bytes;
+    this.#release = body.release;
     this.#model = sniff.model;
     this.#metricModel = rt.metricModel(sniff.model);
     // The header first (Claude Code sends it on every request, so the body is rarely looked at).
     const header = req.headers['x-claude-code-session-id'];
     const sessionId = sessionIdOf(
       header,
-      header === undefined ? metadataUserId(body, sniff.metadataStart, sniff.metadataEnd) : undefined,
+      header === undefined ? metadataUserId(body.bytes, sniff.metadataStart, sniff.metadataEnd) : undefined,
     );
     this.#session = sessionId === undefined ? null : sessionKey(token, sessionId);
     this.#pinned =
@@ -313,7 +320,7 @@ class ProxyRequest {
       endpoint,
       rawHeaders: req.rawHeaders,
       target,
-      body,
+      body: body.bytes,
       model: sniff.model,
       modelStart: sniff.modelStart,
       modelEnd: sniff.modelEnd,
@@ -438,6 +445,7 @@ class ProxyRequest {
         continue;
       }
       attempts++;
+      const n = attempts;
       unrecorded?.(false);
       unrecorded = undefined;
       const ts = now();
@@ -460,6 +468,11 @@ class ProxyRequest {
           if (!streamed) return;
           this.#streaming = true;
           this.#d.metrics.inflightStreams.inc();
+          // Committed: no later attempt needs the client's body. On a first attempt it goes back to
+          // the pool now rather than when the stream ends, once undici holds no pending write of it
+          // (sent-body.ts) — it sent a copy (model_map, another protocol), or every byte has left.
+          // After a failover an earlier attempt's write may still hold it, so it waits for the end.
+          if (n === 1 && (call.body !== this.#body || bodyWritten(call.body))) this.#release();
         },
       });
       this.#current = attempt;
@@ -494,7 +507,6 @@ class ProxyRequest {
         this.#record(ts, attempts, channel, key.fingerprint, sent, end, outcome, !this.#gone, affinity);
         return this.#finishAttempt(channel, end, outcome);
       }
-      const n = attempts;
       const ended = end;
       unrecorded = (f) => this.#record(ts, n, channel, key.fingerprint, sent, ended, outcome, f, affinity);
       tried.push({ channel: channel.name, keyIndex });

@@ -16,9 +16,18 @@
  * record is either written or counted in `dropped`.
  */
 import { setTimeout as delay } from 'node:timers/promises';
-import type { InStatement } from '@libsql/client';
+import type { InStatement, InValue } from '@libsql/client';
 import { ATTEMPT_COLUMNS, type AttemptRecord, attemptToRow } from './attempt.js';
 import { isBusyError, type StoreLog, silentLog } from './db.js';
+
+/**
+ * Statements to commit with a flush's rows: given the records and their column values
+ * (`attemptToRow`, computed once per flush for the INSERTs and shared).
+ */
+export type ExtraStatements = (
+  rows: readonly AttemptRecord[],
+  values: readonly (readonly InValue[])[],
+) => InStatement[];
 
 /** Options of `LogWriter`. */
 export interface LogWriterOptions {
@@ -41,7 +50,7 @@ export interface LogWriterOptions {
    * More statements for the write batch of each flush (e.g. rollup upserts), committed or failed
    * together with that flush's INSERTs. If it throws, the rows are written without them (logged once).
    */
-  readonly extraStatements?: (rows: readonly AttemptRecord[]) => InStatement[];
+  readonly extraStatements?: ExtraStatements;
   readonly log?: StoreLog;
   /** Time source for `lastWriteAt` and the close deadline. */
   readonly clock?: () => number;
@@ -95,7 +104,7 @@ export class LogWriter {
   readonly #retryMaxMs: number;
   readonly #closeTimeoutMs: number;
   readonly #onBatch: ((rows: readonly AttemptRecord[]) => void) | undefined;
-  readonly #extraStatements: ((rows: readonly AttemptRecord[]) => InStatement[]) | undefined;
+  readonly #extraStatements: ExtraStatements | undefined;
   readonly #log: StoreLog;
   readonly #clock: () => number;
   readonly #sqlByRows = new Map<number, string>();
@@ -336,15 +345,19 @@ export class LogWriter {
 
   #statements(rows: readonly AttemptRecord[]): InStatement[] {
     const stmts: InStatement[] = [];
+    const values = rows.map(attemptToRow);
     for (let i = 0; i < rows.length; i += this.#rowsPerStatement) {
-      const chunk = rows.slice(i, i + this.#rowsPerStatement);
-      const args = [];
-      for (const r of chunk) args.push(...attemptToRow(r));
-      stmts.push({ sql: this.#insertSql(chunk.length), args });
+      const end = Math.min(rows.length, i + this.#rowsPerStatement);
+      const args: InValue[] = [];
+      for (let j = i; j < end; j++) {
+        const v = values[j]!;
+        for (let c = 0; c < v.length; c++) args.push(v[c]!);
+      }
+      stmts.push({ sql: this.#insertSql(end - i), args });
     }
     if (this.#extraStatements) {
       try {
-        stmts.push(...this.#extraStatements(rows));
+        stmts.push(...this.#extraStatements(rows, values));
       } catch (err) {
         if (!this.#extraFailed) {
           this.#extraFailed = true;

@@ -249,12 +249,17 @@ const asText = (v: InValue | undefined): string => (typeof v === 'string' ? v : 
  * The upserts that fold `rows` into every rollup tier: a pure function of the records, using the
  * very values `attemptToRow` stores, so the rollups equal aggregates over the written rows. Rows
  * without a valid `ts` are left out (they are invisible to every time-windowed query anyway).
+ * `values`, when given, are `attemptToRow` of each record (the log writer computed them for its
+ * INSERTs already).
  */
-export function rollupStatements(rows: readonly AttemptRecord[]): InStatement[] {
+export function rollupStatements(
+  rows: readonly AttemptRecord[],
+  values?: readonly (readonly InValue[])[],
+): InStatement[] {
   const counts = TIERS.map(() => new Map<string, Acc>());
   const latency = TIERS.map(() => new Map<string, LatAcc>());
-  for (const r of rows) {
-    const v = attemptToRow(r);
+  for (let n = 0; n < rows.length; n++) {
+    const v = values?.[n] ?? attemptToRow(rows[n]!);
     const ts = v[COL.ts];
     if (typeof ts !== 'number') continue;
     const channel = asText(v[COL.channel]);

@@ -1,0 +1,97 @@
+/**
+ * `node dist/bench/stream-memory.js [streams] [spacing-ms]`: what ccload holds per open stream,
+ * measured with little CPU so a busy machine does not distort it. `streams` (default 1000) slow
+ * streams (26 events, `spacing-ms` apart, default 1000) are opened through ccload at
+ * `log_level: warn`; once all are open, RSS, V8 heap in use and external memory are read and
+ * compared with the idle process (after one warm-up stream, so code and pools are loaded). Prints
+ * KiB per open stream. Loopback only, bounded in time.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { metricSum, startCcload } from './ccload-proc.js';
+import { forkNode, rssBytes, sleep } from './proc.js';
+import type { LoadClientMessage, LoadResult, UpstreamReady } from './protocol.js';
+
+const HERE = fileURLToPath(new URL('.', import.meta.url));
+
+async function main(): Promise<void> {
+  const streams = Math.max(1, Number(process.argv[2] ?? 1000));
+  const spacing = Math.max(50, Number(process.argv[3] ?? 1000));
+  const dir = mkdtempSync(join(tmpdir(), 'ccload-stream-memory-'));
+  const upstream = await forkNode<UpstreamReady>(join(HERE, 'upstream.js'), []);
+  const p = await startCcload(
+    'ccload-warn',
+    join(dir, 'ccload'),
+    {
+      channels: [{ name: 'main', url: upstream.ready.main, priority: 10 }],
+      logLevel: 'warn',
+    },
+    { timeoutMs: 60_000 },
+  );
+  const mem = async () => {
+    const text = await p.scrape();
+    return {
+      rss: rssBytes(p.pid),
+      heap: metricSum(text, 'ccload_nodejs_heap_size_used_bytes'),
+      external: metricSum(text, 'ccload_nodejs_external_memory_bytes'),
+    };
+  };
+  const run = async (n: number, rampMs: number, onOpen?: () => Promise<void>): Promise<LoadResult> => {
+    const client = await forkNode<LoadClientMessage>(join(HERE, 'stream-client.js'), []);
+    const streamMs = 25 * spacing;
+    const result = await new Promise<LoadResult>((resolve) => {
+      client.child.on('message', (m: LoadClientMessage) => {
+        if (m.type === 'window-start') void onOpen?.();
+        else if (m.type === 'result') resolve(m.result);
+      });
+      client.child.send({
+        type: 'run',
+        spec: {
+          url: p.url,
+          bodyBytes: 43_000,
+          stream: true,
+          streamDelayMs: spacing,
+          concurrency: n,
+          rampMs,
+          // The window opens when every stream has been open for a while; it lasts one stream.
+          warmupMs: rampMs + Math.min(streamMs / 2, 5000),
+          durationMs: 1000,
+          drainMs: streamMs + 5000,
+          requestTimeoutMs: streamMs + 30_000,
+        },
+      });
+    });
+    await client.stop(2000);
+    return result;
+  };
+  try {
+    await run(4, 10);
+    await sleep(1000);
+    const before = await mem();
+    let during = before;
+    const r = await run(streams, Math.min(10_000, streams * 5), async () => {
+      during = await mem();
+    });
+    await sleep(3000);
+    const after = await mem();
+    const kib = (a: number, b: number) => ((b - a) / streams / 1024).toFixed(1);
+    const mb = (v: number) => (v / 1048576).toFixed(0);
+    process.stdout.write(
+      `${streams} open streams (${spacing} ms between events), ccload at log_level warn; failed ${r.failed}\n` +
+        `RSS ${mb(before.rss)} → ${mb(during.rss)} → ${mb(after.rss)} MB: ${kib(before.rss, during.rss)} KiB per open stream\n` +
+        `V8 heap in use ${mb(before.heap)} → ${mb(during.heap)} MB: ${kib(before.heap, during.heap)} KiB per stream\n` +
+        `external (buffers) ${mb(before.external)} → ${mb(during.external)} MB: ${kib(before.external, during.external)} KiB per stream\n`,
+    );
+  } finally {
+    await p.stop();
+    await upstream.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench/stream-memory: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exitCode = 1;
+});
