@@ -1,7 +1,8 @@
 /**
  * `node dist/bench/stream-memory.js [streams] [spacing-ms]`: what ccload holds per open stream,
  * measured with little CPU so a busy machine does not distort it. `streams` (default 1000) slow
- * streams (26 events, `spacing-ms` apart, default 1000) are opened through ccload at
+ * streams (26 events, `spacing-ms` apart, default 600, so a stream outlasts the 10 s ramp) are
+ * opened through ccload at
  * `log_level: warn`; once all are open, RSS, V8 heap in use and external memory are read and
  * compared with the idle process (after one warm-up stream, so code and pools are loaded). Prints
  * KiB per open stream. Loopback only, bounded in time.
@@ -18,7 +19,7 @@ const HERE = fileURLToPath(new URL('.', import.meta.url));
 
 async function main(): Promise<void> {
   const streams = Math.max(1, Number(process.argv[2] ?? 1000));
-  const spacing = Math.max(50, Number(process.argv[3] ?? 1000));
+  const spacing = Math.max(50, Number(process.argv[3] ?? 600));
   const dir = mkdtempSync(join(tmpdir(), 'ccload-stream-memory-'));
   const upstream = await forkNode<UpstreamReady>(join(HERE, 'upstream.js'), []);
   const p = await startCcload(
@@ -55,8 +56,8 @@ async function main(): Promise<void> {
           streamDelayMs: spacing,
           concurrency: n,
           rampMs,
-          // The window opens when every stream has been open for a while; it lasts one stream.
-          warmupMs: rampMs + Math.min(streamMs / 2, 5000),
+          // The window opens 2 s after the last stream started (the streams outlast the ramp).
+          warmupMs: rampMs + 2000,
           durationMs: 1000,
           drainMs: streamMs + 5000,
           requestTimeoutMs: streamMs + 30_000,
@@ -71,7 +72,7 @@ async function main(): Promise<void> {
     await sleep(1000);
     const before = await mem();
     let during = before;
-    const r = await run(streams, Math.min(10_000, streams * 5), async () => {
+    const r = await run(streams, Math.min(10_000, streams * 10), async () => {
       during = await mem();
     });
     await sleep(3000);
