@@ -133,7 +133,8 @@ function main(): void {
   };
   process.once('SIGTERM', close);
   process.once('disconnect', close);
-  server.listen(0, '127.0.0.1', () => {
+  // The same listen backlog as ccload's (src/daemon.ts), so 5000 connections opening meet the same queue.
+  server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () => {
     const ready: PassthroughReady = { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
     process.send?.(ready);
   });

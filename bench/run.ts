@@ -17,7 +17,7 @@
  * The machine is shared: compare ratios within a run, and repeat
  * (docs/stack-notes.md#benchmarks-on-a-shared-machine).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -763,53 +763,27 @@ function gates(rows: Row[]): string[] {
 const FILES_FOR_5000 = 12_000;
 
 /**
- * Runs this script again under a raised open-file limit (`ulimit -n`, up to the hard limit) when the
- * soft limit is too low for the 5000-stream scenario; the children inherit it. Returns the exit code
- * of that run, or undefined to go on in this process (limit high enough, or cannot be raised).
+ * Warns when the open-file limit is too low for the 5000-stream scenario. Node raises its soft
+ * limit to the hard one at start (and every child inherits it), so only the hard limit can be too
+ * low: `ulimit -Hn` as root, or `LimitNOFILE=` for a systemd unit.
  */
-function rerunWithFileLimit(opts: Options): number | undefined {
-  if (process.env['CCLOAD_BENCH_NOFILE'] || (opts.only && !opts.only.has('streams5000'))) return undefined;
-  let soft: string;
-  let hard: string;
+function checkFileLimit(opts: Options): void {
+  if (opts.only && !opts.only.has('streams5000')) return;
+  let soft = '';
   try {
-    [soft = '', hard = ''] = execFileSync('sh', ['-c', 'ulimit -Sn; ulimit -Hn'], { encoding: 'utf8' })
-      .trim()
-      .split('\n');
+    soft = execFileSync('sh', ['-c', 'ulimit -Sn'], { encoding: 'utf8' }).trim();
   } catch {
-    return undefined;
+    return;
   }
-  if (soft === 'unlimited' || Number(soft) >= FILES_FOR_5000) return undefined;
-  const limit = hard === 'unlimited' ? 65_536 : Math.min(Number(hard), 65_536);
-  if (!(limit >= FILES_FOR_5000)) {
+  if (soft !== 'unlimited' && Number(soft) < FILES_FOR_5000)
     process.stdout.write(
-      `warning: open-file limit ${soft} (hard ${hard}) is below ${FILES_FOR_5000}: 5000 streams will fail to connect (raise it with ulimit -n)\n`,
+      `warning: the open-file limit is ${soft}, below the ${FILES_FOR_5000} that 5000 streams need: raise the hard limit (ulimit -Hn)\n`,
     );
-    return undefined;
-  }
-  const r = spawnSync(
-    'sh',
-    [
-      '-c',
-      'ulimit -n "$1" && shift && exec "$@"',
-      'sh',
-      String(limit),
-      process.execPath,
-      ...process.execArgv,
-      process.argv[1]!,
-      ...process.argv.slice(2),
-    ],
-    { stdio: 'inherit', env: { ...process.env, CCLOAD_BENCH_NOFILE: String(limit) } },
-  );
-  return r.status ?? 1;
 }
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
-  const rerun = rerunWithFileLimit(opts);
-  if (rerun !== undefined) {
-    process.exitCode = rerun;
-    return;
-  }
+  checkFileLimit(opts);
   // The affinity benchmark (bench/affinity.ts) measures the prompt cache, not CPU, and runs on
   // its own for about a minute: only when named.
   if (opts.only?.has('affinity')) {
@@ -978,7 +952,9 @@ async function main(): Promise<void> {
     )}\n`,
   );
   process.stdout.write(`\nwrote ${file}\n`);
-  if (profiles.length === 0 && crashes.length === 0) rmSync(dir, { recursive: true, force: true });
+  // Logs of a run with failed requests are kept: they say why.
+  if (profiles.length === 0 && crashes.length === 0 && rows.every((r) => r.failed === 0))
+    rmSync(dir, { recursive: true, force: true });
   else process.stdout.write(`profiles and logs kept in ${dir}\n`);
 }
 

@@ -98,6 +98,9 @@ export interface Daemon {
  */
 const MAIN_BUSY_TIMEOUT_MS = 50;
 
+/** Pending connections the listening socket queues (see the listen call). */
+const LISTEN_BACKLOG = 4096;
+
 /**
  * The client-side limits of `server.*` on the HTTP server (also applied on reload): how long a
  * client may take to send its headers and its whole request — not the answer, so streams run as
@@ -318,7 +321,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     };
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(initial.listen.port, initial.listen.host, () => {
+      // A backlog of 4096 (the kernel caps it at net.core.somaxconn) instead of Node's 511: a burst
+      // of new connections while the event loop is busy (thousands of Claude Code sessions
+      // reconnecting) would otherwise overflow it, and the kernel drops or resets the extra ones.
+      server.listen({ port: initial.listen.port, host: initial.listen.host, backlog: LISTEN_BACKLOG }, () => {
         server.off('error', reject);
         resolve();
       });
