@@ -7,6 +7,7 @@ import type { Reloader } from './config/reloader.js';
 import type { WriteBack } from './config/write-back/apply-edit.js';
 import type { Logger } from './observability/log.js';
 import type { Metrics } from './observability/metrics.js';
+import type { Limits } from './proxy/limits.js';
 import type { ProxyState } from './proxy/state.js';
 import type { Database } from './store/db.js';
 import type { LogWriter } from './store/log-writer.js';
@@ -40,6 +41,8 @@ export interface App {
   readonly logWriter: LogWriter;
   /** Cooldowns and round-robin pointers. */
   readonly proxyState: ProxyState;
+  /** Requests in flight per token and channel, and each token's spend (operator policy). */
+  readonly limits: Limits;
   /** Applies channel edits to ccload.yaml (write-back), one at a time. */
   readonly writeBack: WriteBack;
 }

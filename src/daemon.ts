@@ -31,6 +31,7 @@ import {
 } from './operations/control.js';
 import { activeEntries } from './proxy/cooldown.js';
 import { ProxyHandler } from './proxy/handler.js';
+import { Limits } from './proxy/limits.js';
 import { Runtime } from './proxy/runtime.js';
 import { ProxyState } from './proxy/state.js';
 import { type Database, openDatabase } from './store/db.js';
@@ -197,6 +198,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     });
     let runtime = new Runtime(initial);
     closers.push(() => runtime.destroy());
+    const policyLimits = new Limits({
+      db,
+      flush: async () => {
+        await logWriter.flush();
+        return !logWriter.stats().failing;
+      },
+      log,
+      now,
+      timeZone: () => reloader.current.config.auth.budget_time_zone,
+    });
 
     let dbOk = true;
     let ready = false;
@@ -257,6 +268,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       },
     });
 
+    await policyLimits.start();
+    closers.push(() => policyLimits.close());
+    metrics.observePolicy(() => ({ snapshot: reloader.current, limits: policyLimits, now: now() }));
+
     const controlToken = newControlToken();
     const app: App = {
       reloader,
@@ -277,11 +292,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       databaseOk: () => dbOk,
       logWriter,
       proxyState,
+      limits: policyLimits,
       writeBack: new WriteBack({ input, reloader, log, now }),
     };
     const proxy = new ProxyHandler({
       runtime: () => runtime,
       state: proxyState,
+      limits: policyLimits,
       logWriter,
       metrics,
       log,

@@ -37,6 +37,12 @@ export const ErrorCode = {
   NOT_FOUND: 'CCL_NOT_FOUND',
   METHOD_NOT_ALLOWED: 'CCL_METHOD_NOT_ALLOWED',
   INTERNAL: 'CCL_INTERNAL',
+  PROXY_CONNECT: 'CCL_PROXY_CONNECT',
+  CHANNELS_BUSY: 'CCL_CHANNELS_BUSY',
+  TOKEN_MODEL: 'CCL_TOKEN_MODEL',
+  TOKEN_CHANNELS: 'CCL_TOKEN_CHANNELS',
+  TOKEN_CONCURRENCY: 'CCL_TOKEN_CONCURRENCY',
+  TOKEN_BUDGET: 'CCL_TOKEN_BUDGET',
 } as const;
 
 /** One of the proxy error codes. */
@@ -199,6 +205,46 @@ export const PROXY_ERRORS: Readonly<Record<ErrorCode, ProxyErrorEntry>> = {
     type: 'api_error',
     message: 'internal error in ccload; see its log',
     meaning: 'a bug in ccload; the cause is logged, never sent',
+  },
+  CCL_PROXY_CONNECT: {
+    status: 502,
+    type: 'api_error',
+    message: "could not reach the upstream through the channel's outbound proxy",
+    meaning:
+      "the channel's outbound proxy refused or failed: connect refused or unreachable, a CONNECT not answered with 200, a 407",
+  },
+  CCL_CHANNELS_BUSY: {
+    status: 503,
+    type: 'overloaded_error',
+    message: 'every channel for this model is at its concurrency or requests-per-minute cap',
+    meaning:
+      'only channels at their `max_concurrency` / `rpm` cap are left and no slot freed within `routing.cooling_wait` (with `retry-after`)',
+  },
+  // The token refusals: their messages name the rule and are built by proxy/policy.ts.
+  CCL_TOKEN_MODEL: {
+    status: 403,
+    type: 'permission_error',
+    message: 'model not allowed for this token',
+    meaning: "the model is not in the client token's `models` allow-list",
+  },
+  CCL_TOKEN_CHANNELS: {
+    status: 403,
+    type: 'permission_error',
+    message: 'no channel this token may use serves the model',
+    meaning: "no channel in the client token's `channels` allow-list serves the model",
+  },
+  CCL_TOKEN_CONCURRENCY: {
+    status: 429,
+    type: 'rate_limit_error',
+    message: 'too many requests of this token in flight',
+    meaning: 'the client token already has `max_concurrency` requests in flight (`retry-after: 2`)',
+  },
+  CCL_TOKEN_BUDGET: {
+    status: 402,
+    type: 'billing_error',
+    message: "this token's budget is spent",
+    meaning:
+      "the client token's daily or monthly `budget` is spent (`x-should-retry: false`; the message says when it resets)",
   },
 };
 

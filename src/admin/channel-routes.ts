@@ -155,6 +155,9 @@ const FIELD_TYPES = {
   model_map: z.record(z.string(), z.string()),
   enabled: z.boolean(),
   headers: HeadersBody,
+  max_concurrency: z.number(),
+  rpm: z.number(),
+  proxy: z.string(),
 } satisfies { readonly [K in ChannelField]-?: z.ZodType<Exclude<NewChannel[K], undefined>> };
 
 const KeyInput = z.union([z.string(), z.strictObject({ keep: z.number().int().nonnegative() })]);
@@ -171,6 +174,9 @@ const NewChannelBody = z.strictObject(FIELD_TYPES).partial({
   model_map: true,
   enabled: true,
   headers: true,
+  max_concurrency: true,
+  rpm: true,
+  proxy: true,
 }) satisfies z.ZodType<NewChannel>;
 
 /** A field an update may remove: `null` in the body. */
@@ -188,6 +194,9 @@ const ChangesBody = z.strictObject({
   model_map: removable(FIELD_TYPES.model_map),
   enabled: removable(FIELD_TYPES.enabled),
   headers: removable(FIELD_TYPES.headers),
+  max_concurrency: removable(FIELD_TYPES.max_concurrency),
+  rpm: removable(FIELD_TYPES.rpm),
+  proxy: removable(FIELD_TYPES.proxy),
 } satisfies { readonly [K in ChannelField]-?: z.ZodType }) satisfies z.ZodType<ChannelChanges>;
 
 const TestBody = z.strictObject({

@@ -11,8 +11,15 @@ import type { z } from 'zod';
 import { compileGlob } from './glob.js';
 import { expand, fileReferences, readReferencedFiles } from './interpolate.js';
 import { type ConfigPath, formatPath, locate } from './locate.js';
+import { resolveOutboundProxy } from './outbound-proxy.js';
 import { formatReference, hasReference, parseReferences } from './references.js';
-import { type ChannelConfig, type Config, ConfigSchema, configJsonSchema } from './schema.js';
+import {
+  type ChannelConfig,
+  type ClientTokenConfig,
+  type Config,
+  ConfigSchema,
+  configJsonSchema,
+} from './schema.js';
 import {
   fingerprint,
   holdsLiteralSecret,
@@ -21,7 +28,15 @@ import {
   maskUrl,
   referenceFields,
 } from './secrets.js';
-import type { Channel, ChannelKey, ClientToken, ConfigIssue, ReloadSource, Snapshot } from './snapshot.js';
+import type {
+  Channel,
+  ChannelKey,
+  ClientToken,
+  ConfigIssue,
+  ReloadSource,
+  Snapshot,
+  TokenPolicy,
+} from './snapshot.js';
 import { hiddenUrlParts } from './url-mask.js';
 
 /** What the loader needs besides the file. */
@@ -153,12 +168,19 @@ export async function loadConfigText(
   const config = parsed.data;
   crossCheck(config, at);
   const env = applyEnv(config, input, at);
+  for (const name of ['HTTPS_PROXY', 'HTTP_PROXY'] as const) {
+    const v = input.env[name] ?? input.env[name.toLowerCase()];
+    if (v && v.trim() !== '' && !/^https?:\/\/[^/]/.test(v.trim()))
+      at([], `environment variable ${name} is not an http(s) proxy URL`);
+    else if (v && v.trim() !== '' && !URL.canParse(v.trim()))
+      at([], `environment variable ${name} is not a valid URL`);
+  }
   if (errors.length > 0) return { ok: false, hash, errors: sortIssues(errors), warnings };
 
-  const written = (raw as { channels?: { url?: unknown }[] }).channels ?? [];
+  const written = (raw as { channels?: { url?: unknown; proxy?: unknown }[] }).channels ?? [];
   const expandReference = (reference: string) => expand(reference, input.env, files, baseDir).value;
   const channels = config.channels.map((c, index) =>
-    buildChannel(c, index, written[index]?.url, expandReference),
+    buildChannel(c, index, written[index]?.url, expandReference, written[index]?.proxy, input.env),
   );
   for (const c of channels) {
     if (c.enabled && c.problems.length > 0) at(['channels', c.index], `${c.problems.join('; ')}`, 'warning');
@@ -409,6 +431,23 @@ function crossCheck(config: Config, at: At): void {
     );
   }
 
+  if (!validTimeZone(config.auth.budget_time_zone)) {
+    at(
+      ['auth', 'budget_time_zone'],
+      `unknown time zone "${config.auth.budget_time_zone}": expected an IANA name such as UTC or Europe/Berlin`,
+    );
+  }
+  const channelNames = config.channels.map((c) => c.name);
+  config.auth.tokens.forEach((t, i) => {
+    t.channels?.forEach((pattern, j) => {
+      const m = compileGlob(pattern);
+      if (!channelNames.some((n) => m(n)))
+        at(['auth', 'tokens', i, 'channels', j], `"${pattern}" matches no channel`);
+    });
+    if (t.budget && t.budget.daily === undefined && t.budget.monthly === undefined)
+      at(['auth', 'tokens', i, 'budget'], 'give daily, monthly or both (or omit budget)');
+  });
+
   const tokenNames = new Map<string, number>();
   const tokenValues = new Map<string, number>();
   config.auth.tokens.forEach((t, i) => {
@@ -454,11 +493,23 @@ function applyEnv(
   return { listen: { host, port }, database, adminPassword };
 }
 
+/** Is `tz` a time zone Intl knows (an IANA name such as `Europe/Berlin`, or `UTC`)? */
+function validTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function buildChannel(
   c: ChannelConfig,
   index: number,
   written: unknown,
   expandReference: (reference: string) => string,
+  writtenProxy: unknown,
+  env: LoadInput['env'],
 ): Channel {
   const url = c.url.replace(/\/+$/, '');
   // Shown as written (a reference names its variable, never its value), userinfo and query masked.
@@ -475,14 +526,19 @@ function buildChannel(
   }
   const matchers = c.models?.map(compileGlob);
   const modelMap = c.model_map ?? {};
-  const identity = createHash('sha256')
-    .update(url)
-    .update('\0')
-    .update(values.join('\0'))
-    // Anthropic channels keep the identity they had before protocols existed.
-    .update(c.protocol === 'openai' ? '\0openai' : '')
-    .digest('hex')
-    .slice(0, 16);
+  const proxy = resolveOutboundProxy(
+    url,
+    c.proxy,
+    typeof writtenProxy === 'string' ? writtenProxy : undefined,
+    env,
+  );
+  const hash = createHash('sha256').update(url).update('\0').update(values.join('\0'));
+  // Anthropic channels keep the identity they had before protocols existed.
+  hash.update(c.protocol === 'openai' ? '\0openai' : '');
+  // A proxy is part of the identity (its failures cool the channel), added only when there is
+  // one so that channels without a proxy keep their identity across this change.
+  if (proxy) hash.update('\0proxy\0').update(proxy.url);
+  const identity = hash.digest('hex').slice(0, 16);
   return {
     name: c.name,
     index,
@@ -498,6 +554,9 @@ function buildChannel(
     models: c.models,
     modelMap,
     enabled: c.enabled,
+    maxConcurrency: c.max_concurrency,
+    rpm: c.rpm,
+    proxy,
     identity,
     problems,
     serves: matchers ? (model) => matchers.some((m) => m(model)) : () => true,
@@ -505,16 +564,32 @@ function buildChannel(
   };
 }
 
+/** A token's limits, matchers compiled; no argument: none (a CCLOAD_AUTH token). */
+function buildPolicy(t?: ClientTokenConfig): TokenPolicy {
+  const models = t?.models?.map(compileGlob);
+  const channels = t?.channels?.map(compileGlob);
+  return {
+    models: t?.models,
+    channels: t?.channels,
+    maxConcurrency: t?.max_concurrency,
+    daily: t?.budget?.daily,
+    monthly: t?.budget?.monthly,
+    allowsModel: models ? (m) => models.some((f) => f(m)) : () => true,
+    allowsChannel: channels ? (n) => channels.some((f) => f(n)) : () => true,
+  };
+}
+
 function buildTokens(config: Config, env: LoadInput['env']): ClientToken[] {
   const tokens: ClientToken[] = config.auth.tokens
     .filter((t) => t.token !== '')
-    .map((t) => ({ name: t.name, value: t.token, source: 'file' as const }));
+    .map((t) => ({ name: t.name, value: t.token, source: 'file' as const, policy: buildPolicy(t) }));
   const extra = (env['CCLOAD_AUTH'] ?? '')
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean);
   extra.forEach((value, i) => {
-    if (!tokens.some((t) => t.value === value)) tokens.push({ name: `env-${i + 1}`, value, source: 'env' });
+    if (!tokens.some((t) => t.value === value))
+      tokens.push({ name: `env-${i + 1}`, value, source: 'env', policy: buildPolicy() });
   });
   return tokens;
 }

@@ -137,9 +137,45 @@ const AdminSchema = z
   })
   .meta({ description: 'The dashboard and admin API.' });
 
+/** A cap that must be a positive whole number when given. */
+const Cap = (description: string) =>
+  z.number().int('must be a whole number').min(1, 'must be at least 1').optional().meta({ description });
+
+/** A USD amount per budget window. */
+const Usd = (description: string) =>
+  z.number().positive('must be greater than 0 (omit the key for no budget)').optional().meta({ description });
+
+const Patterns = (what: string, description: string) =>
+  z
+    .array(z.string().min(1, 'must not be empty'))
+    .min(1, `must list at least one ${what} (omit the key to allow every ${what})`)
+    .optional()
+    .meta({ description });
+
 const ClientTokenSchema = z.strictObject({
   name: Name.meta({ description: 'What logs and stats show for this client; the token itself never is.' }),
   token: Secret('The token the client sends as x-api-key or Authorization: Bearer.'),
+  models: Patterns(
+    'model',
+    'Models this token may request: exact names or globs (*, ?); omitted = every model. Others get 403 permission_error.',
+  ),
+  channels: Patterns(
+    'channel',
+    "Channels this token's requests may use: names or globs; omitted = every channel. Failover and the all-cooling fallback stay inside them.",
+  ),
+  max_concurrency: Cap(
+    'Requests of this token in flight at once; one more gets 429 rate_limit_error with retry-after. Omitted = no limit.',
+  ),
+  budget: z
+    .strictObject({
+      daily: Usd('USD per day (in auth.budget_time_zone) this token may spend; omitted = no daily budget.'),
+      monthly: Usd('USD per calendar month (in auth.budget_time_zone); omitted = no monthly budget.'),
+    })
+    .optional()
+    .meta({
+      description:
+        'Spend limits, counted from the recorded cost of answering attempts (pricing). Spent: 402 billing_error until the window resets; requests in flight finish.',
+    }),
 });
 
 const AuthSchema = z
@@ -148,8 +184,12 @@ const AuthSchema = z
       description:
         'Client tokens allowed to use the proxy. Empty (and no CCLOAD_AUTH): the proxy is open, with a warning.',
     }),
+    budget_time_zone: z.string().min(1).default('UTC').meta({
+      description:
+        'IANA time zone (e.g. Europe/Berlin) whose midnights start the daily and monthly budget windows.',
+    }),
   })
-  .meta({ description: 'Who may use the proxy (/v1/*).' });
+  .meta({ description: 'Who may use the proxy (/v1/*), and the limits of each client token.' });
 
 const RoutingSchema = z
   .strictObject({
@@ -358,6 +398,20 @@ export const ChannelSchema = z
       .meta({ description: "Rewrite the request's model for this channel: requested -> sent." }),
     enabled: z.boolean().default(true),
     headers: ChannelHeadersSchema.optional(),
+    max_concurrency: Cap(
+      'Attempts in flight on this channel at once (this instance); at the cap the channel is skipped, not cooled. Omitted = no cap.',
+    ),
+    rpm: Cap(
+      'Attempts started on this channel per rolling minute (this instance); at the cap the channel is skipped, not cooled. Omitted = no cap.',
+    ),
+    proxy: z
+      .url({ protocol: /^https?$/, error: 'expected an http(s) proxy URL, e.g. http://proxy.example:3128' })
+      .optional()
+      .meta({
+        pattern: '^https?://',
+        description:
+          'Outbound HTTP(S) proxy for this channel (https upstreams via CONNECT); credentials as user:${PASS}@ references, shown masked. Omitted: HTTPS_PROXY / HTTP_PROXY / NO_PROXY apply.',
+      }),
   })
   .meta({ description: 'One upstream: an Anthropic account, a relay or a compatible gateway.' });
 
@@ -426,6 +480,8 @@ export type ChannelAuth = z.output<typeof ChannelAuthSchema>;
 export type ChannelProtocol = z.output<typeof ChannelProtocolSchema>;
 /** The header rules of one channel as parsed. */
 export type ChannelHeaders = z.output<typeof ChannelHeadersSchema>;
+/** One client token entry as parsed. */
+export type ClientTokenConfig = z.output<typeof ClientTokenSchema>;
 /** Prices of one model pattern. */
 export type Price = z.output<typeof PriceSchema>;
 

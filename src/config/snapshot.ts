@@ -2,6 +2,7 @@
  * The frozen snapshot: everything the daemon needs from one validated ccload.yaml, with secrets
  * resolved, matchers compiled and identities computed. Built only by `load.ts`; never mutated.
  */
+import type { OutboundProxy } from './outbound-proxy.js';
 import type { ChannelAuth, ChannelProtocol, Config } from './schema.js';
 import type { HiddenUrlPart } from './url-mask.js';
 
@@ -58,7 +59,13 @@ export interface Channel {
   readonly models: readonly string[] | undefined;
   readonly modelMap: Readonly<Record<string, string>>;
   readonly enabled: boolean;
-  /** Hash of url + key values: runtime state (cooldowns) is dropped when it changes across reloads. */
+  /** Attempts in flight at once on this instance (`max_concurrency`); undefined = no cap. */
+  readonly maxConcurrency: number | undefined;
+  /** Attempts started per rolling minute on this instance (`rpm`); undefined = no cap. */
+  readonly rpm: number | undefined;
+  /** The outbound proxy (own `proxy:` or the environment's); undefined = direct. */
+  readonly proxy: OutboundProxy | undefined;
+  /** Hash of url + key values (+ proxy): runtime state (cooldowns) is dropped when it changes across reloads. */
   readonly identity: string;
   /** Why this channel cannot serve even when enabled (e.g. no key); empty when usable. */
   readonly problems: readonly string[];
@@ -74,6 +81,22 @@ export interface ClientToken {
   readonly value: string;
   /** Where it came from: the file or the CCLOAD_AUTH variable. */
   readonly source: 'file' | 'env';
+  /** Its limits (`auth.tokens[]`); a CCLOAD_AUTH token has none. */
+  readonly policy: TokenPolicy;
+}
+
+/** What one client token may do (docs/proxy.md#client-token-policy). */
+export interface TokenPolicy {
+  /** Model patterns as configured; undefined = every model. */
+  readonly models: readonly string[] | undefined;
+  /** Channel names or globs as configured; undefined = every channel. */
+  readonly channels: readonly string[] | undefined;
+  readonly maxConcurrency: number | undefined;
+  /** USD per day / per month; undefined = no budget for that window. */
+  readonly daily: number | undefined;
+  readonly monthly: number | undefined;
+  allowsModel(model: string): boolean;
+  allowsChannel(name: string): boolean;
 }
 
 /** One validated, applied configuration. */

@@ -190,9 +190,95 @@ export class Metrics {
   }
   #beforeScrape: () => void = () => {};
 
+  readonly tokenSpend = new Gauge({
+    name: 'ccload_token_spend_usd',
+    help: 'Spend of each client token in the current budget window (day or month, in auth.budget_time_zone), USD.',
+    labelNames: ['token', 'window'] as const,
+    registers: [this.registry],
+  });
+  readonly tokenBudget = new Gauge({
+    name: 'ccload_token_budget_usd',
+    help: 'Budget of each client token per window (day or month), USD; absent for a window without one.',
+    labelNames: ['token', 'window'] as const,
+    registers: [this.registry],
+  });
+  readonly tokenInflight = new Gauge({
+    name: 'ccload_token_inflight_requests',
+    help: 'Requests of each client token in flight on this instance.',
+    labelNames: ['token'] as const,
+    registers: [this.registry],
+  });
+  readonly tokenMaxConcurrency = new Gauge({
+    name: 'ccload_token_max_concurrency',
+    help: 'max_concurrency of each client token that has one.',
+    labelNames: ['token'] as const,
+    registers: [this.registry],
+  });
+  readonly channelInflight = new Gauge({
+    name: 'ccload_channel_inflight_attempts',
+    help: 'Upstream attempts in flight on each channel on this instance.',
+    labelNames: ['channel'] as const,
+    registers: [this.registry],
+  });
+  readonly channelCap = new Gauge({
+    name: 'ccload_channel_limit',
+    help: 'Caps of each channel that has them: max_concurrency (attempts in flight) and rpm (attempts per minute).',
+    labelNames: ['channel', 'limit'] as const,
+    registers: [this.registry],
+  });
+  #policy: (() => void) | undefined;
+
+  /**
+   * Refreshes the policy gauges at each scrape from the serving configuration and the counters.
+   * Labels are token and channel names from the configuration only, so their number is bounded.
+   */
+  observePolicy(
+    source: () => {
+      snapshot: Snapshot;
+      limits: {
+        tokenInflight(name: string): number;
+        channelInflight(name: string): number;
+        spend(name: string, now: number): { day: number; month: number };
+      };
+      now: number;
+    },
+  ): void {
+    this.#policy = () => {
+      const { snapshot, limits, now } = source();
+      for (const g of [
+        this.tokenSpend,
+        this.tokenBudget,
+        this.tokenInflight,
+        this.tokenMaxConcurrency,
+        this.channelInflight,
+        this.channelCap,
+      ])
+        g.reset();
+      for (const t of snapshot.tokens) {
+        const spend = limits.spend(t.name, now);
+        this.tokenSpend.set({ token: t.name, window: 'day' }, spend.day);
+        this.tokenSpend.set({ token: t.name, window: 'month' }, spend.month);
+        if (t.policy.daily !== undefined)
+          this.tokenBudget.set({ token: t.name, window: 'day' }, t.policy.daily);
+        if (t.policy.monthly !== undefined)
+          this.tokenBudget.set({ token: t.name, window: 'month' }, t.policy.monthly);
+        this.tokenInflight.set({ token: t.name }, limits.tokenInflight(t.name));
+        if (t.policy.maxConcurrency !== undefined)
+          this.tokenMaxConcurrency.set({ token: t.name }, t.policy.maxConcurrency);
+      }
+      for (const c of snapshot.channels) {
+        this.channelInflight.set({ channel: c.name }, limits.channelInflight(c.name));
+        if (c.maxConcurrency !== undefined)
+          this.channelCap.set({ channel: c.name, limit: 'max_concurrency' }, c.maxConcurrency);
+        if (c.rpm !== undefined) this.channelCap.set({ channel: c.name, limit: 'rpm' }, c.rpm);
+      }
+    };
+  }
+
   /** The Prometheus text, with scrape-time values refreshed. */
   async scrape(): Promise<string> {
     this.#beforeScrape();
+    this.#policy?.();
     return this.registry.metrics();
   }
   /** Children per metric, by their joined label values (bounded: see `CHILD_CACHE_MAX`). */

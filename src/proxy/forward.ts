@@ -19,7 +19,7 @@
  */
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
-import type { Dispatcher, Pool } from 'undici';
+import type { Dispatcher } from 'undici';
 import { anthropicError, ErrorCode, PROXY_ERRORS, sseErrorFrame } from '../errors.js';
 import { downstreamHeaders, flatHeaders } from './headers.js';
 import type { AttemptResult } from './outcome.js';
@@ -29,7 +29,12 @@ import { type Usage, usageFromJsonBody } from './usage.js';
 
 /** Everything one attempt needs. Times are `performance.now()` milliseconds. */
 export interface AttemptInput {
-  readonly pool: Pool;
+  /** A Pool of the upstream's origin, or a ProxyAgent (which needs `origin`). */
+  readonly dispatcher: Dispatcher;
+  /** `scheme://host:port` of the upstream. */
+  readonly origin: string;
+  /** The connection goes to an outbound proxy: a failure to connect is the proxy's. */
+  readonly viaProxy: boolean;
   readonly path: string;
   readonly headers: string[];
   readonly body: Buffer;
@@ -152,6 +157,17 @@ const NO_RESPONSE_CONNECT = new Set([
   'EPROTO',
 ]);
 
+/** Network-level connect failures: through a proxy they are the proxy's (TLS errors are the upstream's). */
+const PROXY_CONNECT = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENETDOWN',
+]);
+
 /**
  * The message of the `event: error` a committed stream ends with, for the failures that say more
  * than "the stream broke off" (`CCL_STREAM_BROKEN`, every other failure).
@@ -245,8 +261,9 @@ class Attempt implements Dispatcher.DispatchHandler {
       this.#resolve = resolve;
     });
     this.#armAt(Math.min(this.#start + input.firstTokenMs, input.deadline));
-    input.pool.dispatch(
+    input.dispatcher.dispatch(
       {
+        origin: input.origin,
         path: input.path,
         method: 'POST',
         headers: input.headers,
@@ -392,6 +409,19 @@ class Attempt implements Dispatcher.DispatchHandler {
     const cause = (err as { cause?: { code?: string } }).cause?.code;
     const detail = cause ?? code ?? err.message;
     if (code === 'UND_ERR_CONNECT_TIMEOUT') return this.#fail(ErrorCode.CONNECT_TIMEOUT, detail);
+    // Through a proxy every connection is to the proxy: refused, unreachable, or a CONNECT it did
+    // not answer with 200 (undici aborts the tunnel) is the proxy failing this channel.
+    if (
+      this.#in.viaProxy &&
+      this.#mode === 'pending' &&
+      (PROXY_CONNECT.has(code) ||
+        PROXY_CONNECT.has(cause ?? '') ||
+        /^Proxy response \(\d+\)/.test(err.message) ||
+        code === 'UND_ERR_PRX_TLS')
+    ) {
+      const m = /^Proxy response \((\d+)\)/.exec(err.message);
+      return this.#fail(ErrorCode.PROXY_CONNECT, m ? `proxy answered ${m[1]} to CONNECT` : detail);
+    }
     if (this.#mode === 'pending' && (NO_RESPONSE_CONNECT.has(code) || NO_RESPONSE_CONNECT.has(cause ?? ''))) {
       return this.#fail(ErrorCode.UPSTREAM_CONNECT, detail);
     }

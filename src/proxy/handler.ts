@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Channel } from '../config/snapshot.js';
+import type { Channel, ClientToken } from '../config/snapshot.js';
 import { anthropicError, clientError, ErrorCode, PROXY_ERRORS } from '../errors.js';
 import { eventLog, type LogEvent, type Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -18,7 +18,9 @@ import { metadataUserId, sniffRequest } from './body-sniff.js';
 import { type AttemptEnd, type HeldReply, runAttempt } from './forward.js';
 import { applyHeaderRules } from './header-rules.js';
 import { stripHintQuery, timeoutHint } from './headers.js';
+import type { Limits } from './limits.js';
 import { classifyOutcome, type Endpoint, type Outcome } from './outcome.js';
+import { admitModel, admitToken, type Refusal } from './policy.js';
 import { adapterFor, type ClientCall } from './protocol.js';
 import type { Runtime } from './runtime.js';
 import { type Candidate, select, type TriedAttempt } from './select.js';
@@ -31,6 +33,8 @@ export interface ProxyDeps {
   /** The runtime of the current snapshot; read once per request. */
   readonly runtime: () => Runtime;
   readonly state: ProxyState;
+  /** Token and channel counters and spend (operator policy). */
+  readonly limits: Limits;
   readonly logWriter: LogWriter;
   readonly metrics: Metrics;
   readonly log: Logger;
@@ -159,6 +163,21 @@ export class ProxyHandler {
     }
     const token = this.#authenticate(runtime, req, res);
     if (token === false) return;
+    if (token) {
+      // Concurrency and budgets are judged before the body is read: a refused client costs nothing.
+      const { limits, now } = this.#d;
+      const t = now();
+      const refusal = admitToken(
+        token.name,
+        token.policy,
+        limits.tokenInflight(token.name),
+        limits.spend(token.name, t),
+        limits.windows(t),
+      );
+      if (refusal) return this.#refuse(res, endpoint, token, null, refusal, t);
+      limits.enterToken(token.name);
+      res.once('close', () => limits.leaveToken(token.name));
+    }
     const limit = runtime.snapshot.config.server.max_body;
     const body = await readRequestBody(req, limit);
     if (body === 'too-large') {
@@ -177,7 +196,32 @@ export class ProxyHandler {
       this.#d.metrics.child(this.#d.metrics.requests, endpoint, ErrorCode.BAD_REQUEST).inc();
       return sendError(res, ErrorCode.BAD_REQUEST, sniff.message);
     }
-    const p = new ProxyRequest(this.#d, runtime, req, res, endpoint, token ?? null, body, sniff);
+    let channels = runtime.snapshot.channels;
+    if (token) {
+      channels = runtime.channelsFor(token);
+      const refusal = admitModel(
+        token.name,
+        token.policy,
+        sniff.model,
+        channels,
+        token.policy.channels !== undefined && runtime.servesModel(sniff.model),
+      );
+      if (refusal) {
+        body.release();
+        return this.#refuse(res, endpoint, token, sniff.model, refusal, this.#d.now());
+      }
+    }
+    const p = new ProxyRequest(
+      this.#d,
+      runtime,
+      req,
+      res,
+      endpoint,
+      token?.name ?? null,
+      channels,
+      body,
+      sniff,
+    );
     this.#active.add(p);
     try {
       await p.run();
@@ -190,17 +234,76 @@ export class ProxyHandler {
   }
 
   /**
-   * Checks the client token (`x-api-key` or `Authorization: Bearer`; with both, either may match).
-   * Returns the token name, undefined on an open proxy, or false after answering 401.
+   * A request refused by the token's policy before routing: answered, counted, logged with the
+   * rule, and recorded as a row without a channel (attempt 0) so the dashboard's log shows it.
    */
-  #authenticate(runtime: Runtime, req: IncomingMessage, res: ServerResponse): string | undefined | false {
+  #refuse(
+    res: ServerResponse,
+    endpoint: Endpoint,
+    token: ClientToken,
+    model: string | null,
+    refusal: Refusal,
+    ts: number,
+  ): void {
+    const requestId = newRequestId();
+    sendError(res, refusal.code, refusal.message, [...refusal.headers, 'x-ccload-request-id', requestId]);
+    const status = PROXY_ERRORS[refusal.code].status;
+    const m = this.#d.metrics;
+    m.child(m.requests, endpoint, refusal.code).inc();
+    this.#d.log.warn(
+      {
+        event: 'request' satisfies LogEvent,
+        request_id: requestId,
+        token: token.name,
+        endpoint,
+        model,
+        channel: null,
+        status,
+        result: refusal.code,
+        reason: refusal.message,
+      },
+      `${endpoint} ${model ?? '-'} refused for token ${token.name}: ${refusal.code}`,
+    );
+    this.#d.logWriter.enqueue({
+      ts,
+      requestId,
+      token: token.name,
+      endpoint,
+      modelRequested: model,
+      modelSent: null,
+      channel: null,
+      keyFp: null,
+      status,
+      errorClass: refusal.code,
+      attempt: 0,
+      final: true,
+      ttfbMs: null,
+      durationMs: 0,
+      streamed: false,
+      inputTokens: null,
+      outputTokens: null,
+      cacheCreationTokens: null,
+      cacheReadTokens: null,
+      costUsd: null,
+    });
+  }
+
+  /**
+   * Checks the client token (`x-api-key` or `Authorization: Bearer`; with both, either may match).
+   * Returns the token, undefined on an open proxy, or false after answering 401.
+   */
+  #authenticate(
+    runtime: Runtime,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): ClientToken | undefined | false {
     if (runtime.open) return undefined;
     const key = req.headers['x-api-key'];
     const auth = req.headers.authorization;
     const bearer = auth?.startsWith('Bearer ') ? auth.slice(7).trim() : undefined;
     const found =
       runtime.authenticate(typeof key === 'string' ? key : undefined) ?? runtime.authenticate(bearer);
-    if (found) return found.name;
+    if (found) return found;
     this.#d.metrics.child(this.#d.metrics.requests, 'auth', ErrorCode.UNAUTHORIZED).inc();
     const message =
       runtime.snapshot.tokens.length === 0
@@ -254,6 +357,8 @@ class ProxyRequest {
   readonly #body: Buffer;
   /** Gives the body's pooled buffer back (idempotent; the handler calls it again at the end). */
   readonly #release: () => void;
+  /** The channels the client token may use (all of the snapshot's when it has no allow-list). */
+  readonly #channels: readonly Channel[];
   readonly #model: string;
   /** The model as metrics label it (`other` unless the configuration names it). */
   readonly #metricModel: string;
@@ -288,6 +393,7 @@ class ProxyRequest {
     res: ServerResponse,
     endpoint: Endpoint,
     token: string | null,
+    channels: readonly Channel[],
     body: Body,
     sniff: {
       model: string;
@@ -304,6 +410,7 @@ class ProxyRequest {
     this.#token = token;
     this.#body = body.bytes;
     this.#release = body.release;
+    this.#channels = channels;
     this.#model = sniff.model;
     this.#metricModel = rt.metricModel(sniff.model);
     // The header first (Claude Code sends it on every request, so the body is rarely looked at).
@@ -355,9 +462,11 @@ class ProxyRequest {
   }
 
   async #run(): Promise<void> {
-    const { state, now } = this.#d;
+    const { state, now, limits } = this.#d;
     const routing = this.#rt.snapshot.config.routing;
-    const channels = this.#rt.snapshot.channels;
+    const channels = this.#channels;
+    const capped = (c: Channel, at: number) => limits.cappedUntil(c, at);
+    let busySince: number | undefined;
     const tried: TriedAttempt[] = [];
     let attempts = 0;
     let last: { end: AttemptEnd; outcome: Outcome; channel: Channel } | undefined;
@@ -377,6 +486,7 @@ class ProxyRequest {
         now: t,
         policy: routing,
         tried,
+        capped,
       });
       let candidate: Candidate;
       let choice: Choice | undefined;
@@ -405,6 +515,28 @@ class ProxyRequest {
         } else {
           candidate = sel.candidates[0]!;
         }
+      } else if (sel.kind === 'busy') {
+        // Only channels at their caps are left: wait for a slot within the cooling wait and the
+        // deadline (several short waits may be needed: another request can take a freed slot).
+        busySince ??= performance.now();
+        const left = Math.min(
+          busySince + routing.cooling_wait - performance.now(),
+          this.#deadline - performance.now(),
+        );
+        if (left <= 0) {
+          if (last) break;
+          const retryAfter = String(
+            Math.max(1, Math.ceil(Number.isFinite(sel.until) ? (sel.until - t) / 1000 : 1)),
+          );
+          return this.#finishError(ErrorCode.CHANNELS_BUSY, `retry in ${retryAfter} s`, [
+            'retry-after',
+            retryAfter,
+          ]);
+        }
+        const slot = limits.waitForSlot(Math.max(1, Math.min(left, sel.until - t)));
+        this.#wake = slot.cancel;
+        await slot.done;
+        continue;
       } else {
         const until = sel.kind === 'wait' ? sel.until : t + sel.retryAfterMs;
         const waitMs = until - t;
@@ -452,8 +584,11 @@ class ProxyRequest {
       const rules = this.#rt.headerRules.get(channel.name);
       if (call.kind === 'local')
         return this.#answerLocally(ts, attempts, channel, key.fingerprint, sent, call);
+      limits.startAttempt(channel, ts);
       const attempt = runAttempt({
-        pool: this.#rt.pool(channel.origin),
+        dispatcher: this.#rt.dispatcher(channel),
+        origin: channel.origin,
+        viaProxy: channel.proxy !== undefined,
         path: call.path,
         headers: rules ? applyHeaderRules(call.headers, rules) : call.headers,
         body: call.body,
@@ -479,6 +614,7 @@ class ProxyRequest {
       if (this.#gone) attempt.clientGone();
       else if (this.#stopping) attempt.abort(ErrorCode.SHUTDOWN);
       end = await attempt.done;
+      limits.endAttempt(channel);
       this.#current = undefined;
       this.#attempts = attempts;
       this.#channel = channel.name;
@@ -676,6 +812,7 @@ class ProxyRequest {
     const billed = usage ? billedTokens(usage) : undefined;
     const dropped = end.dropped;
     const droppedTotal = dropped ? Object.values(dropped).reduce((a, b) => a + b, 0) : 0;
+    if (cost && this.#token !== null) this.#d.limits.record(this.#token, cost, ts, this.#d.now());
     const gone = end.result.kind === 'failure' && end.result.code === ErrorCode.CLIENT_GONE;
     const record: AttemptRecord = {
       ts,

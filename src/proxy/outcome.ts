@@ -247,6 +247,12 @@ const FAILURE_REASON: Readonly<Record<ErrorCode, string>> = {
   CCL_NOT_FOUND: 'no such path',
   CCL_METHOD_NOT_ALLOWED: 'method not allowed',
   CCL_INTERNAL: 'internal error',
+  CCL_PROXY_CONNECT: 'outbound proxy failed',
+  CCL_CHANNELS_BUSY: 'every channel at its cap',
+  CCL_TOKEN_MODEL: 'model not allowed for the token',
+  CCL_TOKEN_CHANNELS: 'no allowed channel serves the model',
+  CCL_TOKEN_CONCURRENCY: 'token concurrency limit',
+  CCL_TOKEN_BUDGET: 'token budget spent',
 };
 
 /** The scope a transport/stream failure cools; `none` where the upstream is not at fault. */
@@ -276,6 +282,14 @@ const FAILURE_SCOPE: Readonly<Record<ErrorCode, CooldownScope | 'none'>> = {
   CCL_NOT_FOUND: 'none',
   CCL_METHOD_NOT_ALLOWED: 'none',
   CCL_INTERNAL: 'none',
+  // Through a proxy the connection goes to the proxy: when it refuses or fails, every model and
+  // key of the channel fails alike (another channel, maybe direct, may do better).
+  CCL_PROXY_CONNECT: 'channel',
+  CCL_CHANNELS_BUSY: 'none',
+  CCL_TOKEN_MODEL: 'none',
+  CCL_TOKEN_CHANNELS: 'none',
+  CCL_TOKEN_CONCURRENCY: 'none',
+  CCL_TOKEN_BUDGET: 'none',
 };
 
 /** Codes that are a stream breaking once committed; a committed failure is reported as `CCL_STREAM_BROKEN`. */

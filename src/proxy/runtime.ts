@@ -1,13 +1,15 @@
 /**
  * The runtime of one snapshot: what the data path derives from it once rather than per request
- * (token digests, the /v1/models answer, the price book, the channels' header rules) and the undici Pools it owns, one per
- * upstream origin. A request enters the runtime current at its start and keeps it; a reload
+ * (token digests, each token's allowed channels, the /v1/models answer, the price book, the
+ * channels' header rules) and the undici dispatchers it owns, one per (upstream origin, outbound
+ * proxy): a Pool for a direct origin, a ProxyAgent for one reached through a proxy. A request
+ * enters the runtime current at its start and keeps it; a reload
  * retires the old runtime, whose pools close once its last request has left.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { Pool } from 'undici';
+import { type Dispatcher, Pool, ProxyAgent } from 'undici';
 import { isGlob } from '../config/glob.js';
-import type { ClientToken, Snapshot } from '../config/snapshot.js';
+import type { Channel, ClientToken, Snapshot } from '../config/snapshot.js';
 import { PriceBook } from './cost.js';
 import { compileHeaderRules, type HeaderRules } from './header-rules.js';
 import { type Scrubber, scrubberFor } from './scrub.js';
@@ -41,7 +43,8 @@ export class Runtime {
   readonly headerRules: ReadonlyMap<string, HeaderRules>;
   readonly #tokens: { token: ClientToken; bytes: Buffer }[];
   readonly #namedModels: ReadonlySet<string>;
-  readonly #pools = new Map<string, Pool>();
+  readonly #pools = new Map<string, Dispatcher>();
+  readonly #allowed = new Map<string, readonly Channel[]>();
   #inflight = 0;
   #retired = false;
   #closing: Promise<void> | undefined;
@@ -94,21 +97,61 @@ export class Runtime {
     return found;
   }
 
-  /** The pool for an upstream origin, created on first use with this snapshot's connect timeout. */
+  /** The channels a client token may use, in file order (computed once per token and snapshot). */
+  channelsFor(token: ClientToken): readonly Channel[] {
+    if (token.policy.channels === undefined) return this.snapshot.channels;
+    let list = this.#allowed.get(token.name);
+    if (!list) {
+      list = this.snapshot.channels.filter((c) => token.policy.allowsChannel(c.name));
+      this.#allowed.set(token.name, list);
+    }
+    return list;
+  }
+
+  /** Does any enabled channel serve the model (whoever may use it)? */
+  servesModel(model: string): boolean {
+    return this.snapshot.channels.some((c) => c.enabled && c.serves(model));
+  }
+
+  /** The pool for a direct upstream origin (see `dispatcher`). */
   pool(origin: string): Pool {
-    let pool = this.#pools.get(origin);
-    if (!pool) {
+    return this.#dispatcher(origin, undefined) as Pool;
+  }
+
+  /**
+   * The dispatcher for a channel's connections, created on first use with this snapshot's
+   * timeouts: one per (origin, proxy). Through a proxy, an http upstream is sent as absolute-form
+   * requests and an https one through a CONNECT tunnel; the connect timeout covers reaching the
+   * proxy and, in a tunnel, the TLS handshake with the upstream.
+   */
+  dispatcher(channel: Channel): Dispatcher {
+    return this.#dispatcher(channel.origin, channel.proxy?.url);
+  }
+
+  #dispatcher(origin: string, proxy: string | undefined): Dispatcher {
+    const key = proxy === undefined ? origin : `${origin}\u0000${proxy}`;
+    let d = this.#pools.get(key);
+    if (!d) {
       const t = this.snapshot.config.routing.timeouts;
-      pool = new Pool(origin, {
-        connect: { timeout: t.connect },
+      const common = {
         headersTimeout: t.first_token + BACKSTOP_MS,
         bodyTimeout: t.idle + BACKSTOP_MS,
         keepAliveTimeout: UPSTREAM_KEEP_ALIVE_MS,
         pipelining: 1,
-      });
-      this.#pools.set(origin, pool);
+      };
+      d =
+        proxy === undefined
+          ? new Pool(origin, { ...common, connect: { timeout: t.connect } })
+          : new ProxyAgent({
+              uri: proxy,
+              proxyTunnel: false,
+              proxyTls: { timeout: t.connect },
+              requestTls: { timeout: t.connect },
+              ...common,
+            });
+      this.#pools.set(key, d);
     }
-    return pool;
+    return d;
   }
 
   /** A request starts using this runtime. */

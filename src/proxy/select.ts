@@ -40,6 +40,12 @@ export type Selection =
    * ends first. Attempt it at `until` if the request's deadline allows — never earlier.
    */
   | { readonly kind: 'wait'; readonly until: number; readonly candidate: Candidate }
+  /**
+   * Nothing is ready, and some untried candidate is only held by its channel's concurrency or
+   * requests-per-minute cap (never cooled for it): wait for a slot — until `until` at the latest
+   * (Infinity: until an attempt ends), also when `when_all_cooling` is `reject`.
+   */
+  | { readonly kind: 'busy'; readonly until: number; readonly candidate: Candidate }
   /** Every untried candidate is cooling and `when_all_cooling` is `reject` (→ 503 with retry-after). */
   | { readonly kind: 'reject'; readonly retryAfterMs: number }
   /**
@@ -59,6 +65,11 @@ export interface SelectInput {
   readonly now: number;
   readonly policy: Pick<Config['routing'], 'when_all_cooling'>;
   readonly tried?: readonly TriedAttempt[] | undefined;
+  /**
+   * Whether a channel is at its concurrency / requests-per-minute cap: undefined when free, else
+   * when it frees a slot (Infinity: unknown, when an attempt ends). A capped channel is skipped.
+   */
+  readonly capped?: ((channel: Channel, now: number) => number | undefined) | undefined;
 }
 
 /**
@@ -188,6 +199,7 @@ export function select(input: SelectInput): Selection {
 
   const ready: Placed[] = [];
   let soonest: { until: number; candidate: Candidate } | undefined;
+  let busy: { until: number; candidate: Candidate } | undefined;
   for (const { channels: group, groupKey, keyPointerKeys } of groups) {
     const start = offset(rr.get(groupKey), group.length);
     for (let g = 0; g < group.length; g++) {
@@ -195,6 +207,7 @@ export function select(input: SelectInput): Selection {
       const channel = group[groupPos]!;
       const keys = channel.keys;
       const keyStart = keys.length > 1 ? offset(rr.get(keyPointerKeys[groupPos]!), keys.length) : 0;
+      const cap = input.capped?.(channel, now);
       for (let k = 0; k < keys.length; k++) {
         const keyPos = (keyStart + k) % keys.length;
         const keyIndex = keys[keyPos]!.index;
@@ -204,6 +217,10 @@ export function select(input: SelectInput): Selection {
         if (until > now) {
           // Strict `<`: on a tie the earlier candidate in the order (higher priority) wins.
           if (!soonest || until < soonest.until) soonest = { until, candidate };
+          continue;
+        }
+        if (cap !== undefined) {
+          if (!busy || cap < busy.until) busy = { until: cap, candidate };
           continue;
         }
         ready.push({ candidate, groupKey, groupSize: group.length, groupPos, keyPos });
@@ -224,6 +241,10 @@ export function select(input: SelectInput): Selection {
       });
     }
     return { kind: 'go', candidates: ready.map((p) => p.candidate), rrAdvance };
+  }
+  if (busy) {
+    const until = Math.min(busy.until, soonest?.until ?? Number.POSITIVE_INFINITY);
+    return { kind: 'busy', until, candidate: busy.candidate };
   }
   if (soonest) {
     return input.policy.when_all_cooling === 'reject'

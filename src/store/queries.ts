@@ -719,3 +719,26 @@ export async function querySummary(
     hours: q.hours,
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Budget spend
+
+/**
+ * Cost per client token name over [from, to) (`to` may lie in the future: the current window), from
+ * the rollups — the same recorded costs the stats show. Tokens without spend are absent.
+ */
+export async function querySpendByToken(
+  db: StoreDb,
+  from: number,
+  to: number,
+  now: number,
+): Promise<Map<string, number>> {
+  const end = Math.min(to, tierStart(now, 'minute') + MINUTE);
+  const rows = await rollupSums(db, coverWindow(from, Math.max(from, end), now), ['token'], ['cost_usd']);
+  const out = new Map<string, number>();
+  for (const r of rows) {
+    const name = dim(r['token']);
+    if (name !== null) out.set(name, n(r['cost_usd']));
+  }
+  return out;
+}
