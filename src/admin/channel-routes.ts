@@ -8,7 +8,7 @@
  * is scrubbed of the snapshot's secrets (every channel key among them) before it is returned.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Client } from 'undici';
+import { Client, type Dispatcher, ProxyAgent } from 'undici';
 import { z } from 'zod';
 import type { App } from '../app.js';
 import { isGlob } from '../config/glob.js';
@@ -44,7 +44,7 @@ const iso = (ms: number) => new Date(ms).toISOString();
 export function channelJson(
   c: Channel,
   snapshot: Snapshot,
-  app: Pick<App, 'proxyState'>,
+  app: Pick<App, 'proxyState'> & Partial<Pick<App, 'limits'>>,
   now: number,
   sources?: ChannelKeySources,
 ) {
@@ -70,6 +70,16 @@ export function channelJson(
     problems: c.problems,
     /** Sessions pinned to this channel now (session affinity). */
     pinned_sessions: app.proxyState.pins.sessionsOn(c.name),
+    // Caps and the outbound proxy (its userinfo masked), with this instance's current load.
+    max_concurrency: c.maxConcurrency ?? null,
+    rpm: c.rpm ?? null,
+    proxy: c.proxy ? { url: c.proxy.shown, source: c.proxy.source } : null,
+    ...(app.limits
+      ? {
+          inflight: app.limits.channelInflight(c.name),
+          started_last_minute: app.limits.recentStarts(c.name, now),
+        }
+      : {}),
     ...(channelUntil > now ? { cooling_until: iso(channelUntil), remaining_ms: channelUntil - now } : {}),
     keys: c.keys.map((k) => {
       const until = cooling('key', k.index);
@@ -471,11 +481,21 @@ export async function testKey(
     'user-agent',
     'ccload-channel-test',
   ];
-  const client = new Client(c.origin, {
-    connect: { timeout: t.connect },
-    headersTimeout: t.first_token,
-    bodyTimeout: t.idle,
-  });
+  // Through the channel's outbound proxy when it has one, as the proxy's own attempts go.
+  const client: Dispatcher = c.proxy
+    ? new ProxyAgent({
+        uri: c.proxy.url,
+        proxyTunnel: false,
+        proxyTls: { timeout: t.connect },
+        requestTls: { timeout: t.connect },
+        headersTimeout: t.first_token,
+        bodyTimeout: t.idle,
+      })
+    : new Client(c.origin, {
+        connect: { timeout: t.connect },
+        headersTimeout: t.first_token,
+        bodyTimeout: t.idle,
+      });
   // The channel's own header rules apply (a `set` header a gateway requires, for one).
   const rules = compileHeaderRules(snapshot.config.channels[c.index]?.headers);
   const withRules = (h: string[]) => (rules ? applyHeaderRules(h, rules) : h);
@@ -489,12 +509,14 @@ export async function testKey(
     const res = await client.request(
       openai
         ? {
+            origin: c.origin,
             path: `${c.basePath}/models`,
             method: 'GET',
             headers: withRules(['authorization', `Bearer ${key.value}`, 'user-agent', 'ccload-channel-test']),
             signal,
           }
         : {
+            origin: c.origin,
             path: `${c.basePath}/v1/messages/count_tokens`,
             method: 'POST',
             headers: withRules(upstreamHeaders(raw, key.value, c.auth, body.length)),

@@ -297,6 +297,11 @@ class Attempt implements Dispatcher.DispatchHandler {
     headers: IncomingHttpHeaders,
   ): void {
     if (this.#settled || statusCode < 200) return;
+    // 407 always comes from the proxy in between (its credentials are wrong or missing).
+    if (statusCode === 407 && this.#in.viaProxy) {
+      this.abort(ErrorCode.PROXY_CONNECT, 'proxy answered 407 (proxy authentication required)');
+      return;
+    }
     const now = performance.now();
     this.#ttfb = now - this.#start;
     this.#lastActivity = now;

@@ -140,6 +140,11 @@ export function snapshotSecrets(snapshot: Snapshot): Scrubbed[] {
   for (const c of snapshot.channels) for (const k of c.keys) out.push(k.value);
   for (const c of snapshot.channels) out.push(...c.hiddenUrlParts);
   for (const t of snapshot.tokens) out.push(t.value);
+  // An outbound proxy's password (from a reference, in a URL), as written and percent-decoded.
+  for (const c of snapshot.channels) {
+    const password = c.proxy ? new URL(c.proxy.url).password : '';
+    if (password) out.push(password, decodeURIComponent(password));
+  }
   if (snapshot.adminPassword) out.push(snapshot.adminPassword);
   const dbToken = snapshot.config.server.database_token;
   if (dbToken) out.push(dbToken);
