@@ -17,6 +17,7 @@ import { layout, type PageName } from './pages/layout.js';
 import { logFilterForm, logFilters, logsPanel } from './pages/logs-page.js';
 import { overviewBody } from './pages/overview-page.js';
 import { statsHours, statsPanel } from './pages/stats-page.js';
+import { tokensPanel } from './pages/tokens-page.js';
 import { readBody } from './respond.js';
 import type { Route } from './router.js';
 import { sendHtml } from './ui.js';
@@ -85,6 +86,7 @@ export function pageRoutes(app: App): Route[] {
     ),
     ...view('/stats', '/ui/stats', 'Stats', 'stats', (url) => statsPanel(app, statsHours(url))),
     ...view('/channels', '/ui/channels', 'Channels', 'channels', () => channelsPanel(app)),
+    ...view('/tokens', '/ui/tokens', 'Tokens', 'tokens', () => tokensPanel(app)),
     {
       method: 'GET',
       path: '/channels/new',

@@ -9,6 +9,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { ok } from '../../src/dev/fake-upstream.js';
+import { call as http } from '../admin/http-helpers.js';
+import { testEnv } from '../daemon/helpers.js';
 import {
   anthropicErrorOf,
   attempts,
@@ -264,6 +266,24 @@ t.test(
         /"alice" has spent \$12\.00 of its daily budget of \$10\.00 .*resets at 2026-12-04 00:00 Europe\/Berlin \(2026-12-03T23:00:00Z\)/,
     });
     const beforeUpstream = a!.requests.length;
+
+    // Visible: /metrics gauges and the Tokens page (spend against the budget; never the token).
+    const login = await http(first.url, 'POST', '/login', { body: { password: testEnv.TEST_PASS } });
+    const sc = login.headers['set-cookie'];
+    const cookie = String(Array.isArray(sc) ? sc[0] : sc).split(';')[0]!;
+    const metrics = (await http(first.url, 'GET', '/metrics', { cookie })).text;
+    t.match(metrics, /ccload_token_spend_usd\{token="alice",window="day"\} 12\b/);
+    t.match(metrics, /ccload_token_budget_usd\{token="alice",window="day"\} 10\b/);
+    t.match(metrics, /ccload_token_budget_usd\{token="alice",window="month"\} 100\b/);
+    t.match(metrics, /ccload_token_inflight_requests\{token="alice"\} 0\b/);
+    const page = await http(first.url, 'GET', '/tokens', { cookie });
+    t.equal(page.status, 200);
+    t.match(page.text, /alice/);
+    t.match(page.text, /\$12\.00 <span class="muted">of \$10\.00/, 'today: spend of budget');
+    t.match(page.text, /<meter class="budget"[^>]*max="10"[^>]*value="10"/, 'a full bar');
+    t.match(page.text, /budget spent/);
+    t.notMatch(page.text, new RegExp(ALICE), 'the token value is nowhere on the page');
+    t.notMatch(metrics, new RegExp(ALICE), 'nor in the metrics');
 
     // A second instance on the same database adopts the spend at its start and on every sync.
     const second = join(first.dir, 'second.yaml');

@@ -112,6 +112,26 @@ function keys(c: ChannelView, now: number): Html {
   })}`;
 }
 
+/** Caps with the current load, and the outbound proxy (userinfo masked), when the channel has any. */
+function limitsLine(c: ChannelView): Html {
+  const parts: Html[] = [];
+  if (c.max_concurrency !== null)
+    parts.push(
+      html`<span title="attempts in flight now / max_concurrency">${c.inflight ?? 0} / ${c.max_concurrency} in flight</span>`,
+    );
+  else if (c.inflight) parts.push(html`<span>${c.inflight} in flight</span>`);
+  if (c.rpm !== null)
+    parts.push(
+      html`<span title="attempts started in the last minute / rpm">${c.started_last_minute ?? 0} / ${c.rpm} per min</span>`,
+    );
+  if (c.proxy)
+    parts.push(
+      html`<span title="${c.proxy.source === 'channel' ? 'proxy: of this channel' : `from ${c.proxy.source}`}">via <code>${c.proxy.url}</code>${c.proxy.source === 'channel' ? '' : html` (${c.proxy.source})`}</span>`,
+    );
+  if (parts.length === 0) return html``;
+  return html`<div class="small muted limits">${parts.map((p, i) => html`${i ? ' · ' : ''}${p}`)}</div>`;
+}
+
 function actions(c: ChannelView, hash: string, editable: boolean): Html {
   const name = encodeURIComponent(c.name);
   const base = `/ui/channels/${name}`;
@@ -152,7 +172,7 @@ export async function channelsPanel(app: App, opts: { notice?: Notice } = {}): P
   <tbody>${rows.map(
     (c) => html`<tr>
     <td>${state(c)}</td>
-    <td><strong>${c.name}</strong>${c.protocol === 'openai' ? html` <span class="badge" title="OpenAI-compatible: requests and answers are translated">OpenAI</span>` : ''}<div class="small muted">${c.url}</div>${headerRules(c)}${
+    <td><strong>${c.name}</strong>${c.protocol === 'openai' ? html` <span class="badge" title="OpenAI-compatible: requests and answers are translated">OpenAI</span>` : ''}<div class="small muted">${c.url}</div>${headerRules(c)}${limitsLine(c)}${
       c.problems.length
         ? html`<div class="small">${c.problems.map((p) => html`<div class="notice-error">${p}</div>`)}</div>`
         : ''

@@ -9,6 +9,7 @@ import { type Html, html } from '../html.js';
 export const NAV = [
   ['overview', '/', 'Overview'],
   ['channels', '/channels', 'Channels'],
+  ['tokens', '/tokens', 'Tokens'],
   ['logs', '/logs', 'Logs'],
   ['stats', '/stats', 'Stats'],
   ['config', '/config', 'Config'],
