@@ -410,7 +410,8 @@ export const ChannelSchema = z
       .meta({
         pattern: '^https?://',
         description:
-          'Outbound HTTP(S) proxy for this channel (https upstreams via CONNECT); credentials as user:${PASS}@ references, shown masked. Omitted: HTTPS_PROXY / HTTP_PROXY / NO_PROXY apply.',
+          'Outbound HTTP(S) proxy for this channel (https upstreams via CONNECT). May hold ${…} references (credentials: http://user:${PASS}@host:port); shown as written, with its userinfo and query masked. Omitted: HTTPS_PROXY / HTTP_PROXY / NO_PROXY apply.',
+        'x-reference': true,
       }),
   })
   .meta({ description: 'One upstream: an Anthropic account, a relay or a compatible gateway.' });

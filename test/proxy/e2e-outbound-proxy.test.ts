@@ -12,8 +12,10 @@ import { join } from 'node:path';
 import t from 'tap';
 import type { Daemon } from '../../src/daemon.js';
 import type { FakeUpstream } from '../../src/dev/fake-upstream.js';
-import { call } from '../admin/http-helpers.js';
-import { startTestDaemon, testEnv } from '../daemon/helpers.js';
+import { testEnv } from '../helpers/config.js';
+import { startTestDaemon } from '../helpers/daemon.js';
+import { call } from '../helpers/http.js';
+import { MODEL, messagesBody } from '../helpers/messages.js';
 import { type Teardownable, tmpDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
 import {
@@ -23,8 +25,6 @@ import {
   channelKey,
   closedPortUrl,
   coolingScopes,
-  MODEL,
-  messagesBody,
   send,
   startUpstreams,
 } from './e2e-helpers.js';
@@ -176,7 +176,7 @@ if (!existsSync(TINYPROXY)) {
 
     // Streaming through the proxy.
     a!.setDefault({ kind: 'answer' });
-    const stream = await send(daemon.url, { body: messagesBody(MODEL, true) });
+    const stream = await send(daemon.url, { body: messagesBody({ stream: true }) });
     t.equal(stream.status, 200);
     t.match(stream.text(), /event: message_stop/, 'a whole SSE stream through tinyproxy');
   });
@@ -199,12 +199,20 @@ if (!existsSync(TINYPROXY)) {
       t.equal(a!.requests.length, 1);
       const ch = daemon.app.reloader.current.channels[0]!;
       t.equal(ch.proxy?.source, 'channel');
-      t.equal(ch.proxy?.shown, `http://…:…@127.0.0.1:${proxy.port}/`, 'userinfo masked');
+      t.equal(
+        ch.proxy?.shown,
+        `http://…:\${PROXY_PASS}@127.0.0.1:${proxy.port}`,
+        'shown as written: the literal user masked, the password as its reference',
+      );
 
       // Nowhere an operator or a client looks holds the password.
       const channels = await adminCall(daemon, 'GET', '/admin/channels');
       t.notMatch(JSON.stringify(channels.json), /pr0xy-s3cret-pass/, 'channels API');
-      t.match(JSON.stringify(channels.json), /…:…@127\.0\.0\.1/, 'the API shows the masked proxy');
+      t.match(
+        JSON.stringify(channels.json),
+        /…:\$\{PROXY_PASS\}@127\.0\.0\.1/,
+        'the API shows the masked proxy',
+      );
       const page = await adminCall(daemon, 'GET', '/channels');
       t.notMatch(page.text, /pr0xy-s3cret-pass/, 'channels page');
       const metrics = await adminCall(daemon, 'GET', '/metrics');

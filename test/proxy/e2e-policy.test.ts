@@ -9,15 +9,14 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { ok } from '../../src/dev/fake-upstream.js';
-import { call as http } from '../admin/http-helpers.js';
-import { testEnv } from '../daemon/helpers.js';
+import { testEnv } from '../helpers/config.js';
+import { call as http } from '../helpers/http.js';
+import { MODEL, messagesBody } from '../helpers/messages.js';
 import {
   anthropicErrorOf,
   attempts,
   channelKey,
   coolingScopes,
-  MODEL,
-  messagesBody,
   send,
   startProxy,
   startUpstreams,
@@ -99,7 +98,11 @@ t.test(
     ];
     for (const [name, token, model, status, message] of rows) {
       const before = a!.requests.length + b!.requests.length + relay!.requests.length;
-      const res = await send(url, { headers: as(token), rawHeadersOnly: true, body: messagesBody(model) });
+      const res = await send(url, {
+        headers: as(token),
+        rawHeadersOnly: true,
+        body: messagesBody({ model: model }),
+      });
       t.equal(res.status, status, name);
       if (message) {
         const err = anthropicErrorOf(res.body);
@@ -154,7 +157,7 @@ t.test(
     const res = await send(url, {
       headers: as(ALICE),
       rawHeadersOnly: true,
-      body: messagesBody('claude-opus-5-5'),
+      body: messagesBody({ model: 'claude-opus-5-5' }),
     });
     t.equal(res.status, 403);
     t.match(anthropicErrorOf(res.body), {
@@ -166,7 +169,7 @@ t.test(
     const nothing = await send(url, {
       headers: as(ALICE),
       rawHeadersOnly: true,
-      body: messagesBody('gpt-9'),
+      body: messagesBody({ model: 'gpt-9' }),
     });
     t.equal(nothing.status, 403, 'the relay serves every model, so it is still the channel rule');
   },

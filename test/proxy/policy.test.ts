@@ -22,8 +22,8 @@ import { select } from '../../src/proxy/select.js';
 const iso = (ms: number) => new Date(ms).toISOString();
 const at = (s: string) => Date.parse(s);
 
-function snapshot(yaml: string): Snapshot {
-  const r = loadConfigText(`version: 1\n${yaml}`, {
+async function snapshot(yaml: string): Promise<Snapshot> {
+  const r = await loadConfigText(`version: 1\n${yaml}`, {
     path: '/tmp/ccload-policy-test/ccload.yaml',
     env: {},
     generation: 1,
@@ -175,7 +175,7 @@ channels:
 `;
 
 t.test('token admission: concurrency, then budgets, with the reset time in the message', async (t) => {
-  const s = snapshot(POLICY_YAML);
+  const s = await snapshot(POLICY_YAML);
   const [alice, ci, free] = s.tokens;
   const now = at('2026-12-03T15:00:00Z');
   const w = budgetWindows(now, 'Europe/Berlin');
@@ -224,7 +224,7 @@ t.test('token admission: concurrency, then budgets, with the reset time in the m
 });
 
 t.test('model admission: model and channel allow-lists, globs, both', async (t) => {
-  const s = snapshot(POLICY_YAML);
+  const s = await snapshot(POLICY_YAML);
   const [alice, ci, free] = s.tokens;
   const allowed = (name: string) =>
     s.channels.filter((c) => s.tokens.find((x) => x.name === name)!.policy.allowsChannel(c.name));
@@ -249,7 +249,7 @@ t.test('model admission: model and channel allow-lists, globs, both', async (t) 
   );
 
   // Both lists: the model is allowed, but only a channel the token may not use serves it.
-  const s2 = snapshot(`auth:
+  const s2 = await snapshot(`auth:
   tokens:
     - name: bob
       token: tok-bob-00000000
@@ -312,7 +312,7 @@ t.test('channel caps: concurrency and requests per minute', async (t) => {
 t.test(
   'selection skips a capped channel without cooling it, and waits only when nothing else is left',
   async (t) => {
-    const s = snapshot(POLICY_YAML);
+    const s = await snapshot(POLICY_YAML);
     const channels = s.channels;
     const cooldowns = createCooldownState();
     const base = {
