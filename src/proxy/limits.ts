@@ -64,9 +64,11 @@ export class Limits {
     this.#timer.unref();
   }
 
-  close(): void {
+  /** Stops the periodic re-read and waits for one in progress; wakes requests waiting for a slot. */
+  async close(): Promise<void> {
     clearInterval(this.#timer);
-    for (const w of this.#waiters) w();
+    for (const w of [...this.#waiters]) w();
+    await this.#syncing;
   }
 
   // --- tokens ----------------------------------------------------------------------------------

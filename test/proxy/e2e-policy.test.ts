@@ -5,12 +5,12 @@
  * one database; the all-cooling fallback staying inside a token's channels; channel caps skipping a
  * channel without cooling it, and waiting only when nothing else is left.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { ok } from '../../src/dev/fake-upstream.js';
 import { testEnv } from '../helpers/config.js';
-import { call as http } from '../helpers/http.js';
+import { call as http, login } from '../helpers/http.js';
 import { MODEL, messagesBody } from '../helpers/messages.js';
 import {
   anthropicErrorOf,
@@ -401,3 +401,37 @@ t.test(
     t.equal((await holder2).status, 200);
   },
 );
+
+t.test('channel caps and proxy are written back through the channel API, references kept', async (t) => {
+  const [a] = await startUpstreams(t, 1);
+  const { url, daemon, file } = await startProxy(
+    t,
+    policyConfig({ tokens: ['tokens: []'], channels: [{ name: 'a', url: a!.url }] }),
+  );
+  const cookie = await login(url);
+  const put = await http(url, 'PUT', '/admin/channels/a', {
+    cookie,
+    body: { max_concurrency: 3, rpm: 60, proxy: 'http://office:${OFFICE_PROXY_PASS:-}@127.0.0.1:3128' },
+  });
+  t.equal(put.status, 200, put.text);
+  const text = readFileSync(file, 'utf8');
+  t.match(text, /max_concurrency: 3/);
+  t.match(text, /rpm: 60/);
+  t.match(
+    text,
+    /proxy: http:\/\/office:\$\{OFFICE_PROXY_PASS:-\}@127\.0\.0\.1:3128/,
+    'the reference as written',
+  );
+  const ch = daemon.app.reloader.current.channels[0]!;
+  t.match(ch, { maxConcurrency: 3, rpm: 60, proxy: { source: 'channel' } });
+  const listed = await http(url, 'GET', '/admin/channels', { cookie });
+  t.match(listed.json.channels[0], {
+    max_concurrency: 3,
+    rpm: 60,
+    proxy: { url: 'http://…:${OFFICE_PROXY_PASS:-}@127.0.0.1:3128', source: 'channel' },
+    inflight: 0,
+  });
+  const bad = await http(url, 'PUT', '/admin/channels/a', { cookie, body: { max_concurrency: 0 } });
+  t.equal(bad.status, 422, 'a cap of 0 is refused by the loader');
+  t.match(bad.json.errors, [{ path: 'channels[0].max_concurrency', message: /at least 1/ }]);
+});
