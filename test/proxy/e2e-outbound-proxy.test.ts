@@ -103,7 +103,11 @@ function viaProxy(up: FakeUpstream): number {
   return up.requests.length;
 }
 
-function config(channels: string[], extra = ''): string {
+function config(
+  channels: string[],
+  extra = '',
+  timeouts = '{ connect: 2s, first_token: 5s, idle: 5s }',
+): string {
   return `version: 1
 server:
   listen: 127.0.0.1:0
@@ -115,7 +119,7 @@ auth:
     - { name: e2e, token: ${CLIENT_TOKEN} }
 routing:
   cooldown: { base: 300ms, max: 2s }
-  timeouts: { connect: 2s, first_token: 5s, idle: 5s }
+  timeouts: ${timeouts}
 channels:
 ${channels.join('\n')}
 ${extra}`;
@@ -274,6 +278,32 @@ if (!existsSync(TINYPROXY)) {
       type: 'api_error',
       message: /outbound proxy.*via-dead-proxy/,
     });
+  });
+
+  t.test('timeouts and cooldowns work through the proxy', async (t) => {
+    const proxy = await startTinyproxy(t);
+    const [slow, direct] = await startUpstreams(t, 2);
+    slow!.setDefault({ kind: 'never' });
+    const { daemon } = await startTestDaemon(
+      t,
+      config(
+        [channel('slow', slow!.url, 20, [`proxy: ${proxy.url}`]), channel('direct', direct!.url, 10)],
+        '',
+        '{ connect: 2s, first_token: 400ms, idle: 2s }',
+      ),
+    );
+    const res = await send(daemon.url, { body: messagesBody() });
+    t.equal(res.status, 200, 'failed over after the first-token timeout');
+    const rows = await attempts(daemon, { requestId: res.requestId, atLeast: 2 });
+    t.same(
+      rows.map((r) => [r.channel, r.errorClass]),
+      [
+        ['slow', 'CCL_FIRST_TOKEN_TIMEOUT'],
+        ['direct', null],
+      ],
+    );
+    t.same(coolingScopes(daemon), [`channel+model:slow|${MODEL}`], 'the proxied channel cooled');
+    t.equal(slow!.requests.length, 1, 'the request reached the upstream through the proxy');
   });
 
   t.test('the channel test goes through the proxy', async (t) => {

@@ -435,3 +435,25 @@ t.test('channel caps and proxy are written back through the channel API, referen
   t.equal(bad.status, 422, 'a cap of 0 is refused by the loader');
   t.match(bad.json.errors, [{ path: 'channels[0].max_concurrency', message: /at least 1/ }]);
 });
+
+t.test('hot reload: new token limits apply to the next request', async (t) => {
+  const [a] = await startUpstreams(t, 1);
+  a!.setDefault(ok(MODEL));
+  const text = (daily: number, models: string) =>
+    policyConfig({
+      tokens: [
+        'tokens:',
+        `  - { name: alice, token: ${ALICE}, models: [${models}], budget: { daily: ${daily} } }`,
+      ],
+      channels: [{ name: 'a', url: a!.url }],
+    });
+  const { url, daemon, file } = await startProxy(t, text(2, '"claude-*"'));
+  const call = (model = MODEL) =>
+    send(url, { headers: as(ALICE), rawHeadersOnly: true, body: messagesBody({ model }) });
+  t.equal((await call()).status, 200, '$0 of $2');
+  t.equal((await call()).status, 402, '$3 of $2: spent');
+  writeFileSync(file, text(10, '"claude-haiku-*"'));
+  await daemon.app.reloader.request('api');
+  t.equal((await call()).status, 403, 'the new model allow-list applies at once');
+  t.equal((await call('claude-haiku-5-5')).status, 200, 'and the raised budget ($3 of $10)');
+});
