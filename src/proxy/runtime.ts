@@ -113,11 +113,6 @@ export class Runtime {
     return this.snapshot.channels.some((c) => c.enabled && c.serves(model));
   }
 
-  /** The pool for a direct upstream origin (see `dispatcher`). */
-  pool(origin: string): Pool {
-    return this.#dispatcher(origin, undefined) as Pool;
-  }
-
   /**
    * The dispatcher for a channel's connections, created on first use with this snapshot's
    * timeouts: one per (origin, proxy). Through a proxy, an http upstream is sent as absolute-form
