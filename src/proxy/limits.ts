@@ -95,11 +95,14 @@ export class Limits {
       const prev = this.#windows;
       this.#windows = w;
       if (prev && prev.timeZone === tz) {
-        // A new day (and maybe month) began: its spend starts at zero.
+        // A new day (and maybe month) began: its spend starts at zero — also in the costs not yet
+        // synced, which belong to the previous day and must not be added to the new one's figure.
         const newMonth = w.monthStart !== prev.monthStart;
-        for (const s of this.#spend.values()) {
-          s.day = 0;
-          if (newMonth) s.month = 0;
+        for (const map of [this.#spend, this.#unsynced]) {
+          for (const s of map.values()) {
+            s.day = 0;
+            if (newMonth) s.month = 0;
+          }
         }
       } else if (prev) {
         // Another time zone: other windows; read them from the database at once.
