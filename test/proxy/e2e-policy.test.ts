@@ -431,6 +431,52 @@ t.test('channel caps and proxy are written back through the channel API, referen
     proxy: { url: 'http://…:${OFFICE_PROXY_PASS:-}@127.0.0.1:3128', source: 'channel' },
     inflight: 0,
   });
+  const masked = await http(url, 'PUT', '/admin/channels/a', {
+    cookie,
+    body: { proxy: 'http://…:${OFFICE_PROXY_PASS:-}@127.0.0.1:3129' },
+  });
+  t.equal(masked.status, 400, 'a masked proxy sent back is refused, not written as a password');
+  t.match(masked.json.message, /proxy: .* still holds a masked part/);
+
+  // The dashboard's edit form: the masked proxy comes back unchanged; caps change; the proxy goes.
+  const form = await http(url, 'GET', '/channels/edit?name=a', { cookie });
+  t.match(form.text, /name="proxy" [^>]*value="http:\/\/…:\$\{OFFICE_PROXY_PASS:-\}@127\.0\.0\.1:3128"/);
+  const hash = /name="hash" value="([^"]+)"/.exec(form.text)![1]!;
+  const post = (fields: Record<string, string>) =>
+    http(url, 'POST', '/ui/channels/a/edit', {
+      cookie,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: url },
+      body: new URLSearchParams({
+        hash: daemon.app.reloader.current.hash,
+        name: 'a',
+        url: a!.url,
+        priority: '10',
+        models: '',
+        model_map: '',
+        auth: 'x-api-key',
+        enabled: '1',
+        keep: '0',
+        max_concurrency: '3',
+        rpm: '60',
+        proxy: 'http://…:${OFFICE_PROXY_PASS:-}@127.0.0.1:3128',
+        ...fields,
+      }).toString(),
+    });
+  t.ok(hash);
+  const saved = await post({ max_concurrency: '5', rpm: '' });
+  t.equal(saved.status, 200, saved.text.slice(0, 300));
+  const after = readFileSync(file, 'utf8');
+  t.match(after, /max_concurrency: 5/, 'the cap changed in the file');
+  t.notMatch(after, /rpm:/, 'an emptied cap is removed');
+  t.match(
+    after,
+    /proxy: http:\/\/office:\$\{OFFICE_PROXY_PASS:-\}@127\.0\.0\.1:3128/,
+    'the proxy kept as written',
+  );
+  const cleared = await post({ max_concurrency: '5', rpm: '', proxy: '' });
+  t.equal(cleared.status, 200);
+  t.notMatch(readFileSync(file, 'utf8'), /proxy:/, 'an emptied proxy is removed');
+
   const bad = await http(url, 'PUT', '/admin/channels/a', { cookie, body: { max_concurrency: 0 } });
   t.equal(bad.status, 422, 'a cap of 0 is refused by the loader');
   t.match(bad.json.errors, [{ path: 'channels[0].max_concurrency', message: /at least 1/ }]);

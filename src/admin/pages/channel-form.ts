@@ -70,6 +70,16 @@ export function channelForm(opts: { hash: string; channel?: ChannelView; error?:
         html`<option value="${a}"${(c?.auth ?? 'x-api-key') === a ? html` selected` : ''}>${AUTH_LABEL[a]}</option>`,
     )}</select>
     <span class="hint">Anthropic channels only: an OpenAI-compatible channel always sends <code>Authorization: Bearer</code>.</span>
+    <label for="f-concurrency">Max concurrency</label><input id="f-concurrency" name="max_concurrency" type="number" min="1" value="${c?.max_concurrency ?? ''}" class="inline-input">
+    <span class="hint">Attempts in flight at once on this channel; at the cap it is skipped (not cooled). Empty: no cap.</span>
+    <label for="f-rpm">Requests per minute</label><input id="f-rpm" name="rpm" type="number" min="1" value="${c?.rpm ?? ''}" class="inline-input">
+    <span class="hint">Attempts started per rolling minute; likewise. Empty: no cap.</span>
+    <label for="f-proxy">Outbound proxy</label><input id="f-proxy" name="proxy" type="text" inputmode="url" value="${c?.proxy?.source === 'channel' ? c.proxy.url : ''}" size="48" placeholder="http://user:\${PROXY_PASS}@proxy.example:3128">
+    <span class="hint">http(s) proxy URL; credentials as a <code>\${NAME}</code> reference, shown masked (<code>…</code>): to change one, type the whole URL again. Empty: HTTPS_PROXY / HTTP_PROXY / NO_PROXY apply${
+      c?.proxy && c.proxy.source !== 'channel'
+        ? html` (now: <code>${c.proxy.url}</code> from ${c.proxy.source})`
+        : ''
+    }.</span>
     <label for="f-enabled">Enabled</label><span><input id="f-enabled" name="enabled" type="checkbox" value="1"${c && !c.enabled ? '' : html` checked`}></span>
     <span>Keys</span>
     <div>
@@ -130,6 +140,17 @@ export function editFromForm(f: URLSearchParams, current: ChannelView | undefine
   const auth = AUTH.find((a) => a === f.get('auth')) ?? 'x-api-key';
   const protocol = PROTOCOL.find((p) => p === f.get('protocol')) ?? 'anthropic';
   const enabled = f.get('enabled') === '1';
+  const cap = (field: 'max_concurrency' | 'rpm'): number | undefined | string => {
+    const v = (f.get(field) ?? '').trim();
+    if (v === '') return undefined;
+    const n = Number(v);
+    return Number.isInteger(n) && n >= 1 ? n : `${field} must be a whole number of at least 1 (or empty)`;
+  };
+  const maxConcurrency = cap('max_concurrency');
+  if (typeof maxConcurrency === 'string') return maxConcurrency;
+  const rpm = cap('rpm');
+  if (typeof rpm === 'string') return rpm;
+  const proxy = (f.get('proxy') ?? '').trim();
   const fresh = f
     .getAll('newkey')
     .map((k) => k.trim())
@@ -146,6 +167,9 @@ export function editFromForm(f: URLSearchParams, current: ChannelView | undefine
       ...(models.length ? { models } : {}),
       ...(Object.keys(map).length ? { model_map: map } : {}),
       ...(enabled ? {} : { enabled: false }),
+      ...(maxConcurrency !== undefined ? { max_concurrency: maxConcurrency } : {}),
+      ...(rpm !== undefined ? { rpm } : {}),
+      ...(proxy ? { proxy } : {}),
     };
     return { action: 'add', channel };
   }
@@ -161,6 +185,11 @@ export function editFromForm(f: URLSearchParams, current: ChannelView | undefine
   if (auth !== current.auth) changes.auth = auth;
   if (protocol !== current.protocol) changes.protocol = protocol === 'anthropic' ? null : protocol;
   if (enabled !== current.enabled) changes.enabled = enabled;
+  if ((maxConcurrency ?? null) !== current.max_concurrency) changes.max_concurrency = maxConcurrency ?? null;
+  if ((rpm ?? null) !== current.rpm) changes.rpm = rpm ?? null;
+  // The form shows the channel's own proxy masked: the same text back means "unchanged".
+  const ownProxy = current.proxy?.source === 'channel' ? current.proxy.url : '';
+  if (proxy !== ownProxy) changes.proxy = proxy || null;
   const keep = f.getAll('keep').map(Number);
   const allKept = keep.length === current.keys.length && keep.every((k, i) => k === current.keys[i]?.index);
   if (!allKept || fresh.length > 0) {

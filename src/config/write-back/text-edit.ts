@@ -34,13 +34,17 @@ export function editConfigText(text: string, edit: ChannelEdit): TextEditResult 
   if (doc.errors.length > 0) {
     return refuse('unparsable', `the file is not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
   }
-  const url =
-    edit.action === 'add' ? edit.channel.url : edit.action === 'update' ? edit.changes.url : undefined;
-  if (url?.includes(URL_MASK)) {
-    return refuse(
-      'bad_request',
-      `url: "${maskUrl(url)}" still holds a masked part (…): pages and the API show a URL's userinfo and query masked; give the full URL, or a \${…} reference for its secret part`,
-    );
+  const fields = edit.action === 'add' ? edit.channel : edit.action === 'update' ? edit.changes : undefined;
+  // The channel's URLs (`url`, and the outbound `proxy`) are shown masked: a masked copy sent back
+  // would write `…` as a password.
+  for (const key of ['url', 'proxy'] as const) {
+    const url = fields?.[key];
+    if (typeof url === 'string' && url.includes(URL_MASK)) {
+      return refuse(
+        'bad_request',
+        `${key}: "${maskUrl(url)}" still holds a masked part (…): pages and the API show a URL's userinfo and query masked; give the full URL, or a \${…} reference for its secret part`,
+      );
+    }
   }
   const planned = plan(doc, edit);
   if ('ok' in planned) return planned;
