@@ -52,8 +52,8 @@ function policyConfig(o: { tokens: string[]; channels: Ch[]; routing?: string[];
     '  timeouts: { connect: 1s, first_token: 5s, idle: 5s }',
     ...(o.routing ?? ['  cooling_wait: 1s']),
     'pricing:',
-    // 12 input tokens (the fake's default usage) at 250 000 USD per million: $3 per answer.
-    `  ${q(MODEL)}: { input: 250000 }`,
+    // 12 input tokens (the fake's default usage) at 250 000 USD per million, cache tokens free: $3 per answer.
+    `  ${q(MODEL)}: { input: 250000, output: 0, cache_write: 0, cache_write_1h: 0, cache_read: 0 }`,
     ...(o.extra ?? []),
     'channels:',
   ];
