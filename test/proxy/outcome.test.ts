@@ -130,6 +130,11 @@ t.test('failure rows: before and after commit', async (t) => {
       { errorClass: 'CCL_UPSTREAM_CONNECT', scope: 'channel', failover: true },
     ],
     [
+      'the outbound proxy refused or failed',
+      failure(ErrorCode.PROXY_CONNECT),
+      { errorClass: 'CCL_PROXY_CONNECT', scope: 'channel', failover: true },
+    ],
+    [
       'connect timeout',
       failure(ErrorCode.CONNECT_TIMEOUT),
       { errorClass: 'CCL_CONNECT_TIMEOUT', scope: 'channel', failover: true },
