@@ -24,6 +24,12 @@ t.test('client-facing errors', async (t) => {
     [ErrorCode.NOT_FOUND, 404, 'not_found_error'],
     [ErrorCode.METHOD_NOT_ALLOWED, 405, 'invalid_request_error'],
     [ErrorCode.INTERNAL, 500, 'api_error'],
+    [ErrorCode.PROXY_CONNECT, 502, 'api_error'],
+    [ErrorCode.CHANNELS_BUSY, 503, 'overloaded_error'],
+    [ErrorCode.TOKEN_MODEL, 403, 'permission_error'],
+    [ErrorCode.TOKEN_CHANNELS, 403, 'permission_error'],
+    [ErrorCode.TOKEN_CONCURRENCY, 429, 'rate_limit_error'],
+    [ErrorCode.TOKEN_BUDGET, 402, 'billing_error'],
   ];
   t.equal(rows.length, Object.keys(ErrorCode).length, 'every code is mapped');
   for (const [code, s, type] of rows) t.match(clientError(code), { status: s, type }, code);

@@ -4,7 +4,7 @@
  * sync), a failed flush keeping memory authoritative, and channel slots waking a waiter.
  */
 import t from 'tap';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger } from '../../src/observability/log.js';
 import { Limits } from '../../src/proxy/limits.js';
 import type { AttemptRecord } from '../../src/store/attempt.js';
 import { LogWriter } from '../../src/store/log-writer.js';

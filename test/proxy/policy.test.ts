@@ -6,6 +6,7 @@
 import t from 'tap';
 import { loadConfigText } from '../../src/config/load.js';
 import type { Snapshot } from '../../src/config/snapshot.js';
+import { PROXY_ERRORS } from '../../src/errors.js';
 import { createCooldownState, recordFailure } from '../../src/proxy/cooldown.js';
 import {
   admitModel,
@@ -20,6 +21,14 @@ import {
 import { select } from '../../src/proxy/select.js';
 
 const iso = (ms: number) => new Date(ms).toISOString();
+
+const answeredToken = (...a: Parameters<typeof admitToken>) => answered(admitToken(...a));
+const answeredModel = (...a: Parameters<typeof admitModel>) => answered(admitModel(...a));
+
+/** A refusal with the status and Anthropic type the catalogue gives its code (what the client gets). */
+function answered<R extends { code: keyof typeof PROXY_ERRORS } | undefined>(r: R) {
+  return r && { ...r, status: PROXY_ERRORS[r.code].status, type: PROXY_ERRORS[r.code].type };
+}
 const at = (s: string) => Date.parse(s);
 
 async function snapshot(yaml: string): Promise<Snapshot> {
@@ -181,8 +190,8 @@ t.test('token admission: concurrency, then budgets, with the reset time in the m
   const w = budgetWindows(now, 'Europe/Berlin');
   const zero = { day: 0, month: 0 };
 
-  t.equal(admitToken('ci', ci!.policy, 3, zero, w), undefined, '3 in flight of 4: admitted');
-  const busy = admitToken('ci', ci!.policy, 4, zero, w);
+  t.equal(answeredToken('ci', ci!.policy, 3, zero, w), undefined, '3 in flight of 4: admitted');
+  const busy = answeredToken('ci', ci!.policy, 4, zero, w);
   t.match(busy, {
     code: 'CCL_TOKEN_CONCURRENCY',
     status: 429,
@@ -190,7 +199,7 @@ t.test('token admission: concurrency, then budgets, with the reset time in the m
     headers: ['retry-after', String(CONCURRENCY_RETRY_AFTER_S), 'x-should-retry', 'true'],
   });
   t.match(busy?.message, /"ci" already has 4 request\(s\) in flight, its max_concurrency .*: 4/);
-  t.equal(admitToken('free', free!.policy, 1000, { day: 1e6, month: 1e6 }, w), undefined, 'no limits');
+  t.equal(answeredToken('free', free!.policy, 1000, { day: 1e6, month: 1e6 }, w), undefined, 'no limits');
 
   const rows: [string, { day: number; month: number }, RegExp | undefined][] = [
     ['nothing spent', zero, undefined],
@@ -207,7 +216,7 @@ t.test('token admission: concurrency, then budgets, with the reset time in the m
     ],
   ];
   for (const [name, spend, message] of rows) {
-    const r = admitToken('alice', alice!.policy, 0, spend, w);
+    const r = answeredToken('alice', alice!.policy, 0, spend, w);
     if (!message) t.equal(r, undefined, name);
     else {
       t.match(r, { code: 'CCL_TOKEN_BUDGET', status: 402, type: 'billing_error' }, name);
@@ -217,7 +226,7 @@ t.test('token admission: concurrency, then budgets, with the reset time in the m
   }
   const utc = budgetWindows(now, 'UTC');
   t.match(
-    admitToken('alice', alice!.policy, 0, { day: 21, month: 21 }, utc)?.message,
+    answeredToken('alice', alice!.policy, 0, { day: 21, month: 21 }, utc)?.message,
     /resets at 2026-12-04T00:00:00Z$/,
     'UTC: plain ISO time',
   );
@@ -239,12 +248,12 @@ t.test('model admission: model and channel allow-lists, globs, both', async (t) 
   ];
   for (const [name, model, code] of rows) {
     const tk = [alice, ci, free].find((x) => x!.name === name)!;
-    const r = admitModel(name, tk.policy, model, allowed(name), serves(model));
+    const r = answeredModel(name, tk.policy, model, allowed(name), serves(model));
     t.equal(r?.code, code, `${name} / ${model}: ${code ?? 'admitted'}`);
     if (r) t.match(r, { status: 403, type: 'permission_error' });
   }
   t.match(
-    admitModel('alice', alice!.policy, 'claude-opus-5-5', allowed('alice'), true)?.message,
+    answeredModel('alice', alice!.policy, 'claude-opus-5-5', allowed('alice'), true)?.message,
     /"alice" may not use model claude-opus-5-5 \(auth.tokens\[\]\.models: claude-sonnet-\*\)/,
   );
 
@@ -270,11 +279,11 @@ channels:
     mine.map((c) => c.name),
     ['company-a'],
   );
-  const r = admitModel('bob', bob.policy, 'claude-opus-5-5', mine, true);
+  const r = answeredModel('bob', bob.policy, 'claude-opus-5-5', mine, true);
   t.match(r, { code: 'CCL_TOKEN_CHANNELS', status: 403, type: 'permission_error' });
   t.match(r?.message, /no channel client token "bob" may use serves model claude-opus-5-5 .*company-a/);
   t.equal(
-    admitModel('bob', bob.policy, 'claude-unknown-9', mine, false),
+    answeredModel('bob', bob.policy, 'claude-unknown-9', mine, false),
     undefined,
     'no channel at all serves it: routing answers its own 404',
   );
