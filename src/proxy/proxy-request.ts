@@ -20,7 +20,7 @@ import { stripHintQuery, timeoutHint } from './headers.js';
 import { classifyOutcome, type Endpoint, type Outcome } from './outcome.js';
 import { adapterFor, type ClientCall } from './protocol.js';
 import type { Runtime } from './runtime.js';
-import { type Candidate, select, type TriedAttempt } from './select.js';
+import { type Candidate, coolingDecision, select, type TriedAttempt } from './select.js';
 import { sendError } from './send-error.js';
 import { bodyWritten } from './sent-body.js';
 import { billedTokens } from './usage.js';
@@ -225,19 +225,21 @@ export class ProxyRequest {
         await slot.done;
         continue;
       } else {
-        const until = sel.kind === 'wait' ? sel.until : t + sel.retryAfterMs;
-        const waitMs = until - t;
-        const remaining = this.#deadline - performance.now();
-        // Wait for a cooling candidate only when nothing else is left, the wait is short and the
-        // deadline allows it — an attempt never starts on a cooling scope.
-        if (sel.kind === 'reject' || waited || waitMs > Math.min(remaining, routing.cooling_wait)) {
+        const d = coolingDecision(sel, {
+          now: t,
+          remainingMs: this.#deadline - performance.now(),
+          coolingWait: routing.cooling_wait,
+          waited,
+        });
+        if (d.kind === 'answer') {
           if (last) break;
-          const retryAfter = String(Math.max(1, Math.ceil(waitMs / 1000)));
+          const retryAfter = String(d.retryAfterS);
           return this.#finishError(ErrorCode.ALL_COOLING, `retry in ${retryAfter} s`, [
             'retry-after',
             retryAfter,
           ]);
         }
+        const { until, ms: waitMs } = d;
         waited = true;
         await this.#sleep(waitMs);
         // The timer measures monotonic time and `now()` is the wall clock: the timer can fire a

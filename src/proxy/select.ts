@@ -254,6 +254,39 @@ export function select(input: SelectInput): Selection {
   return { kind: 'exhausted' };
 }
 
+/** What a request does when every untried candidate is cooling (`wait` or `reject` selection). */
+export type CoolingDecision =
+  /** Sleep until `until` (wall clock; `ms` from now), then select again. */
+  | { readonly kind: 'wait'; readonly until: number; readonly ms: number }
+  /**
+   * Do not wait: answer 503 `CCL_ALL_COOLING` with `retry-after: retryAfterS` — or, when an
+   * attempt of this request already failed, answer with that attempt's result instead.
+   */
+  | { readonly kind: 'answer'; readonly retryAfterS: number };
+
+/**
+ * The cooling-wait decision (docs/proxy.md#selection). A request waits for the soonest cooling
+ * candidate only when the policy is `soonest`, it has not waited yet, and the wait fits both
+ * `routing.cooling_wait` and what is left of its deadline — an attempt never starts on a cooling
+ * scope. Pure: `now` is the wall clock of the selection, `remainingMs` the deadline left.
+ */
+export function coolingDecision(
+  sel: Extract<Selection, { kind: 'wait' | 'reject' }>,
+  input: {
+    readonly now: number;
+    readonly remainingMs: number;
+    readonly coolingWait: number;
+    readonly waited: boolean;
+  },
+): CoolingDecision {
+  const until = sel.kind === 'wait' ? sel.until : input.now + sel.retryAfterMs;
+  const ms = until - input.now;
+  if (sel.kind === 'reject' || input.waited || ms > Math.min(input.remainingMs, input.coolingWait)) {
+    return { kind: 'answer', retryAfterS: Math.max(1, Math.ceil(ms / 1000)) };
+  }
+  return { kind: 'wait', until, ms };
+}
+
 // JSON keeps any character in a channel name from colliding with the separator.
 function pairKey(channel: string, keyIndex: number): string {
   return JSON.stringify([channel, keyIndex]);
