@@ -1,25 +1,13 @@
 /**
  * The channels admin JSON API (docs/interfaces.md#channels): the channel list with runtime state,
  * write-back of channel edits to ccload.yaml (through `App.writeBack`), clearing a channel's
- * cooldowns, and a channel test that costs nothing upstream (`count_tokens`).
- *
- * Key values never appear in an answer: a key is shown as its fingerprint (`…abcd`) and, when the
- * file writes it as a `${...}` reference, as that reference. Upstream error text in a test result
- * is scrubbed of the snapshot's secrets (every channel key among them) before it is returned.
+ * cooldowns, and the channel test (channel-test.ts). The channel list is built in channel-view.ts,
+ * which the dashboard pages share; key values never appear in it.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Client, type Dispatcher, ProxyAgent } from 'undici';
 import { z } from 'zod';
 import type { App } from '../app.js';
-import { isGlob } from '../config/glob.js';
-import {
-  ChannelAuthSchema,
-  type ChannelHeaders,
-  ChannelHeadersSchema,
-  ChannelProtocolSchema,
-} from '../config/schema.js';
-import { fingerprint, redactSecretText } from '../config/secrets.js';
-import type { Channel, Snapshot } from '../config/snapshot.js';
+import { ChannelAuthSchema, ChannelHeadersSchema, ChannelProtocolSchema } from '../config/schema.js';
 import type { WriteBackError, WriteBackResult } from '../config/write-back/apply-edit.js';
 import {
   type ChannelChanges,
@@ -28,114 +16,12 @@ import {
   isReference,
   type NewChannel,
 } from '../config/write-back/channel-edit.js';
-import type { ChannelKeySources } from '../config/write-back/key-sources.js';
 import { ADMIN_ERRORS } from '../errors.js';
-import { activeEntries } from '../proxy/cooldown.js';
-import { applyHeaderRules, compileHeaderRules } from '../proxy/header-rules.js';
-import { upstreamHeaders } from '../proxy/headers.js';
-import { scrubberFor } from '../proxy/scrub.js';
-import { configWritable, issueJson } from './core-routes.js';
+import { testChannel } from './channel-test.js';
+import { channelList } from './channel-view.js';
+import { issueJson } from './core-routes.js';
 import { BodyTooLarge, readBody, sendAdminError, sendJson } from './respond.js';
 import type { Route } from './router.js';
-
-const iso = (ms: number) => new Date(ms).toISOString();
-
-/** One channel of `GET /admin/channels`. */
-export function channelJson(
-  c: Channel,
-  snapshot: Snapshot,
-  app: Pick<App, 'proxyState'> & Partial<Pick<App, 'limits'>>,
-  now: number,
-  sources?: ChannelKeySources,
-) {
-  const active = activeEntries(app.proxyState.cooldowns, now, snapshot.channels).filter(
-    (e) => e.channel === c.name,
-  );
-  const cooling = (scope: string, keyIndex?: number) =>
-    active
-      .filter((e) => e.scope === scope && (keyIndex === undefined || e.keyIndex === keyIndex))
-      .reduce((max, e) => Math.max(max, e.until), 0);
-  const channelUntil = cooling('channel');
-  return {
-    name: c.name,
-    index: c.index,
-    url: c.keys.reduce((u, k) => (k.value ? u.split(k.value).join(k.fingerprint) : u), c.shownUrl),
-    priority: c.priority,
-    models: c.models ?? null,
-    model_map: c.modelMap,
-    enabled: c.enabled,
-    auth: c.auth,
-    protocol: c.protocol,
-    headers: headerRulesView(snapshot.config.channels[c.index]?.headers),
-    problems: c.problems,
-    /** Sessions pinned to this channel now (session affinity). */
-    pinned_sessions: app.proxyState.pins.sessionsOn(c.name),
-    // Caps and the outbound proxy (its userinfo masked), with this instance's current load.
-    max_concurrency: c.maxConcurrency ?? null,
-    rpm: c.rpm ?? null,
-    proxy: c.proxy ? { url: c.proxy.shown, source: c.proxy.source } : null,
-    ...(app.limits
-      ? {
-          inflight: app.limits.channelInflight(c.name),
-          started_last_minute: app.limits.recentStarts(c.name, now),
-        }
-      : {}),
-    ...(channelUntil > now ? { cooling_until: iso(channelUntil), remaining_ms: channelUntil - now } : {}),
-    keys: c.keys.map((k) => {
-      const until = cooling('key', k.index);
-      return {
-        index: k.index,
-        fingerprint: k.fingerprint,
-        pinned_sessions: app.proxyState.pins.sessionsOn(c.name, k.index),
-        ...(until > now ? { cooling_until: iso(until), remaining_ms: until - now } : {}),
-      };
-    }),
-    // How the file writes the keys (references only; null for a literal). Positions are those of
-    // the file, which `{ keep: i }` in an edit refers to; absent when the file changed since the load.
-    ...(sources
-      ? {
-          key_field: sources.field ?? null,
-          key_refs: sources.refs.map((r) => (r === null ? null : redactSecretText(r))),
-        }
-      : {}),
-    cooldowns: active.map((e) => ({
-      scope: e.scope,
-      ...(e.model !== undefined ? { model: e.model } : {}),
-      ...(e.keyIndex !== undefined ? { key_index: e.keyIndex } : {}),
-      until: iso(e.until),
-      remaining_ms: e.until - now,
-      reason: e.reason,
-      failures: e.failures,
-    })),
-  };
-}
-
-/**
- * A channel's header rules as the admin API and the dashboard show them: the values a rule sets
- * may be credentials, so they appear as fingerprints only.
- */
-function headerRulesView(h: ChannelHeaders | undefined) {
-  if (!h) return null;
-  return {
-    beta: h.beta ?? null,
-    set: Object.fromEntries(Object.entries(h.set ?? {}).map(([name, value]) => [name, fingerprint(value)])),
-    remove: h.remove ?? [],
-  };
-}
-
-/** The `GET /admin/channels` body: every channel of the serving snapshot with its runtime state. */
-export async function channelList(app: App) {
-  const snapshot = app.reloader.current;
-  const now = app.now();
-  const file = await app.writeBack.keySources();
-  const sources = file?.hash === snapshot.hash ? file.channels : undefined;
-  return {
-    hash: snapshot.hash,
-    generation: snapshot.generation,
-    writable: await configWritable(app),
-    channels: snapshot.channels.map((c) => channelJson(c, snapshot, app, now, sources?.get(c.name))),
-  };
-}
 
 // --- Request bodies -----------------------------------------------------------------------------
 
@@ -347,20 +233,6 @@ function answerWrite(
   );
 }
 
-// --- Channel test -------------------------------------------------------------------------------
-
-/** The verdict of testing one key of a channel. */
-export interface KeyTestResult {
-  readonly key_index: number;
-  readonly fingerprint: string;
-  readonly ok: boolean;
-  /** Upstream HTTP status; 0 when none arrived. */
-  readonly status: number;
-  readonly duration_ms: number;
-  readonly input_tokens?: number;
-  readonly error?: string;
-}
-
 /** Whether any cooldown entry (of this or an earlier config) names the channel. */
 function hasCooldowns(app: App, name: string): boolean {
   for (const e of app.proxyState.cooldowns.entries.values()) if (e.channel === name) return true;
@@ -375,225 +247,6 @@ export function clearCooldowns(app: App, name: string): number {
     `cooldowns of channel "${name}" cleared`,
   );
   return cleared;
-}
-
-/** The answer of a channel test: per-key results, or why the test could not run. */
-export type ChannelTestResult =
-  | {
-      readonly channel: string;
-      readonly model: string;
-      /** What was asked of the upstream: `count_tokens` (Anthropic) or `models` (`GET {url}/models`, OpenAI). */
-      readonly probe: 'count_tokens' | 'models';
-      readonly ok: boolean;
-      readonly status: number;
-      readonly duration_ms: number;
-      readonly input_tokens?: number;
-      readonly error?: string;
-      readonly keys: readonly KeyTestResult[];
-    }
-  | { readonly error: 'not_found' | 'bad_request'; readonly message: string };
-
-/**
- * Tests a channel with one free count_tokens call per key (or only `keyIndex`), model = `model`
- * or the channel's first exact model. Cooldowns and the proxy's pools are not touched.
- */
-export async function testChannel(
-  app: App,
-  name: string,
-  opts: { keyIndex?: number | undefined; model?: string | undefined } = {},
-): Promise<ChannelTestResult> {
-  const snapshot = app.reloader.current;
-  const c = snapshot.channels.find((x) => x.name === name);
-  if (!c) return { error: 'not_found', message: `no channel named ${JSON.stringify(name)}` };
-  if (c.keys.length === 0) return { error: 'bad_request', message: `channel "${name}" has no usable key` };
-  if (opts.keyIndex !== undefined && !c.keys.some((k) => k.index === opts.keyIndex)) {
-    return {
-      error: 'bad_request',
-      message: `channel "${name}" has ${c.keys.length} key(s); key_index ${opts.keyIndex} does not exist`,
-    };
-  }
-  const model = opts.model?.trim() || testModel(c);
-  if (!model) {
-    return {
-      error: 'bad_request',
-      message: `channel "${name}" names no exact model (only globs or every model): give one as {"model": "..."}`,
-    };
-  }
-  const keys = opts.keyIndex !== undefined ? [opts.keyIndex] : c.keys.map((k) => k.index);
-  const results: KeyTestResult[] = [];
-  for (const k of keys) results.push(await testKey(snapshot, c, k, model));
-  const failed = results.find((r) => !r.ok);
-  const first = failed ?? results[0]!;
-  app.log.info(
-    {
-      event: 'channel_test',
-      channel: name,
-      model,
-      ok: !failed,
-      results: results.map((r) => [r.key_index, r.status]),
-    },
-    `channel "${name}" tested: ${failed ? 'failed' : 'ok'}`,
-  );
-  return {
-    channel: name,
-    model,
-    probe: c.protocol === 'openai' ? 'models' : 'count_tokens',
-    ok: !failed,
-    status: first.status,
-    duration_ms: results.reduce((sum, r) => sum + r.duration_ms, 0),
-    ...(results[0]?.input_tokens !== undefined ? { input_tokens: results[0].input_tokens } : {}),
-    ...(failed?.error ? { error: failed.error } : {}),
-    keys: results,
-  };
-}
-
-/** The largest upstream answer a test reads. */
-const MAX_TEST_BODY = 64 * 1024;
-
-/** The first model a channel names exactly (no glob), else its first model_map alias. */
-export function testModel(c: Channel): string | undefined {
-  return c.models?.find((m) => !isGlob(m)) ?? Object.keys(c.modelMap).find((m) => !isGlob(m));
-}
-
-/**
- * Tests one key: `POST <channel>/v1/messages/count_tokens` with a one-word message, sent the way
- * the proxy sends (same key header style, header rules and `model_map` applied), through a client of
- * its own so the proxy's pools and cooldowns are untouched. count_tokens is free upstream. An
- * OpenAI-compatible channel has no count_tokens: it gets `GET <url>/models` with the key as Bearer
- * (also free), and passes when the answer is a model list naming the model the proxy would send.
- */
-export async function testKey(
-  snapshot: Snapshot,
-  c: Channel,
-  keyIndex: number,
-  model: string,
-): Promise<KeyTestResult> {
-  const key = c.keys.find((k) => k.index === keyIndex)!;
-  const t = snapshot.config.routing.timeouts;
-  const body = Buffer.from(
-    JSON.stringify({ model: c.mapModel(model), messages: [{ role: 'user', content: 'ping' }] }),
-  );
-  const raw = [
-    'content-type',
-    'application/json',
-    'anthropic-version',
-    '2023-06-01',
-    'user-agent',
-    'ccload-channel-test',
-  ];
-  // Through the channel's outbound proxy when it has one, as the proxy's own attempts go.
-  const client: Dispatcher = c.proxy
-    ? new ProxyAgent({
-        uri: c.proxy.url,
-        proxyTunnel: false,
-        proxyTls: { timeout: t.connect },
-        requestTls: { timeout: t.connect },
-        headersTimeout: t.first_token,
-        bodyTimeout: t.idle,
-      })
-    : new Client(c.origin, {
-        connect: { timeout: t.connect },
-        headersTimeout: t.first_token,
-        bodyTimeout: t.idle,
-      });
-  // The channel's own header rules apply (a `set` header a gateway requires, for one).
-  const rules = compileHeaderRules(snapshot.config.channels[c.index]?.headers);
-  const withRules = (h: string[]) => (rules ? applyHeaderRules(h, rules) : h);
-  const started = performance.now();
-  const base = { key_index: key.index, fingerprint: key.fingerprint };
-  const elapsed = () => Math.round(performance.now() - started);
-  const scrub = (s: string) => scrubberFor(snapshot).text(s).slice(0, 500);
-  const openai = c.protocol === 'openai';
-  try {
-    const signal = AbortSignal.timeout(t.connect + t.first_token + t.idle);
-    const res = await client.request(
-      openai
-        ? {
-            origin: c.origin,
-            path: `${c.basePath}/models`,
-            method: 'GET',
-            headers: withRules(['authorization', `Bearer ${key.value}`, 'user-agent', 'ccload-channel-test']),
-            signal,
-          }
-        : {
-            origin: c.origin,
-            path: `${c.basePath}/v1/messages/count_tokens`,
-            method: 'POST',
-            headers: withRules(upstreamHeaders(raw, key.value, c.auth, body.length)),
-            body,
-            signal,
-          },
-    );
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of res.body) {
-      size += (chunk as Buffer).length;
-      if (size > MAX_TEST_BODY) break;
-      chunks.push(chunk as Buffer);
-    }
-    const text = Buffer.concat(chunks).toString('utf8');
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
-    if (openai && res.statusCode === 200) return openaiVerdict(base, json, c.mapModel(model), elapsed());
-    const tokens = (json as { input_tokens?: unknown } | undefined)?.input_tokens;
-    if (res.statusCode === 200 && typeof tokens === 'number') {
-      return { ...base, ok: true, status: 200, duration_ms: elapsed(), input_tokens: tokens };
-    }
-    const message = (json as { error?: { message?: unknown } } | undefined)?.error?.message;
-    const error =
-      typeof message === 'string'
-        ? `HTTP ${res.statusCode}: ${message}`
-        : res.statusCode === 200
-          ? 'HTTP 200 without input_tokens (not an Anthropic count_tokens answer)'
-          : `HTTP ${res.statusCode}${text ? `: ${scrub(text).replace(/\s+/g, ' ').slice(0, 200)}` : ''}`;
-    return { ...base, ok: false, status: res.statusCode, duration_ms: elapsed(), error: scrub(error) };
-  } catch (err) {
-    const e = err as { code?: string; cause?: { code?: string }; message?: string; name?: string };
-    const code = e.cause?.code ?? e.code ?? e.name ?? 'error';
-    return {
-      ...base,
-      ok: false,
-      status: 0,
-      duration_ms: elapsed(),
-      error: scrub(`${code}: ${e.message ?? ''}`.trim()),
-    };
-  } finally {
-    await client.destroy().catch(() => {});
-  }
-}
-
-/** A channel test's verdict on an OpenAI-compatible `GET /models` 200 answer. */
-function openaiVerdict(
-  base: { key_index: number; fingerprint: string },
-  json: unknown,
-  sent: string,
-  ms: number,
-): KeyTestResult {
-  const data = (json as { data?: unknown } | undefined)?.data;
-  if (!Array.isArray(data)) {
-    return {
-      ...base,
-      ok: false,
-      status: 200,
-      duration_ms: ms,
-      error: 'HTTP 200 without a model list (not an OpenAI-compatible /models answer)',
-    };
-  }
-  const ids = data.map((m) => (m as { id?: unknown } | null)?.id).filter((id) => typeof id === 'string');
-  if (!ids.includes(sent)) {
-    return {
-      ...base,
-      ok: false,
-      status: 200,
-      duration_ms: ms,
-      error: `the key works, but the upstream's ${ids.length} models do not include ${JSON.stringify(sent).slice(0, 200)}`,
-    };
-  }
-  return { ...base, ok: true, status: 200, duration_ms: ms };
 }
 
 // --- Routes -------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { App } from '../app.js';
 import type { ChannelEdit } from '../config/write-back/channel-edit.js';
-import { clearCooldowns, testChannel, writeBackStatus } from './channel-routes.js';
+import { clearCooldowns, writeBackStatus } from './channel-routes.js';
+import { testChannel } from './channel-test.js';
 import { configWritable } from './core-routes.js';
 import { type Html, html } from './html.js';
 import { banner } from './pages/banner.js';

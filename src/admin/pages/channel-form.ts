@@ -16,10 +16,8 @@ import type {
   KeyInput,
   NewChannel,
 } from '../../config/write-back/channel-edit.js';
-import { channelList } from '../channel-routes.js';
+import { type ChannelView, channelList } from '../channel-view.js';
 import { type Html, html } from '../html.js';
-
-type ChannelView = Awaited<ReturnType<typeof channelList>>['channels'][number];
 
 const AUTH = ChannelAuthSchema.options;
 

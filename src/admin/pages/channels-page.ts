@@ -8,11 +8,10 @@
 import type { App } from '../../app.js';
 import { isGlob } from '../../config/glob.js';
 import type { WriteBackResult } from '../../config/write-back/apply-edit.js';
-import { type ChannelTestResult, channelList } from '../channel-routes.js';
+import type { ChannelTestResult } from '../channel-test.js';
+import { type ChannelView, channelList } from '../channel-view.js';
 import { type Html, html } from '../html.js';
 import { shortHash } from './format.js';
-
-type ChannelView = Awaited<ReturnType<typeof channelList>>['channels'][number];
 
 const SCOPE: Record<string, string> = {
   channel: 'channel',
