@@ -8,6 +8,7 @@ import type { WriteBack } from './config/write-back/apply-edit.js';
 import type { Logger } from './observability/log.js';
 import type { Metrics } from './observability/metrics.js';
 import type { Limits } from './proxy/limits.js';
+import type { Runtime } from './proxy/runtime.js';
 import type { ProxyState } from './proxy/state.js';
 import type { Database } from './store/db.js';
 import type { LogWriter } from './store/log-writer.js';
@@ -43,6 +44,8 @@ export interface App {
   readonly proxyState: ProxyState;
   /** Requests in flight per token and channel, and each token's spend (operator policy). */
   readonly limits: Limits;
+  /** The serving snapshot's runtime (upstream pools, scrubber); enter/leave it around its use. */
+  runtime(): Runtime;
   /** Applies channel edits to ccload.yaml (write-back), one at a time. */
   readonly writeBack: WriteBack;
 }

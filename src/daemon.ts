@@ -293,6 +293,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       logWriter,
       proxyState,
       limits: policyLimits,
+      runtime: () => runtime,
       writeBack: new WriteBack({ input, reloader, log, now }),
     };
     const proxy = new ProxyHandler({

@@ -1,10 +1,18 @@
-import { Client, type Dispatcher, ProxyAgent } from 'undici';
+/**
+ * The channel test (docs/interfaces.md#channels): one request per key that costs nothing upstream
+ * — `count_tokens` on an Anthropic channel, `GET {url}/models` on an OpenAI-compatible one — sent
+ * the way the proxy sends: built by the channel's protocol adapter and through the serving
+ * runtime's dispatcher for the channel (its pool or outbound proxy; its timeouts). Cooldowns are not
+ * touched. Upstream error text in a result is scrubbed of the snapshot's secrets (every channel key
+ * among them) before it is returned.
+ */
 import type { App } from '../app.js';
 import { isGlob } from '../config/glob.js';
-import type { Channel, Snapshot } from '../config/snapshot.js';
-import { applyHeaderRules, compileHeaderRules } from '../proxy/header-rules.js';
-import { upstreamHeaders } from '../proxy/headers.js';
-import { scrubberFor } from '../proxy/scrub.js';
+import type { Channel } from '../config/snapshot.js';
+import { sniffRequest } from '../proxy/body-sniff.js';
+import { applyHeaderRules } from '../proxy/header-rules.js';
+import { anthropicAdapter } from '../proxy/protocol.js';
+import type { Runtime } from '../proxy/runtime.js';
 
 /** The verdict of testing one key of a channel. */
 export interface KeyTestResult {
@@ -36,15 +44,32 @@ export type ChannelTestResult =
 
 /**
  * Tests a channel with one free count_tokens call per key (or only `keyIndex`), model = `model`
- * or the channel's first exact model. Cooldowns and the proxy's pools are not touched.
+ * or the channel's first exact model (`GET /models` on an OpenAI-compatible channel). Cooldowns
+ * are not touched; the requests go through the serving runtime's dispatcher, as the proxy's do.
  */
 export async function testChannel(
   app: App,
   name: string,
   opts: { keyIndex?: number | undefined; model?: string | undefined } = {},
 ): Promise<ChannelTestResult> {
-  const snapshot = app.reloader.current;
-  const c = snapshot.channels.find((x) => x.name === name);
+  // The serving runtime: the channel, its pool and the scrubber of one snapshot. Entered like a
+  // proxy request, so a reload during the test does not close the pool under it.
+  const rt = app.runtime();
+  rt.enter();
+  try {
+    return await testWith(app, rt, name, opts);
+  } finally {
+    rt.leave();
+  }
+}
+
+async function testWith(
+  app: App,
+  rt: Runtime,
+  name: string,
+  opts: { keyIndex?: number | undefined; model?: string | undefined },
+): Promise<ChannelTestResult> {
+  const c = rt.snapshot.channels.find((x) => x.name === name);
   if (!c) return { error: 'not_found', message: `no channel named ${JSON.stringify(name)}` };
   if (c.keys.length === 0) return { error: 'bad_request', message: `channel "${name}" has no usable key` };
   if (opts.keyIndex !== undefined && !c.keys.some((k) => k.index === opts.keyIndex)) {
@@ -62,7 +87,7 @@ export async function testChannel(
   }
   const keys = opts.keyIndex !== undefined ? [opts.keyIndex] : c.keys.map((k) => k.index);
   const results: KeyTestResult[] = [];
-  for (const k of keys) results.push(await testKey(snapshot, c, k, model));
+  for (const k of keys) results.push(await testKey(rt, c, k, model));
   const failed = results.find((r) => !r.ok);
   const first = failed ?? results[0]!;
   app.log.info(
@@ -97,74 +122,84 @@ export function testModel(c: Channel): string | undefined {
 }
 
 /**
- * Tests one key: `POST <channel>/v1/messages/count_tokens` with a one-word message, sent the way
- * the proxy sends (same key header style, header rules and `model_map` applied), through a client of
- * its own so the proxy's pools and cooldowns are untouched. count_tokens is free upstream. An
- * OpenAI-compatible channel has no count_tokens: it gets `GET <url>/models` with the key as Bearer
- * (also free), and passes when the answer is a model list naming the model the proxy would send.
+ * What a client would send to count_tokens. The proxy forwards the client's headers (and its
+ * `anthropic-version`); the test is its own client, so it names the version a client names.
+ */
+const PROBE_CLIENT_HEADERS = [
+  'content-type',
+  'application/json',
+  'anthropic-version',
+  '2023-06-01',
+  'user-agent',
+  'ccload-channel-test',
+] as const;
+
+/**
+ * The request that tests one key. An Anthropic channel gets `POST <channel>/v1/messages/count_tokens`
+ * with a one-word message, built by the proxy's adapter (key header style, `model_map` applied in
+ * the body, headers per proxy/headers.ts); count_tokens is free upstream. The channel's header
+ * rules apply to both, as to the proxy's attempts (a `set` header a gateway requires, for one). An OpenAI-compatible
+ * channel has no count_tokens: it gets `GET <url>/models` with the key as Bearer (also free).
+ */
+function probeRequest(
+  c: Channel,
+  key: string,
+  model: string,
+): { method: 'GET' | 'POST'; path: string; headers: string[]; body?: Buffer } {
+  if (c.protocol === 'openai') {
+    return {
+      method: 'GET',
+      path: `${c.basePath}/models`,
+      headers: ['authorization', `Bearer ${key}`, 'user-agent', 'ccload-channel-test'],
+    };
+  }
+  const body = Buffer.from(JSON.stringify({ model, messages: [{ role: 'user', content: 'ping' }] }));
+  const sniff = sniffRequest(body);
+  if (!sniff.ok) throw new Error(`channel test body: ${sniff.message}`);
+  const call = anthropicAdapter.prepare(
+    {
+      endpoint: 'count_tokens',
+      rawHeaders: PROBE_CLIENT_HEADERS,
+      target: '/v1/messages/count_tokens',
+      body,
+      model,
+      modelStart: sniff.modelStart,
+      modelEnd: sniff.modelEnd,
+      forwardClientAddress: false,
+    },
+    c,
+    key,
+    c.mapModel(model),
+  );
+  if (call.kind !== 'upstream') throw new Error(`channel test: the anthropic adapter answered ${call.kind}`);
+  return { method: 'POST', path: call.path, headers: call.headers, body: call.body };
+}
+
+/**
+ * Tests one key through the runtime's dispatcher for the channel (the proxy's connect, header
+ * and body timeouts; the whole test bounded by their sum). A count_tokens answer passes when it
+ * names `input_tokens`; a `/models` answer when it lists the model the proxy would send.
  */
 export async function testKey(
-  snapshot: Snapshot,
+  rt: Runtime,
   c: Channel,
   keyIndex: number,
   model: string,
 ): Promise<KeyTestResult> {
   const key = c.keys.find((k) => k.index === keyIndex)!;
-  const t = snapshot.config.routing.timeouts;
-  const body = Buffer.from(
-    JSON.stringify({ model: c.mapModel(model), messages: [{ role: 'user', content: 'ping' }] }),
-  );
-  const raw = [
-    'content-type',
-    'application/json',
-    'anthropic-version',
-    '2023-06-01',
-    'user-agent',
-    'ccload-channel-test',
-  ];
-  // Through the channel's outbound proxy when it has one, as the proxy's own attempts go.
-  const client: Dispatcher = c.proxy
-    ? new ProxyAgent({
-        uri: c.proxy.url,
-        proxyTunnel: false,
-        proxyTls: { timeout: t.connect },
-        requestTls: { timeout: t.connect },
-        headersTimeout: t.first_token,
-        bodyTimeout: t.idle,
-      })
-    : new Client(c.origin, {
-        connect: { timeout: t.connect },
-        headersTimeout: t.first_token,
-        bodyTimeout: t.idle,
-      });
-  // The channel's own header rules apply (a `set` header a gateway requires, for one).
-  const rules = compileHeaderRules(snapshot.config.channels[c.index]?.headers);
-  const withRules = (h: string[]) => (rules ? applyHeaderRules(h, rules) : h);
+  const t = rt.snapshot.config.routing.timeouts;
   const started = performance.now();
   const base = { key_index: key.index, fingerprint: key.fingerprint };
   const elapsed = () => Math.round(performance.now() - started);
-  const scrub = (s: string) => scrubberFor(snapshot).text(s).slice(0, 500);
+  const scrub = (s: string) => rt.scrubber.text(s).slice(0, 500);
   const openai = c.protocol === 'openai';
   try {
     const signal = AbortSignal.timeout(t.connect + t.first_token + t.idle);
-    const res = await client.request(
-      openai
-        ? {
-            origin: c.origin,
-            path: `${c.basePath}/models`,
-            method: 'GET',
-            headers: withRules(['authorization', `Bearer ${key.value}`, 'user-agent', 'ccload-channel-test']),
-            signal,
-          }
-        : {
-            origin: c.origin,
-            path: `${c.basePath}/v1/messages/count_tokens`,
-            method: 'POST',
-            headers: withRules(upstreamHeaders(raw, key.value, c.auth, body.length)),
-            body,
-            signal,
-          },
-    );
+    const probe = probeRequest(c, key.value, model);
+    const rules = rt.headerRules.get(c.name);
+    if (rules) probe.headers = applyHeaderRules(probe.headers, rules);
+    // The channel's dispatcher: its pool, or its outbound proxy when it has one.
+    const res = await rt.dispatcher(c).request({ origin: c.origin, ...probe, signal });
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const chunk of res.body) {
@@ -202,8 +237,6 @@ export async function testKey(
       duration_ms: elapsed(),
       error: scrub(`${code}: ${e.message ?? ''}`.trim()),
     };
-  } finally {
-    await client.destroy().catch(() => {});
   }
 }
 
