@@ -404,6 +404,53 @@ t.test('channel test: count_tokens through the channel, each key or one; a dead 
 });
 
 t.test(
+  "channel test: sent through the proxy's pool for the channel, which keeps its connection",
+  async (t) => {
+    const { daemon, api, upstream } = await setup(t);
+    const pool = () => daemon.app.runtime().pool(upstream.url);
+    t.equal(pool().stats.connected, 0, 'no connection before the test');
+    const r = await api('POST', '/admin/channels/main/test');
+    t.match(r.json, { ok: true, keys: [{ ok: true }, { ok: true }] });
+    t.equal(upstream.requests.length, 2);
+    const held = pool().stats.connected;
+    t.ok(held >= 1, `the proxy pool holds the test's keep-alive connection(s) (${held})`);
+    t.equal(upstream.openSockets, held, 'and no other connection is open upstream');
+  },
+);
+
+t.test("channel test: the channel's header rules apply, as to proxy attempts", async (t) => {
+  const upstream = await startFakeUpstream({ countTokens: 7 });
+  t.teardown(() => upstream.close());
+  const { daemon } = await startTestDaemon(
+    t,
+    `version: 1
+server: { listen: 127.0.0.1:0, database: file:state/ccload.db }
+admin:
+  password: \${TEST_PASS}
+channels:
+  - name: relay
+    url: ${upstream.url}
+    api_key: \${TEST_KEY}
+    models: [claude-haiku-4-5]
+    headers:
+      set:
+        x-gateway-key: \${GATEWAY_KEY}
+      remove: [user-agent]
+`,
+    { env: { GATEWAY_KEY: 'gateway-credential-SECRET-1234' } },
+  );
+  const cookie = await login(daemon.url);
+  const r = await call(daemon.url, 'POST', '/admin/channels/relay/test', { cookie });
+  t.match(r.json, { ok: true, probe: 'count_tokens', input_tokens: 7 });
+  const seen = upstream.requests[0]!;
+  t.equal(seen.path, '/v1/messages/count_tokens');
+  t.equal(seen.headers['x-gateway-key'], 'gateway-credential-SECRET-1234', 'set rule applied');
+  t.equal(seen.headers['user-agent'], undefined, 'remove rule applied');
+  t.equal(seen.headers['anthropic-version'], '2023-06-01');
+  t.equal(seen.headers['accept-encoding'], 'identity', "the proxy's header building");
+});
+
+t.test(
   'GET /admin/channels and the Channels page show header rules; values a rule sets as fingerprints',
   async (t) => {
     const secret = 'gateway-credential-SECRET-7f3e';
