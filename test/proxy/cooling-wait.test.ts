@@ -10,6 +10,7 @@ function channel(name: string, priority: number): Channel {
     index: 0,
     url: `http://127.0.0.1:1/${name}`,
     shownUrl: `http://127.0.0.1:1/${name}`,
+    hiddenUrlParts: [],
     origin: 'http://127.0.0.1:1',
     basePath: '',
     keys: [{ index: 0, value: `sk-${name}`, fingerprint: '…0' }],
