@@ -3,7 +3,7 @@
  * type and what it means. Three families:
  *
  * - **proxy** codes (`CCL_*`) are the attempt's error class in the log, a metrics label, and decide
- *   the client's Anthropic-shaped answer on `/v1/*` (`proxy/handler.ts` `sendError`, the SSE frame
+ *   the client's Anthropic-shaped answer on `/v1/*` (`proxy/send-error.ts` `sendError`, the SSE frame
  *   of `sseErrorFrame`);
  * - **admin** codes (snake_case) are the `code` of every admin JSON error (`admin/respond.ts`
  *   `sendAdminError`);

@@ -1,7 +1,7 @@
 /**
  * The admin side's response and request helpers: JSON and text answers, the one admin error
  * renderer, bounded body reading and small form/JSON bodies. (The proxy writes its own answers on
- * the hot path; see proxy/handler.ts.)
+ * the hot path; see proxy/send-error.ts.)
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ADMIN_ERRORS, type AdminErrorCode, adminErrorBody } from '../errors.js';
