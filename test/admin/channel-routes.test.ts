@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
-import { request } from 'undici';
+import { type Pool, request } from 'undici';
 import { addEditFromBody, updateEditFromBody, writeBackStatus } from '../../src/admin/channel-routes.js';
 import { hashContent } from '../../src/config/load.js';
 import type { WriteBackErrorKind } from '../../src/config/write-back/apply-edit.js';
@@ -407,7 +407,10 @@ t.test(
   "channel test: sent through the proxy's pool for the channel, which keeps its connection",
   async (t) => {
     const { daemon, api, upstream } = await setup(t);
-    const pool = () => daemon.app.runtime().pool(upstream.url);
+    const rt = daemon.app.runtime();
+    const main = rt.snapshot.channels.find((c) => c.name === 'main')!;
+    // A channel without an outbound proxy: its dispatcher is the origin's Pool.
+    const pool = () => rt.dispatcher(main) as Pool;
     t.equal(pool().stats.connected, 0, 'no connection before the test');
     const r = await api('POST', '/admin/channels/main/test');
     t.match(r.json, { ok: true, keys: [{ ok: true }, { ok: true }] });

@@ -24,6 +24,9 @@ function channel(name: string, priority: number): Channel {
     problems: [],
     serves: () => true,
     mapModel: (model) => model,
+    maxConcurrency: undefined,
+    rpm: undefined,
+    proxy: undefined,
   };
 }
 
