@@ -69,6 +69,18 @@ export async function configStatus(app: App) {
 
 /** The core route table. */
 export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
+  /** The message and `retry-after` of a login the throttle refused (password and link alike). */
+  const throttled = (ticket: { reason: string; retryAfterMs: number }) => {
+    const seconds = Math.ceil(ticket.retryAfterMs / 1000);
+    return {
+      message:
+        ticket.reason === 'failures'
+          ? `too many failed logins; try again in ${seconds} s`
+          : 'another login from this address is in progress; try again in a moment',
+      headers: { 'retry-after': String(seconds) },
+    };
+  };
+
   /** What the login page offers: the password form, or (no password set) the login link. */
   const loginMode = (): LoginMode => (app.reloader.current.adminPassword !== undefined ? 'password' : 'link');
 
@@ -101,14 +113,8 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
     const now = app.now();
     const ticket = throttle.begin(throttleKey(client), now);
     if (isRefusal(ticket)) {
-      const seconds = Math.ceil(ticket.retryAfterMs / 1000);
-      return refuse(
-        429,
-        ticket.reason === 'failures'
-          ? `too many failed logins; try again in ${seconds} s`
-          : 'another login from this address is in progress; try again in a moment',
-        { 'retry-after': String(seconds) },
-      );
+      const { message, headers } = throttled(ticket);
+      return refuse(429, message, headers);
     }
     if (!app.loginLink.matches(token)) {
       ticket.fail(app.now());
@@ -180,14 +186,8 @@ export function coreRoutes(app: App, throttle: LoginThrottle): Route[] {
         const now = app.now();
         const ticket = throttle.begin(throttleKey(client), now);
         if (isRefusal(ticket)) {
-          const seconds = Math.ceil(ticket.retryAfterMs / 1000);
-          return fail(
-            'login_throttled',
-            ticket.reason === 'failures'
-              ? `too many failed logins; try again in ${seconds} s`
-              : 'another login from this address is in progress; try again in a moment',
-            { 'retry-after': String(seconds) },
-          );
+          const { message, headers } = throttled(ticket);
+          return fail('login_throttled', message, headers);
         }
         let password: string | undefined;
         try {
