@@ -74,7 +74,7 @@ function cooldownList(c: ChannelView, now: number): Html {
   if (c.cooldowns.length === 0) return html`<span class="muted">–</span>`;
   return html`${c.cooldowns.map(
     (x) =>
-      html`<div class="small nowrap"><strong>${SCOPE[x.scope] ?? x.scope}</strong>${x.model ? html` <code>${x.model}</code>` : ''}${
+      html`<div class="small"><strong>${SCOPE[x.scope] ?? x.scope}</strong>${x.model ? html` <code>${x.model}</code>` : ''}${
         x.key_index !== undefined ? html` key #${x.key_index + 1}` : ''
       }: ${x.reason} · <span data-until="${now + x.remaining_ms}">${Math.ceil(x.remaining_ms / 1000)}s</span> left${
         x.failures > 1 ? html` · ${x.failures}× in a row` : ''
@@ -167,7 +167,7 @@ export async function channelsPanel(app: App, opts: { notice?: Notice } = {}): P
   ${notice(opts.notice)}
   <div id="channel-test-result"></div>
   <div class="table-wrap"><table class="stack">
-  <thead><tr><th>state</th><th>channel</th><th class="num">priority</th><th>models</th><th>keys</th><th class="num" title="Claude Code sessions pinned to the channel (session affinity)">pinned sessions</th><th>cooldowns</th><th></th></tr></thead>
+  <thead><tr><th>state</th><th>channel</th><th class="num">priority</th><th>models</th><th>keys</th><th>cooldowns</th><th></th></tr></thead>
   <tbody>${rows.map(
     (c) => html`<tr>
     <td>${state(c)}</td>
@@ -182,8 +182,7 @@ export async function channelsPanel(app: App, opts: { notice?: Notice } = {}): P
         ? html`<div class="muted">${Object.entries(c.model_map).map(([f, t]) => html`<div><code>${f}</code> → <code>${t}</code></div>`)}</div>`
         : ''
     }</td>
-    <td data-label="keys">${keys(c, now)}</td>
-    <td class="num" data-label="pinned sessions">${c.pinned_sessions}</td>
+    <td data-label="keys">${keys(c, now)}<div class="small muted" title="Claude Code sessions pinned to the channel (session affinity)"><span data-label="pinned sessions">${c.pinned_sessions}</span> pinned sessions</div></td>
     <td data-label="cooldowns">${cooldownList(c, now)}</td>
     <td><div class="actions">${actions(c, list.hash, editable)}</div></td>
   </tr>`,
