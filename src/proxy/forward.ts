@@ -551,12 +551,17 @@ class Attempt implements Dispatcher.DispatchHandler {
       out.length = 0;
       out.push(this.#in.scrub.bytes(all));
     }
+    this.#writeAll(out);
+  }
+
+  /** Writes buffers to the client in one corked batch, pausing the upstream on backpressure. */
+  #writeAll(bufs: readonly Buffer[]): void {
     const { res } = this.#in;
     let ok = true;
-    if (out.length === 1) ok = res.write(out[0]!);
+    if (bufs.length === 1) ok = res.write(bufs[0]!);
     else {
       res.cork();
-      for (const b of out) ok = res.write(b);
+      for (const b of bufs) ok = res.write(b);
       process.nextTick(() => res.uncork());
     }
     if (!ok) this.#backpressure();
@@ -589,14 +594,7 @@ class Attempt implements Dispatcher.DispatchHandler {
     const held = this.#chunks;
     this.#chunks = [];
     this.#size = 0;
-    let ok = true;
-    if (held.length === 1) ok = res.write(held[0]!);
-    else {
-      res.cork();
-      for (const c of held) ok = res.write(c);
-      process.nextTick(() => res.uncork());
-    }
-    if (!ok) this.#backpressure();
+    this.#writeAll(held);
     this.#rearm();
   }
 
