@@ -19,44 +19,9 @@ import {
 } from '../../src/proxy/affinity.js';
 import { type CooldownState, createCooldownState, recordFailure } from '../../src/proxy/cooldown.js';
 import { applyRrAdvance, type Candidate, createRoundRobin, select } from '../../src/proxy/select.js';
+import { fakeChannel } from '../helpers/channel.js';
 
-interface ChannelOpts {
-  priority?: number;
-  keys?: number;
-  enabled?: boolean;
-  identity?: string;
-}
-
-/** A snapshot-shaped channel serving every model. */
-function channel(name: string, opts: ChannelOpts = {}): Channel {
-  return {
-    name,
-    index: 0,
-    url: `http://127.0.0.1:1/${name}`,
-    shownUrl: `http://127.0.0.1:1/${name}`,
-    hiddenUrlParts: [],
-    origin: 'http://127.0.0.1:1',
-    basePath: '',
-    keys: Array.from({ length: opts.keys ?? 1 }, (_, i) => ({
-      index: i,
-      value: `sk-${name}-${i}`,
-      fingerprint: `…${i}`,
-    })),
-    auth: 'x-api-key',
-    protocol: 'anthropic',
-    priority: opts.priority ?? 0,
-    models: undefined,
-    modelMap: {},
-    enabled: opts.enabled ?? true,
-    maxConcurrency: undefined,
-    rpm: undefined,
-    proxy: undefined,
-    identity: opts.identity ?? `id-${name}`,
-    problems: [],
-    serves: () => true,
-    mapModel: (m) => m,
-  };
-}
+const channel = fakeChannel;
 
 const MODEL = 'claude-opus-5-5';
 const T0 = 10_000_000;

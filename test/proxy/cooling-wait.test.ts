@@ -1,34 +1,9 @@
 import t from 'tap';
-import type { Channel } from '../../src/config/snapshot.js';
 import { createCooldownState, recordFailure } from '../../src/proxy/cooldown.js';
 import { type CoolingDecision, coolingDecision, type Selection, select } from '../../src/proxy/select.js';
+import { fakeChannel } from '../helpers/channel.js';
 
-/** A snapshot-shaped channel serving every model with one key. */
-function channel(name: string, priority: number): Channel {
-  return {
-    name,
-    index: 0,
-    url: `http://127.0.0.1:1/${name}`,
-    shownUrl: `http://127.0.0.1:1/${name}`,
-    hiddenUrlParts: [],
-    origin: 'http://127.0.0.1:1',
-    basePath: '',
-    keys: [{ index: 0, value: `sk-${name}`, fingerprint: '…0' }],
-    auth: 'x-api-key',
-    protocol: 'anthropic',
-    priority,
-    models: undefined,
-    modelMap: {},
-    enabled: true,
-    identity: `id-${name}`,
-    problems: [],
-    serves: () => true,
-    mapModel: (model) => model,
-    maxConcurrency: undefined,
-    rpm: undefined,
-    proxy: undefined,
-  };
-}
+const channel = (name: string, priority: number) => fakeChannel(name, { priority });
 
 const MODEL = 'claude-sonnet-5-5';
 

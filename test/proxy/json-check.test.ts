@@ -1,5 +1,6 @@
 import t from 'tap';
 import { isJson } from '../../src/proxy/json-check.js';
+import { prng } from '../helpers/random.js';
 
 function parses(b: Buffer): boolean {
   try {
@@ -8,18 +9,6 @@ function parses(b: Buffer): boolean {
   } catch {
     return false;
   }
-}
-
-/** mulberry32, so a failure reproduces. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 t.test('isJson agrees with JSON.parse on a table of edge cases', async (t) => {

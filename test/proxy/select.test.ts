@@ -1,5 +1,4 @@
 import t from 'tap';
-import { compileGlob } from '../../src/config/glob.js';
 import type { Channel } from '../../src/config/snapshot.js';
 import { type CooldownState, createCooldownState, recordFailure } from '../../src/proxy/cooldown.js';
 import {
@@ -14,50 +13,11 @@ import {
   type Selection,
   select,
 } from '../../src/proxy/select.js';
+import { type ChannelOpts, fakeChannel } from '../helpers/channel.js';
 
-interface ChannelOpts {
-  priority?: number;
-  models?: string[];
-  keys?: number;
-  enabled?: boolean;
-  problems?: string[];
-  modelMap?: Record<string, string>;
-}
-
-/** A snapshot-shaped channel; model matching by compileGlob as the loader does. */
-function channel(name: string, opts: ChannelOpts = {}): Channel {
-  const matchers = opts.models?.map(compileGlob);
-  const modelMap = opts.modelMap ?? {};
-  const keyCount = opts.keys ?? 1;
-  return {
-    name,
-    index: 0,
-    url: `http://127.0.0.1:1/${name}`,
-    shownUrl: `http://127.0.0.1:1/${name}`,
-    hiddenUrlParts: [],
-    origin: 'http://127.0.0.1:1',
-    basePath: '',
-    // Key indices with a gap, as when an empty key was removed from the list.
-    keys: Array.from({ length: keyCount }, (_, i) => ({
-      index: i * 2,
-      value: `sk-${name}-${i}`,
-      fingerprint: `…${i}`,
-    })),
-    auth: 'x-api-key',
-    protocol: 'anthropic',
-    priority: opts.priority ?? 0,
-    models: opts.models,
-    modelMap,
-    enabled: opts.enabled ?? true,
-    maxConcurrency: undefined,
-    rpm: undefined,
-    proxy: undefined,
-    identity: `id-${name}`,
-    problems: opts.problems ?? [],
-    serves: (model) => !matchers || matchers.some((m) => m(model)),
-    mapModel: (model) => modelMap[model] ?? model,
-  };
-}
+/** Key indices with a gap, as when an empty key was removed from the list. */
+const channel = (name: string, opts: ChannelOpts = {}): Channel =>
+  fakeChannel(name, { keyIndexStep: 2, ...opts });
 
 const NOW = 1_000_000;
 const policy = { base: 1000, max: 60_000 };
