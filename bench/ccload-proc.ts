@@ -42,6 +42,8 @@ export function ccloadYaml(c: CcloadConfig): string {
     '  database: file:../state/ccload.db',
     `  log_level: ${c.logLevel}`,
     '  drain_timeout: 2s',
+    // The default (1024) closes the connections over it as they arrive: 5000 streams need 5000.
+    '  max_connections: 8192',
     'admin:',
     '  password: ${BENCH_ADMIN_PASS}',
     'auth:',

@@ -99,6 +99,9 @@ export interface Daemon {
  */
 const MAIN_BUSY_TIMEOUT_MS = 50;
 
+/** At most one warning a minute about connections closed over server.max_connections. */
+const DROP_WARNING_INTERVAL_MS = 60_000;
+
 /** Pending connections the listening socket queues (see the listen call). */
 const LISTEN_BACKLOG = 4096;
 
@@ -332,6 +335,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       },
     );
     applyServerLimits(server, limits);
+    // A connection over server.max_connections is closed by Node before any byte is read; the
+    // client only sees a reset. Count every one and say so in the log, at most once a minute.
+    let lastDropWarning = Number.NEGATIVE_INFINITY;
+    let droppedSinceWarning = 0;
+    server.on('drop', () => {
+      metrics.connectionsDropped.inc();
+      droppedSinceWarning++;
+      const t = now();
+      if (t - lastDropWarning < DROP_WARNING_INTERVAL_MS) return;
+      eventLog(log, 'connections_dropped').warn(
+        { dropped: droppedSinceWarning, max_connections: reloader.current.config.server.max_connections },
+        `closed ${droppedSinceWarning} client connection(s): server.max_connections (${reloader.current.config.server.max_connections}) are open`,
+      );
+      lastDropWarning = t;
+      droppedSinceWarning = 0;
+    });
     const dispatch = async (req: IncomingMessage, res: ServerResponse) => {
       if (req.url?.startsWith('/v1/')) return proxy.handle(req, res);
       if (await admin.handle(req, res)) return;

@@ -30,6 +30,7 @@ export type LogEvent =
   | 'log_level'
   | 'sessions_ended'
   | 'listening'
+  | 'connections_dropped'
   | 'database_health'
   | 'shutdown'
   | 'shutdown_forced'

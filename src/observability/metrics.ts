@@ -140,6 +140,11 @@ export class Metrics {
     labelNames: ['channel'] as const,
     registers: [this.registry],
   });
+  readonly connectionsDropped = new Counter({
+    name: 'ccload_connections_dropped_total',
+    help: 'Client connections closed on arrival because server.max_connections were already open.',
+    registers: [this.registry],
+  });
   readonly logQueueDepth = new Gauge({
     name: 'ccload_log_queue_depth',
     help: 'Attempt-log rows waiting to be written to the database.',

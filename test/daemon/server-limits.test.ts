@@ -23,6 +23,7 @@ import {
   startProxy,
   startUpstreams,
 } from '../proxy/e2e-helpers.js';
+import { captureLog } from '../store/helpers.js';
 
 /** A config whose `server` section has these extra lines. */
 const withServer = (lines: string, text = testConfig()) =>
@@ -77,10 +78,12 @@ t.test(
   },
 );
 
-t.test('regression: connections beyond server.max_connections are refused', async (t) => {
+t.test('regression: connections beyond server.max_connections are refused, counted and logged', async (t) => {
+  const cap = captureLog();
   const { daemon } = await startTestDaemon(
     t,
     withServer('  max_connections: 3\n  keep_alive_timeout: 30s\n'),
+    { log: cap.log },
   );
   const port = Number(new URL(daemon.url).port);
   const held = await Promise.all([open(port), open(port), open(port)]);
@@ -92,6 +95,12 @@ t.test('regression: connections beyond server.max_connections are refused', asyn
   const r = await closed(extra, start);
   t.equal(r.data, '', 'the fourth connection got no answer');
   t.ok(r.ms < 3000, `and was closed at once (${r.ms.toFixed(0)} ms)`);
+  // Node emits 'drop' before it closes the socket, so the line is there once the client saw the close.
+  const warning = cap.lines.find((l) => String(l.msg).includes('server.max_connections (3) are open'));
+  t.match(warning, { event: 'connections_dropped', dropped: 1, max_connections: 3 }, 'said in the log');
+  // A second refusal within the minute is counted but not logged again.
+  const again = connect(port, '127.0.0.1');
+  await closed(again, start);
 
   // The held ones still work.
   const first = held[0]!;
@@ -100,6 +109,11 @@ t.test('regression: connections beyond server.max_connections are refused', asyn
   t.match((await answer).data, /^HTTP\/1\.1 200 /, 'a connection inside the cap is served');
   t.equal(daemon.server.maxConnections, 3);
   t.equal(daemon.server.keepAliveTimeout, 30_000);
+  t.equal(cap.count('warn', 'server.max_connections'), 1, 'one warning a minute at most');
+  const second = held[1]!;
+  const scraped = closed(second, start);
+  second.write('GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+  t.match((await scraped).data, /^ccload_connections_dropped_total 2$/m, 'both counted');
 });
 
 t.test('a stream longer than server.request_timeout still completes', async (t) => {
