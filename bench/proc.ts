@@ -19,11 +19,15 @@ const CLK_TCK = (() => {
 /** The resolution of {@link cpuMicros}: one clock tick, in µs. */
 export const CPU_RESOLUTION_US = 1e6 / CLK_TCK;
 
-/** User + system CPU time the process `pid` has used so far, in µs; NaN when it is gone. */
-export function cpuMicros(pid: number): number {
+/**
+ * User + system CPU time the process `pid` has used so far, in µs; NaN when it is gone. With
+ * `mainThread`, only its main thread's (the task whose id is the pid): the rest is worker threads,
+ * the libuv pool, V8's GC helpers and native libraries' threads.
+ */
+export function cpuMicros(pid: number, mainThread = false): number {
   let stat: string;
   try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    stat = readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8');
   } catch {
     return Number.NaN;
   }
@@ -64,6 +68,7 @@ export type CpuSnapshot = Record<string, number>;
 export function snapshotCpu(pids: Record<string, number>): CpuSnapshot {
   const out: CpuSnapshot = {};
   for (const [name, pid] of Object.entries(pids)) out[name] = cpuMicros(pid);
+  if (pids['target'] !== undefined) out['target-main'] = cpuMicros(pids['target'], true);
   const self = process.cpuUsage();
   out['bench'] = self.user + self.system;
   out['machine'] = machineBusyMicros();
@@ -78,7 +83,8 @@ export function snapshotCpu(pids: Record<string, number>): CpuSnapshot {
  */
 export function foreignCores(delta: Record<string, number>): number {
   let ours = 0;
-  for (const [k, v] of Object.entries(delta)) if (k !== 'machine' && k !== 'wall') ours += v;
+  for (const [k, v] of Object.entries(delta))
+    if (k !== 'machine' && k !== 'wall' && k !== 'target-main') ours += v;
   return Math.max(0, ((delta['machine'] ?? 0) - ours) / (delta['wall'] ?? 1));
 }
 

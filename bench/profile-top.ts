@@ -74,6 +74,98 @@ export function topSelfTime(
   return { busyMs: busy / 1000, totalMs: total / 1000, functions: top(fns), files: top(files) };
 }
 
+/**
+ * The area a sample's function belongs to, for the comparison of a proxy with the passthrough:
+ * our own code by folder, the libraries the request path uses, Node's HTTP and stream internals,
+ * the socket writes (kernel time on loopback), the garbage collector, and start-up work (module
+ * loading and compilation), which is left out of the per-request shares.
+ */
+export function areaOf(functionName: string, url: string): string {
+  if (functionName === '(idle)') return 'idle';
+  if (functionName === '(garbage collector)') return 'garbage collector';
+  if (functionName === '(program)') return 'V8 / native (program)';
+  if (
+    functionName === 'writev' ||
+    functionName === 'writeString' ||
+    functionName === 'writeBuffer' ||
+    functionName === 'writeUtf8String' ||
+    functionName === 'writeLatin1String'
+  )
+    return 'socket and file writes (syscalls)';
+  const src = /\/dist\/src\/(.+)\.js$/.exec(url);
+  if (src) return `ccload ${src[1]!}`;
+  if (url.includes('/dist/bench/')) return 'bench harness';
+  if (/node_modules\/undici\//.test(url) || url.startsWith('wasm://')) return 'undici (incl. llhttp wasm)';
+  if (
+    /node_modules\/(pino|sonic-boom|thread-stream|fast-redact|quick-format|atomic-sleep|on-exit-leak-free)/.test(
+      url,
+    )
+  )
+    return 'pino (log line)';
+  if (/node_modules\/(prom-client|tdigest|bintrees)/.test(url)) return 'prom-client (metrics)';
+  if (/node_modules\/(libsql|@libsql)/.test(url)) return 'libsql';
+  if (url.includes('node_modules/')) return `other library (${shortUrl(url).split('/')[0]})`;
+  if (
+    /^node:internal\/(modules|bootstrap|deps\/cjs-module-lexer)|^node:internal\/vm/.test(url) ||
+    /^(compile|internalModuleStat|readFileUtf8|wrapSafe)/.test(functionName)
+  )
+    return 'start-up (module loading)';
+  if (/^node:(_http_|internal\/http)/.test(url)) return 'node http';
+  if (/^node:(net|internal\/stream_base_commons|internal\/streams|stream)/.test(url))
+    return 'node net + streams';
+  if (
+    /^node:(events|internal\/(timers|process\/task_queues|async_hooks))|^node:timers/.test(url) ||
+    functionName === 'runMicrotasks'
+  )
+    return 'node events, timers, promises';
+  if (url.startsWith('node:')) return 'node other';
+  return url === '' ? 'native (unattributed)' : 'other';
+}
+
+/** Self time per {@link areaOf} area; shares are of the busy time without start-up. */
+export function areaTimes(path: string): { busyMs: number; areas: SelfTime[] } {
+  const p = JSON.parse(readFileSync(path, 'utf8')) as Profile;
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const areas = new Map<string, number>();
+  for (let i = 0; i < p.samples.length; i++) {
+    const f = byId.get(p.samples[i]!)!.callFrame;
+    const a = areaOf(f.functionName, f.url);
+    areas.set(a, (areas.get(a) ?? 0) + (p.timeDeltas[i + 1] ?? 0));
+  }
+  areas.delete('idle');
+  areas.delete('start-up (module loading)');
+  let busy = 0;
+  for (const us of areas.values()) busy += us;
+  return {
+    busyMs: busy / 1000,
+    areas: [...areas]
+      .sort((a, b) => b[1] - a[1])
+      .map(([name, us]) => ({ name, ms: us / 1000, share: busy > 0 ? (100 * us) / busy : 0 })),
+  };
+}
+
+/**
+ * Profiles side by side by area, in µs per request: each area's share of the busy time times the
+ * process's main-thread CPU per request measured in the run (`mainUsPerReq`, same order as `paths`).
+ */
+export function formatAreas(labels: string[], paths: string[], mainUsPerReq: number[]): string {
+  const all = paths.map((p) => areaTimes(p));
+  const names = new Set<string>();
+  for (const a of all) for (const r of a.areas) if (r.share >= 0.3) names.add(r.name);
+  const per = (i: number, name: string) => {
+    const r = all[i]!.areas.find((x) => x.name === name);
+    return r ? (r.share / 100) * mainUsPerReq[i]! : 0;
+  };
+  const order = [...names].sort((a, b) => per(all.length - 1, b) - per(all.length - 1, a));
+  const w = Math.max(...order.map((n) => n.length), 10);
+  const head = `${'main thread, µs per request'.padEnd(w)} | ${labels.map((l) => l.padStart(12)).join(' | ')}`;
+  const lines = order.map(
+    (n) => `${n.padEnd(w)} | ${labels.map((_, i) => per(i, n).toFixed(1).padStart(12)).join(' | ')}`,
+  );
+  const total = `${'total (measured main thread)'.padEnd(w)} | ${mainUsPerReq.map((v) => v.toFixed(1).padStart(12)).join(' | ')}`;
+  return [head, '-'.repeat(head.length), ...lines, total].join('\n');
+}
+
 /** The summary as printable text. */
 export function formatTop(path: string, rows = 25): string {
   const t = topSelfTime(path, rows);

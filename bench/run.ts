@@ -36,7 +36,7 @@ import {
   sleep,
   snapshotCpu,
 } from './proc.js';
-import { formatTop } from './profile-top.js';
+import { formatAreas, formatTop } from './profile-top.js';
 import {
   type LagReport,
   type LoadClientCommand,
@@ -576,6 +576,9 @@ function extraText(r: Row): string {
     parts.push(`total ${fmt(r.stream.total.p50, 0)}/${fmt(r.stream.total.p99, 0)}`);
   }
   parts.push(`fail ${r.failed}`);
+  const main = r.cpuPerReq['target-main'];
+  if (main !== undefined && r.cpuUsPerReq !== null)
+    parts.push(`main thread ${fmt(main, 0)} + other threads ${fmt(r.cpuUsPerReq - main, 0)} µs`);
   parts.push(`others ${fmt(r.foreignCores, 1)} cores`);
   if (r.lag) parts.push(`lag p99 ${fmt(r.lag.p99)} max ${fmt(r.lag.max, 0)}`);
   if (r.rss) parts.push(`rss ${mb(r.rss.before)}/${mb(r.rss.peak)}/${mb(r.rss.after)} MB`);
@@ -759,6 +762,31 @@ function gates(rows: Row[]): string[] {
 
 // ---- main -------------------------------------------------------------------------------------------
 
+/**
+ * With `--cpu-prof` on more than one target: their main-thread profiles side by side by area
+ * (bench/profile-top.ts), in µs per request of the first scenario measured — a profile covers
+ * everything the process ran, so this is meant for runs of one scenario (`--only=small`).
+ */
+function areasTable(dir: string, opts: Options, rows: Row[]): string | undefined {
+  const labels: string[] = [];
+  const paths: string[] = [];
+  const perReq: number[] = [];
+  const scenario = rows.find((r) => opts.cpuProf.has(r.target) && r.cpuPerReq['target-main'])?.scenario;
+  for (const name of opts.cpuProf) {
+    const d = join(dir, name);
+    // Node names profiles CPU.<date>.<time>.<pid>.<thread>.<seq>: thread 0 is the main thread.
+    const main = existsSync(d) ? readdirSync(d).find((f) => /\.\d+\.0\.\d+\.cpuprofile$/.test(f)) : undefined;
+    const row = rows.find((r) => r.scenario === scenario && r.target === name);
+    const us = row?.cpuPerReq['target-main'];
+    if (!main || us === undefined) continue;
+    labels.push(name);
+    paths.push(join(d, main));
+    perReq.push(us);
+  }
+  if (paths.length === 0) return undefined;
+  return `${scenario}: where the main thread's CPU goes (share of the profile × main-thread µs/req)\n${formatAreas(labels, paths, perReq)}`;
+}
+
 /** Open files each process needs for 5000 streams (ccload: a client and an upstream socket each). */
 const FILES_FOR_5000 = 12_000;
 
@@ -912,6 +940,8 @@ async function main(): Promise<void> {
       crashes.map((c) => `CRASH ${c}\n`).join(''),
   );
   for (const prof of profiles) process.stdout.write(`\n${formatTop(prof, 25)}\n`);
+  const areas = areasTable(dir, opts, rows);
+  if (areas) process.stdout.write(`\n${areas}\n`);
 
   mkdirSync(RESULTS_DIR, { recursive: true });
   const file = join(RESULTS_DIR, `${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
