@@ -73,6 +73,9 @@ export function snapshotCpu(pids: Record<string, number>): CpuSnapshot {
   out['bench'] = self.user + self.system;
   out['machine'] = machineBusyMicros();
   out['wall'] = performance.now() * 1000;
+  // CLOCK_MONOTONIC in µs, the clock of V8's CPU profiles (in every process): lets a profile be cut
+  // to the measured window (bench/profile-top.ts).
+  out['mono'] = Number(process.hrtime.bigint() / 1000n);
   return out;
 }
 
@@ -84,7 +87,7 @@ export function snapshotCpu(pids: Record<string, number>): CpuSnapshot {
 export function foreignCores(delta: Record<string, number>): number {
   let ours = 0;
   for (const [k, v] of Object.entries(delta))
-    if (k !== 'machine' && k !== 'wall' && k !== 'target-main') ours += v;
+    if (k !== 'machine' && k !== 'wall' && k !== 'mono' && k !== 'target-main') ours += v;
   return Math.max(0, ((delta['machine'] ?? 0) - ours) / (delta['wall'] ?? 1));
 }
 

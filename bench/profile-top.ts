@@ -13,6 +13,7 @@ interface ProfileNode {
   children?: number[];
 }
 interface Profile {
+  startTime: number;
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
@@ -122,12 +123,21 @@ export function areaOf(functionName: string, url: string): string {
   return url === '' ? 'native (unattributed)' : 'other';
 }
 
-/** Self time per {@link areaOf} area; shares are of the busy time without start-up. */
-export function areaTimes(path: string): { busyMs: number; areas: SelfTime[] } {
+/**
+ * Self time per {@link areaOf} area; shares are of the busy time without start-up. With `cut`
+ * (CLOCK_MONOTONIC µs, the clock of the profile's timestamps), only samples inside it count.
+ */
+export function areaTimes(
+  path: string,
+  cut?: { startUs: number; endUs: number },
+): { busyMs: number; areas: SelfTime[] } {
   const p = JSON.parse(readFileSync(path, 'utf8')) as Profile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const areas = new Map<string, number>();
+  let at = p.startTime;
   for (let i = 0; i < p.samples.length; i++) {
+    at += p.timeDeltas[i] ?? 0;
+    if (cut && (at < cut.startUs || at > cut.endUs)) continue;
     const f = byId.get(p.samples[i]!)!.callFrame;
     const a = areaOf(f.functionName, f.url);
     areas.set(a, (areas.get(a) ?? 0) + (p.timeDeltas[i + 1] ?? 0));
@@ -145,16 +155,22 @@ export function areaTimes(path: string): { busyMs: number; areas: SelfTime[] } {
 }
 
 /**
- * Profiles side by side by area, in µs per request: each area's share of the busy time times the
- * process's main-thread CPU per request measured in the run (`mainUsPerReq`, same order as `paths`).
+ * Profiles side by side by area, in µs per request: the samples inside each measured window
+ * (`cuts`, same order as `paths`) divided by the requests completed in it. The last line is the
+ * main thread's CPU per request read from /proc in the same window, for comparison.
  */
-export function formatAreas(labels: string[], paths: string[], mainUsPerReq: number[]): string {
-  const all = paths.map((p) => areaTimes(p));
+export function formatAreas(
+  labels: string[],
+  paths: string[],
+  mainUsPerReq: number[],
+  cuts: { startUs: number; endUs: number; requests: number }[],
+): string {
+  const all = paths.map((p, i) => areaTimes(p, cuts[i]));
   const names = new Set<string>();
   for (const a of all) for (const r of a.areas) if (r.share >= 0.3) names.add(r.name);
   const per = (i: number, name: string) => {
     const r = all[i]!.areas.find((x) => x.name === name);
-    return r ? (r.share / 100) * mainUsPerReq[i]! : 0;
+    return r ? (r.ms * 1000) / cuts[i]!.requests : 0;
   };
   const order = [...names].sort((a, b) => per(all.length - 1, b) - per(all.length - 1, a));
   const w = Math.max(...order.map((n) => n.length), 10);
@@ -162,8 +178,9 @@ export function formatAreas(labels: string[], paths: string[], mainUsPerReq: num
   const lines = order.map(
     (n) => `${n.padEnd(w)} | ${labels.map((_, i) => per(i, n).toFixed(1).padStart(12)).join(' | ')}`,
   );
-  const total = `${'total (measured main thread)'.padEnd(w)} | ${mainUsPerReq.map((v) => v.toFixed(1).padStart(12)).join(' | ')}`;
-  return [head, '-'.repeat(head.length), ...lines, total].join('\n');
+  const sampled = `${'sum of the profile'.padEnd(w)} | ${all.map((a, i) => ((a.busyMs * 1000) / cuts[i]!.requests).toFixed(1).padStart(12)).join(' | ')}`;
+  const total = `${'main thread CPU from /proc'.padEnd(w)} | ${mainUsPerReq.map((v) => v.toFixed(1).padStart(12)).join(' | ')}`;
+  return [head, '-'.repeat(head.length), ...lines, '-'.repeat(head.length), sampled, total].join('\n');
 }
 
 /** The summary as printable text. */

@@ -159,6 +159,8 @@ interface Row {
    * end of the window (every stream still open).
    */
   mem?: { before: Mem; during: Mem };
+  /** The measured window on CLOCK_MONOTONIC (µs), to cut CPU profiles to it. */
+  window?: { startUs: number; endUs: number };
   /** Connections (wrk) or concurrent streams (client) of the load. */
   concurrency: number;
   stream?: { ttft: Summary; total: Summary; ttfb: Summary; addedTtftP50?: number; addedTtftP99?: number };
@@ -177,7 +179,7 @@ interface Ctx {
 function perReq(cpu: Record<string, number>, n: number): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(cpu)) {
-    if (k !== 'machine' && k !== 'wall') out[k] = n > 0 ? v / n : Number.NaN;
+    if (k !== 'machine' && k !== 'wall' && k !== 'mono') out[k] = n > 0 ? v / n : Number.NaN;
   }
   return out;
 }
@@ -238,7 +240,8 @@ async function measureWrk(
       cpu0 = snapshotCpu(pids);
     },
   });
-  const cpu = cpuDelta(cpu0, snapshotCpu(pids));
+  const cpu1 = snapshotCpu(pids);
+  const cpu = cpuDelta(cpu0, cpu1);
   cpu['load'] = r.loadCpuUs;
   const foreign = foreignCores(cpu);
   const lag = await t.lag?.();
@@ -263,6 +266,7 @@ async function measureWrk(
     failed,
     outcomes,
     cpuPerReq: perReq(cpu, ok),
+    window: { startUs: cpu0['mono']!, endUs: cpu1['mono']! },
     lag,
     rss: rss?.stop(),
     extra,
@@ -286,6 +290,7 @@ async function measureClient(
   const pids: Record<string, number> = { upstream: ctx.upstream.pid, load: client.pid };
   if (t.pid) pids['target'] = t.pid;
   let cpu0: CpuSnapshot = {};
+  let cpu1: CpuSnapshot = {};
   let cpu: Record<string, number> = {};
   let rss: ReturnType<typeof sampleRss> | undefined;
   let before: Promise<Record<string, number>> = Promise.resolve({});
@@ -306,7 +311,8 @@ async function measureClient(
           void duringResult.finally(() => send({ type: 'stop' }));
         }
       } else if (m.type === 'window-end') {
-        cpu = cpuDelta(cpu0, snapshotCpu(pids));
+        cpu1 = snapshotCpu(pids);
+        cpu = cpuDelta(cpu0, cpu1);
         // Every stream is still open here (the drain follows): what ccload holds for them.
         mem = t.scrape ? memoryOf(t) : Promise.resolve(undefined);
         lag = t.lag?.() ?? Promise.resolve(undefined);
@@ -342,6 +348,7 @@ async function measureClient(
     failed: result.failed,
     outcomes: result.outcomes,
     cpuPerReq: perReq(cpu, n),
+    window: { startUs: cpu0['mono']!, endUs: cpu1['mono']! },
     lag: await lag,
     rss: rss?.stop(),
     mem: await mem.then((during) => (memBefore && during ? { before: memBefore, during } : undefined)),
@@ -771,6 +778,7 @@ function areasTable(dir: string, opts: Options, rows: Row[]): string | undefined
   const labels: string[] = [];
   const paths: string[] = [];
   const perReq: number[] = [];
+  const cuts: { startUs: number; endUs: number; requests: number }[] = [];
   const scenario = rows.find((r) => opts.cpuProf.has(r.target) && r.cpuPerReq['target-main'])?.scenario;
   for (const name of opts.cpuProf) {
     const d = join(dir, name);
@@ -782,9 +790,13 @@ function areasTable(dir: string, opts: Options, rows: Row[]): string | undefined
     labels.push(name);
     paths.push(join(d, main));
     perReq.push(us);
+    cuts.push({
+      ...row!.window!,
+      requests: (row!.reqPerSec * (row!.window!.endUs - row!.window!.startUs)) / 1e6,
+    });
   }
   if (paths.length === 0) return undefined;
-  return `${scenario}: where the main thread's CPU goes (share of the profile × main-thread µs/req)\n${formatAreas(labels, paths, perReq)}`;
+  return `${scenario}: where the main thread's CPU goes, in µs per request (profile samples inside the measured window ÷ requests completed in it)\n${formatAreas(labels, paths, perReq, cuts)}`;
 }
 
 /** Open files each process needs for 5000 streams (ccload: a client and an upstream socket each). */
