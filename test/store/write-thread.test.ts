@@ -9,7 +9,6 @@ import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import t from 'tap';
 import { LogWriter } from '../../src/store/log-writer.js';
-import { rollupStatements } from '../../src/store/rollup.js';
 import { startWriteThread } from '../../src/store/write-thread.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
@@ -25,7 +24,7 @@ t.test('a writer through the thread commits rows and their rollups together', as
   const batches: number[] = [];
   const w = new LogWriter(thread, {
     batchRows: 100,
-    extraStatements: rollupStatements,
+    rollups: true,
     onBatch: (rows) => batches.push(rows.length),
   });
   for (let i = 0; i < 1000; i++) w.enqueue(sampleAttempt(i));
