@@ -37,6 +37,17 @@ function pragmaName(sql: string): string | undefined {
   return /^\s*pragma\s+([\w.]+)\s*=/i.exec(sql)?.[1]?.toLowerCase();
 }
 
+/**
+ * Adds `sql` to an ordered list of per-connection statements: it replaces the same text or a
+ * `PRAGMA` of the same name given earlier (and moves to the end), so the list stays small.
+ */
+export function rememberPerConnection(list: string[], sql: string): void {
+  const name = pragmaName(sql);
+  const i = list.findIndex((s) => s === sql || (name !== undefined && pragmaName(s) === name));
+  if (i >= 0) list.splice(i, 1);
+  list.push(sql);
+}
+
 /** See the module comment. */
 export class RawWriter {
   readonly #file: string;
@@ -107,12 +118,7 @@ export class RawWriter {
    */
   everyConnection(sql: string): void {
     if (this.#conn) this.#conn.exec(sql);
-    const name = pragmaName(sql);
-    const i = this.#perConnection.findIndex(
-      (s) => s === sql || (name !== undefined && pragmaName(s) === name),
-    );
-    if (i >= 0) this.#perConnection.splice(i, 1);
-    this.#perConnection.push(sql);
+    rememberPerConnection(this.#perConnection, sql);
   }
 
   /** Closes the connection; later batches fail. Idempotent. */

@@ -25,6 +25,8 @@ import { RawWriter } from './raw-writer.js';
 export interface WriteThreadData {
   readonly url: string;
   readonly busyTimeoutMs: number;
+  /** Per-connection statements given to an earlier thread (`everyConnection`), in order. */
+  readonly perConnection: readonly string[];
 }
 
 /** A request to the write thread. */
@@ -99,6 +101,7 @@ if (port) {
   port.on('message', handle);
   try {
     raw = new RawWriter(filePathOf(data.url), { busyTimeoutMs: data.busyTimeoutMs, log });
+    for (const sql of data.perConnection) raw.everyConnection(sql);
     raw.open();
     post({ kind: 'ready' });
   } catch (err) {

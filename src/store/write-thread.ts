@@ -15,14 +15,15 @@
  * through `@libsql/client`, which prepares every statement of every batch again (raw-writer.ts,
  * docs/stack-notes.md).
  *
- * A thread that dies is replaced at the next batch; the batches it held fail and are retried by
- * the writer like any failed write.
+ * A thread that dies is replaced at the next batch, with the per-connection statements given so
+ * far; the batches it held fail and are retried by the writer like any failed write.
  */
 import { Worker } from 'node:worker_threads';
 import type { InStatement } from '@libsql/client';
 import { codedError } from '../errors.js';
 import type { AttemptBatch } from './attempt-batch.js';
 import { DEFAULT_BUSY_TIMEOUT_MS, type StoreLog, silentLog } from './db.js';
+import { rememberPerConnection } from './raw-writer.js';
 import type {
   WireError,
   WriteThreadData,
@@ -84,7 +85,10 @@ class ThreadHandle implements WriteThread {
   readonly log: StoreLog;
   readonly client = { batch: (stmts: InStatement[], _mode: 'write') => this.#send({ op: 'batch', stmts }) };
   readonly writeAttempts = (batch: AttemptBatch): Promise<void> => this.#send({ op: 'attempts', batch });
-  readonly #data: WriteThreadData;
+  readonly #url: string;
+  readonly #busyTimeoutMs: number;
+  /** What `onEveryConnection` was given, for a replacement thread. */
+  readonly #perConnection: string[] = [];
   readonly #startTimeoutMs: number;
   readonly #pending = new Map<number, Pending>();
   #worker: Promise<Worker> | undefined;
@@ -94,7 +98,8 @@ class ThreadHandle implements WriteThread {
 
   constructor(url: string, opts: WriteThreadOptions) {
     this.log = opts.log ?? silentLog;
-    this.#data = { url, busyTimeoutMs: opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS };
+    this.#url = url;
+    this.#busyTimeoutMs = opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
     this.#startTimeoutMs = opts.startTimeoutMs ?? 10_000;
   }
 
@@ -102,8 +107,9 @@ class ThreadHandle implements WriteThread {
     await this.#spawned();
   }
 
-  onEveryConnection(sql: string): Promise<void> {
-    return this.#send({ op: 'everyConnection', sql });
+  async onEveryConnection(sql: string): Promise<void> {
+    await this.#send({ op: 'everyConnection', sql });
+    rememberPerConnection(this.#perConnection, sql);
   }
 
   close(): Promise<void> {
@@ -132,7 +138,12 @@ class ThreadHandle implements WriteThread {
     return new Promise<Worker>((resolve, reject) => {
       // Ref'd while it starts and while a reply is due (`#post`): an awaited start or flush must
       // keep the process alive. Idle, it must not.
-      const worker = new Worker(WORKER_URL, { workerData: this.#data });
+      const data: WriteThreadData = {
+        url: this.#url,
+        busyTimeoutMs: this.#busyTimeoutMs,
+        perConnection: this.#perConnection,
+      };
+      const worker = new Worker(WORKER_URL, { workerData: data });
       let opened = false;
       const timer = setTimeout(() => {
         reject(
