@@ -14,7 +14,7 @@ import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { InStatement, InValue } from '@libsql/client';
-import { ATTEMPT_COLUMNS, type AttemptRecord, attemptToRow } from '../src/store/attempt.js';
+import { ATTEMPT_COLUMNS, type AttemptRecord, attemptToRow, attemptValues } from '../src/store/attempt.js';
 import { type Database, openDatabase } from '../src/store/db.js';
 import { LogWriter } from '../src/store/log-writer.js';
 import { queryLogs, queryStats, querySummary, queryTrend, queryUsage } from '../src/store/queries.js';
@@ -96,7 +96,7 @@ function removeDb(file: string): void {
 /** (1) Feeds the writer `rate` rows/s for `seconds` and measures the event loop meanwhile. */
 async function writerLoad(rollups: boolean, rate: number, seconds: number): Promise<string[]> {
   const { db, file } = await freshDb(rollups ? 'writer-rollups' : 'writer-plain');
-  const writer = new LogWriter(db, rollups ? { extraStatements: rollupStatements } : {});
+  const writer = new LogWriter(db, { rollups });
   writer.start();
   const rnd = prng(1);
   const h = monitorEventLoopDelay({ resolution: 1 });
@@ -152,7 +152,7 @@ async function fill(db: Database, total: number, now: number): Promise<number> {
       for (const r of part) args.push(...attemptToRow(r));
       stmts.push({ sql: insertHead + part.map(() => row).join(', '), args });
     }
-    let rollup = rollupStatements(records);
+    let rollup = rollupStatements(attemptValues(records));
     // Steady state: minute rollups older than their retention would already be pruned.
     if (records[records.length - 1]!.ts < minuteHorizon)
       rollup = rollup.filter((s) => !/_minute /.test((s as { sql: string }).sql));

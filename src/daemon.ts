@@ -37,7 +37,7 @@ import { ProxyState } from './proxy/state.js';
 import { type Database, openDatabase } from './store/db.js';
 import { LogWriter, type LogWriterOptions, type WriterDb } from './store/log-writer.js';
 import { RetentionTimer } from './store/retention.js';
-import { backfillRollups, rollupStatements } from './store/rollup.js';
+import { backfillRollups } from './store/rollup.js';
 import { deleteSessionsBefore, pruneSessions } from './store/sessions.js';
 import { StateStore } from './store/state-store.js';
 import { startWriteThread } from './store/write-thread.js';
@@ -172,7 +172,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       logDb = thread;
     }
     // Rollups are upserted in the same write batch as the attempts they count.
-    const logWriter = new LogWriter(logDb, { ...opts.logWriter, log, extraStatements: rollupStatements });
+    const logWriter = new LogWriter(logDb, { ...opts.logWriter, log, rollups: true });
     logWriter.start();
     closers.push(() => logWriter.close());
     // Attempts written before the rollup tables existed are folded in once, in the background.

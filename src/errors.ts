@@ -335,6 +335,8 @@ export const INTERNAL_ERRORS = {
   CCL_IMPORT_DB: '`ccload import-ccload` cannot read the file as a Go ccLoad database',
   CCL_WRITE_THREAD_EXITED: 'the attempt-log write thread exited; the log writer retries and reports it',
   CCL_CLOSED: 'a write was sent to the attempt-log write thread after it was closed',
+  CCL_DB_REPLACED:
+    'the database file was removed or replaced while ccload ran; the attempt-log write thread does not reopen it',
 } as const;
 
 /** One of the internal codes. */

@@ -152,6 +152,22 @@ export function attemptToRow(r: AttemptRecord): InValue[] {
   ];
 }
 
+/** Values per row in a flat array of attempt values (`ATTEMPT_COLUMNS.length`). */
+export const ATTEMPT_WIDTH: number = ATTEMPT_COLUMNS.length;
+
+/**
+ * `attemptToRow` of each record, concatenated into one flat array (`ATTEMPT_WIDTH` values per row):
+ * the form a flush travels in (attempt-batch.ts).
+ */
+export function attemptValues(records: readonly AttemptRecord[]): InValue[] {
+  const out: InValue[] = [];
+  for (const r of records) {
+    const v = attemptToRow(r);
+    for (let c = 0; c < v.length; c++) out.push(v[c]!);
+  }
+  return out;
+}
+
 function num(v: unknown): number | null {
   if (v === null || v === undefined) return null;
   const n = Number(v);

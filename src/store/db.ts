@@ -82,7 +82,7 @@ export const DEFAULT_BUSY_TIMEOUT_MS = 1000;
 const FILE_POOL_SIZE = 4;
 
 /** Per-connection settings for local files (journal_mode is stored in the file, these are not). */
-const CONNECTION_PRAGMAS = ['PRAGMA synchronous=NORMAL', 'PRAGMA foreign_keys=ON'];
+export const CONNECTION_PRAGMAS: readonly string[] = ['PRAGMA synchronous=NORMAL', 'PRAGMA foreign_keys=ON'];
 
 /** The kind of database a libSQL URL points at. */
 export function databaseKind(url: string): DatabaseKind {
@@ -245,8 +245,11 @@ export function redactUrl(url: string): string {
   return maskUrl(url);
 }
 
-/** `dev:ino` of a file, or undefined when it does not exist. */
-function fileIdentity(file: string): string | undefined {
+/**
+ * `dev:ino` of a file, or undefined when it does not exist: a connection is only reopened on the
+ * file it was opened on, never on one that replaced it.
+ */
+export function fileIdentity(file: string): string | undefined {
   try {
     const st = statSync(file);
     return `${st.dev}:${st.ino}`;

@@ -1,13 +1,21 @@
 /**
  * The batched attempt-log writer: the proxy hands it one record per upstream attempt (`enqueue`,
  * O(1), never awaits, never throws) and it writes them in the background as multi-row INSERTs, one
- * write batch per flush, yielding to the event loop between flushes.
+ * write batch per flush, yielding to the event loop between flushes. With `rollups: true` each
+ * batch also folds its rows into the rollup tables (rollup.ts), in the same transaction.
  *
  * Why batched: the local libSQL client runs SQLite synchronously on the calling thread, so one
  * `execute` per attempt would put a commit (and an fsync) on the request path. A 500-row flush of
- * five 100-row statements costs a few ms. The daemon goes further and hands the batches to a
- * write thread (write-thread.ts), so neither the flush nor a busy wait on a locked database blocks
- * the event loop; the statements are still built here, so `extraStatements` commit with the rows.
+ * five 100-row statements costs a few ms.
+ *
+ * Two write paths, one statement builder (attempt-batch.ts). Per flush the writer computes the
+ * column values once (`attemptValues`, one flat array) and then:
+ *   - when the database has `writeAttempts` (the daemon's write thread, write-thread.ts), posts
+ *     just those values; the thread builds the INSERTs and rollups and runs them on a raw
+ *     connection with cached prepared statements, so neither the building, nor the flush, nor a busy
+ *     wait on a locked database costs the event loop anything;
+ *   - otherwise (a `Database` given directly: tests, memory and remote databases) builds the
+ *     statements here and runs them with `client.batch`.
  *
  * Failure policy: a failed write (SQLITE_BUSY, READONLY, FULL, I/O error …) leaves its rows queued
  * and is retried with exponential backoff. Only when the queue outgrows `maxQueue` are the OLDEST
@@ -16,18 +24,10 @@
  * record is either written or counted in `dropped`.
  */
 import { setTimeout as delay } from 'node:timers/promises';
-import type { InStatement, InValue } from '@libsql/client';
-import { ATTEMPT_COLUMNS, type AttemptRecord, attemptToRow } from './attempt.js';
+import type { InStatement } from '@libsql/client';
+import { type AttemptRecord, attemptValues } from './attempt.js';
+import { type AttemptBatch, attemptStatements } from './attempt-batch.js';
 import { isBusyError, type StoreLog, silentLog } from './db.js';
-
-/**
- * Statements to commit with a flush's rows: given the records and their column values
- * (`attemptToRow`, computed once per flush for the INSERTs and shared).
- */
-export type ExtraStatements = (
-  rows: readonly AttemptRecord[],
-  values: readonly (readonly InValue[])[],
-) => InStatement[];
 
 /** Options of `LogWriter`. */
 export interface LogWriterOptions {
@@ -47,10 +47,10 @@ export interface LogWriterOptions {
   /** Called with each batch of records after it has been written. */
   readonly onBatch?: (rows: readonly AttemptRecord[]) => void;
   /**
-   * More statements for the write batch of each flush (e.g. rollup upserts), committed or failed
-   * together with that flush's INSERTs. If it throws, the rows are written without them (logged once).
+   * Also fold each flush's rows into the rollup tables, committed or failed together with its
+   * INSERTs (default false). Should building them throw, the rows are written without them (logged once).
    */
-  readonly extraStatements?: ExtraStatements;
+  readonly rollups?: boolean;
   readonly log?: StoreLog;
   /** Time source for `lastWriteAt` and the close deadline. */
   readonly clock?: () => number;
@@ -77,18 +77,21 @@ export interface LogWriterStats {
 }
 
 /**
- * What the writer needs of a database: a client that runs one write batch — a `Database`, or the
- * daemon's `WriteThread` (write-thread.ts), which runs it off the event loop.
+ * What the writer needs of a database: a client that runs one write batch — a `Database` — or,
+ * better, `writeAttempts`, which takes the flush as plain values — the daemon's `WriteThread`
+ * (write-thread.ts), which builds and runs the statements off the event loop.
  */
 export interface WriterDb {
   readonly client: { batch(stmts: InStatement[], mode: 'write'): Promise<unknown> };
+  /**
+   * Writes one flush given as values; when present the writer uses it instead of `client.batch`.
+   * Rejects with the SQLite error (its `code` kept) and then has written nothing.
+   */
+  writeAttempts?(batch: AttemptBatch): Promise<void>;
   readonly log?: StoreLog;
   /** Replaces the connections after a busy failure (see `isBusyError`); a write thread does that itself. */
   resetConnections?(): Promise<boolean>;
 }
-
-const INSERT_HEAD = `INSERT INTO attempts (${ATTEMPT_COLUMNS.join(', ')}) VALUES `;
-const ROW_PLACEHOLDERS = `(${ATTEMPT_COLUMNS.map(() => '?').join(', ')})`;
 
 /** Drop the consumed head of the queue array once it is this long and more than half of it. */
 const COMPACT_AT = 4096;
@@ -104,10 +107,9 @@ export class LogWriter {
   readonly #retryMaxMs: number;
   readonly #closeTimeoutMs: number;
   readonly #onBatch: ((rows: readonly AttemptRecord[]) => void) | undefined;
-  readonly #extraStatements: ExtraStatements | undefined;
+  readonly #rollups: boolean;
   readonly #log: StoreLog;
   readonly #clock: () => number;
-  readonly #sqlByRows = new Map<number, string>();
 
   /** Queued rows are `#queue[#head..]`; a deque without O(n) shifts. */
   #queue: AttemptRecord[] = [];
@@ -125,7 +127,7 @@ export class LogWriter {
   #lastWriteAt: number | undefined;
   #backoffMs = 0;
   #hookFailed = false;
-  #extraFailed = false;
+  #rollupFailed = false;
   #lateLogged = false;
 
   #started = false;
@@ -146,7 +148,7 @@ export class LogWriter {
     this.#retryMaxMs = Math.max(this.#retryMinMs, opts.retryMaxMs ?? 5000);
     this.#closeTimeoutMs = opts.closeTimeoutMs ?? 5000;
     this.#onBatch = opts.onBatch;
-    this.#extraStatements = opts.extraStatements;
+    this.#rollups = opts.rollups ?? false;
     this.#log = opts.log ?? db.log ?? silentLog;
     this.#clock = opts.clock ?? Date.now;
   }
@@ -322,7 +324,7 @@ export class LogWriter {
       this.#compact(false);
       this.#inflight = n;
       try {
-        await this.#db.client.batch(this.#statements(rows), 'write');
+        await this.#write(rows);
       } catch (err) {
         this.#inflight = 0;
         // Put the rows back in front, then shed the oldest if the queue grew meanwhile.
@@ -343,41 +345,22 @@ export class LogWriter {
     }
   }
 
-  #statements(rows: readonly AttemptRecord[]): InStatement[] {
-    const stmts: InStatement[] = [];
-    const values = rows.map(attemptToRow);
-    for (let i = 0; i < rows.length; i += this.#rowsPerStatement) {
-      const end = Math.min(rows.length, i + this.#rowsPerStatement);
-      const args: InValue[] = [];
-      for (let j = i; j < end; j++) {
-        const v = values[j]!;
-        for (let c = 0; c < v.length; c++) args.push(v[c]!);
-      }
-      stmts.push({ sql: this.#insertSql(end - i), args });
-    }
-    if (this.#extraStatements) {
-      try {
-        stmts.push(...this.#extraStatements(rows, values));
-      } catch (err) {
-        if (!this.#extraFailed) {
-          this.#extraFailed = true;
-          this.#log.error(
-            { err },
-            'attempt log extraStatements threw; rows written without them (logged once)',
-          );
-        }
-      }
-    }
-    return stmts;
-  }
-
-  #insertSql(rows: number): string {
-    let sql = this.#sqlByRows.get(rows);
-    if (sql === undefined) {
-      sql = INSERT_HEAD + Array.from({ length: rows }, () => ROW_PLACEHOLDERS).join(', ');
-      this.#sqlByRows.set(rows, sql);
-    }
-    return sql;
+  /** One flush: its values computed once, then posted as they are or run as statements. */
+  #write(rows: readonly AttemptRecord[]): Promise<unknown> {
+    const batch: AttemptBatch = {
+      values: attemptValues(rows),
+      rowsPerStatement: this.#rowsPerStatement,
+      rollups: this.#rollups,
+    };
+    if (this.#db.writeAttempts) return this.#db.writeAttempts(batch);
+    const stmts = attemptStatements(batch, {
+      onRollupError: (err) => {
+        if (this.#rollupFailed) return;
+        this.#rollupFailed = true;
+        this.#log.error({ err }, 'attempt log rollups threw; rows written without them (logged once)');
+      },
+    });
+    return this.#db.client.batch(stmts, 'write');
   }
 
   #failed(err: unknown): void {

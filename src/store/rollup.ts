@@ -15,7 +15,7 @@
  * percentile, exact below 8 ms, and a lower bound (4 194 304 ms) in the open last bin.
  */
 import type { InStatement, InValue, Row } from '@libsql/client';
-import { ATTEMPT_COLUMNS, type AttemptRecord, attemptToRow, rowToAttempt } from './attempt.js';
+import { ATTEMPT_COLUMNS, ATTEMPT_WIDTH, attemptValues, rowToAttempt } from './attempt.js';
 import { guarded, type StoreDb, type StoreLog, silentLog } from './db.js';
 
 /** A rollup granularity. */
@@ -246,35 +246,32 @@ const asInt = (v: InValue | undefined): number => (typeof v === 'number' ? v : 0
 const asText = (v: InValue | undefined): string => (typeof v === 'string' ? v : '');
 
 /**
- * The upserts that fold `rows` into every rollup tier: a pure function of the records, using the
- * very values `attemptToRow` stores, so the rollups equal aggregates over the written rows. Rows
+ * The upserts that fold attempt rows into every rollup tier, given their values as one flat array
+ * (`attemptValues`: `ATTEMPT_WIDTH` values per row, in `ATTEMPT_COLUMNS` order): a pure function
+ * of the very values the INSERTs store, so the rollups equal aggregates over the written rows. Rows
  * without a valid `ts` are left out (they are invisible to every time-windowed query anyway).
- * `values`, when given, are `attemptToRow` of each record (the log writer computed them for its
- * INSERTs already).
  */
-export function rollupStatements(
-  rows: readonly AttemptRecord[],
-  values?: readonly (readonly InValue[])[],
-): InStatement[] {
+export function rollupStatements(values: readonly InValue[]): InStatement[] {
   const counts = TIERS.map(() => new Map<string, Acc>());
   const latency = TIERS.map(() => new Map<string, LatAcc>());
-  for (let n = 0; n < rows.length; n++) {
-    const v = values?.[n] ?? attemptToRow(rows[n]!);
-    const ts = v[COL.ts];
+  for (let base = 0; base + ATTEMPT_WIDTH <= values.length; base += ATTEMPT_WIDTH) {
+    const ts = values[base + COL.ts];
     if (typeof ts !== 'number') continue;
-    const channel = asText(v[COL.channel]);
-    const model = asText(v[COL.model_requested]);
-    const token = asText(v[COL.token]);
-    const status = v[COL.status];
+    const channel = asText(values[base + COL.channel]);
+    const model = asText(values[base + COL.model_requested]);
+    const token = asText(values[base + COL.token]);
+    const status = values[base + COL.status];
     const cls = statusClass(typeof status === 'number' ? status : null);
-    const final = v[COL.final] === 1 ? 1 : 0;
-    const dur = v[COL.duration_ms];
-    const ttfb = v[COL.ttfb_ms];
-    const cost = v[COL.cost_usd];
+    const final = values[base + COL.final] === 1 ? 1 : 0;
+    const dur = values[base + COL.duration_ms];
+    const ttfb = values[base + COL.ttfb_ms];
+    const cost = values[base + COL.cost_usd];
     // Latency of successful /v1/messages answers only: errors (fast 4xx, slow timeouts) and
     // count_tokens calls would blur what the percentiles are read for.
     const timed =
-      cls === 2 && v[COL.endpoint] === 'messages' && (typeof dur === 'number' || typeof ttfb === 'number');
+      cls === 2 &&
+      values[base + COL.endpoint] === 'messages' &&
+      (typeof dur === 'number' || typeof ttfb === 'number');
     for (let i = 0; i < TIERS.length; i++) {
       const bucket = tierStart(ts, TIERS[i]!);
       const k = `${bucket}\u0000${channel}\u0000${model}\u0000${token}\u0000${cls}`;
@@ -299,16 +296,16 @@ export function rollupStatements(
       }
       a.attempts++;
       a.requests += final;
-      a.input += asInt(v[COL.input_tokens]);
-      a.output += asInt(v[COL.output_tokens]);
-      a.cacheCreation += asInt(v[COL.cache_creation_tokens]);
-      a.cacheRead += asInt(v[COL.cache_read_tokens]);
+      a.input += asInt(values[base + COL.input_tokens]);
+      a.output += asInt(values[base + COL.output_tokens]);
+      a.cacheCreation += asInt(values[base + COL.cache_creation_tokens]);
+      a.cacheRead += asInt(values[base + COL.cache_read_tokens]);
       a.cost += typeof cost === 'number' ? cost : 0;
-      a.cacheCreation1h += asInt(v[COL.cache_creation_1h_tokens]);
-      a.compactionInput += asInt(v[COL.compaction_input_tokens]);
-      a.compactionOutput += asInt(v[COL.compaction_output_tokens]);
-      a.webSearch += asInt(v[COL.web_search_requests]);
-      a.dropped += asInt(v[COL.events_dropped]);
+      a.cacheCreation1h += asInt(values[base + COL.cache_creation_1h_tokens]);
+      a.compactionInput += asInt(values[base + COL.compaction_input_tokens]);
+      a.compactionOutput += asInt(values[base + COL.compaction_output_tokens]);
+      a.webSearch += asInt(values[base + COL.web_search_requests]);
+      a.dropped += asInt(values[base + COL.events_dropped]);
       if (!timed) continue;
       const lk = `${bucket}\u0000${channel}\u0000${model}`;
       let l = latency[i]!.get(lk);
@@ -402,7 +399,7 @@ export async function backfillRollups(db: StoreDb, opts: BackfillOptions = {}): 
     const last = rs.rows[rs.rows.length - 1];
     const upTo = last ? Number(last['id']) + 1 : end;
     const records = rs.rows.filter((r: Row) => r['ts'] !== null && r['ts'] !== undefined).map(rowToAttempt);
-    const stmts = rollupStatements(records);
+    const stmts = rollupStatements(attemptValues(records));
     stmts.push({ sql: 'UPDATE rollup_backfill SET next_id = ? WHERE id = 1', args: [upTo] });
     await guarded(db, () => db.client.batch(stmts, 'write'));
     total += rs.rows.length;

@@ -1,25 +1,37 @@
 /**
- * The entry of the attempt-log write thread (`write-thread.ts` starts it): owns its own libSQL
- * client on the database file and runs the write batches posted to it, so neither the statements
- * nor a busy wait on another process's lock ever run on the daemon's event loop.
+ * The entry of the attempt-log write thread (`write-thread.ts` starts it): owns one raw `libsql`
+ * connection on the database file (raw-writer.ts) and runs the batches posted to it, so neither
+ * building the statements, nor running them, nor a busy wait on another process's lock ever costs
+ * the daemon's event loop anything.
+ *
+ * An `attempts` request carries only the flush's column values (attempt-batch.ts); the statements
+ * (INSERT chunks, rollup upserts) are built here and run with prepared statements cached across
+ * batches. A `batch` request carries ready statements (tests, odd writes); both run in one
+ * transaction. The main thread migrated the file already; this thread only writes.
  *
  * Protocol (structured-clone messages, one reply per request, in order):
- *   in:  `{ id, op: 'batch', stmts }` | `{ id, op: 'everyConnection', sql }` | `{ id, op: 'close' }`
+ *   in:  `{ id, op: 'attempts', batch }` | `{ id, op: 'batch', stmts }` |
+ *        `{ id, op: 'everyConnection', sql }` | `{ id, op: 'close' }`
  *   out: `{ id, ok: true }` | `{ id, ok: false, error: { code?, message } }`,
  *        `{ kind: 'ready' }` | `{ kind: 'failed', error }` once at start, `{ kind: 'log', level, obj, msg }`.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { InStatement } from '@libsql/client';
-import { type Database, isBusyError, openDatabase, type StoreLog } from './db.js';
+import { type AttemptBatch, attemptStatements } from './attempt-batch.js';
+import { filePathOf, type StoreLog } from './db.js';
+import { RawWriter } from './raw-writer.js';
 
 /** What the starting side passes as `workerData`. */
 export interface WriteThreadData {
   readonly url: string;
   readonly busyTimeoutMs: number;
+  /** Per-connection statements given to an earlier thread (`everyConnection`), in order. */
+  readonly perConnection: readonly string[];
 }
 
 /** A request to the write thread. */
 export type WriteThreadRequest =
+  | { readonly id: number; readonly op: 'attempts'; readonly batch: AttemptBatch }
   | { readonly id: number; readonly op: 'batch'; readonly stmts: InStatement[] }
   | { readonly id: number; readonly op: 'everyConnection'; readonly sql: string }
   | { readonly id: number; readonly op: 'close' };
@@ -63,40 +75,36 @@ if (port) {
     error: forward('error'),
   };
   const data = workerData as WriteThreadData;
-  let db: Database | undefined;
-  const handle = async (req: WriteThreadRequest): Promise<void> => {
+  let raw: RawWriter | undefined;
+  let rollupFailed = false;
+  const onRollupError = (err: unknown) => {
+    if (rollupFailed) return;
+    rollupFailed = true;
+    log.error({ err: toWire(err) }, 'attempt log rollups threw; rows written without them (logged once)');
+  };
+  const handle = (req: WriteThreadRequest): void => {
     try {
-      if (!db) throw new Error('the write thread has no open database');
-      if (req.op === 'batch') {
-        try {
-          await db.client.batch(req.stmts, 'write');
-        } catch (err) {
-          // A busy failure leaves the connection unable to commit until GC (see isBusyError).
-          if (isBusyError(err)) await db.resetConnections().catch(() => false);
-          throw err;
-        }
-      } else if (req.op === 'everyConnection') {
-        await db.onEveryConnection(req.sql);
-      } else {
-        db.close();
-        db = undefined;
+      if (!raw) throw new Error('the write thread has no open database');
+      if (req.op === 'attempts') raw.run(attemptStatements(req.batch, { onRollupError }));
+      else if (req.op === 'batch') raw.run(req.stmts);
+      else if (req.op === 'everyConnection') raw.everyConnection(req.sql);
+      else {
+        raw.close();
+        raw = undefined;
       }
       post({ id: req.id, ok: true });
     } catch (err) {
       post({ id: req.id, ok: false, error: toWire(err) });
     }
   };
-  // One request at a time: the client is synchronous anyway, and replies must stay in order.
-  let chain: Promise<void> = Promise.resolve();
-  port.on('message', (req: WriteThreadRequest) => {
-    chain = chain.then(() => handle(req));
-  });
-  // The main thread migrated the file already; this client only writes.
-  openDatabase(data.url, { busyTimeoutMs: data.busyTimeoutMs, migrate: false, log }).then(
-    (opened) => {
-      db = opened;
-      post({ kind: 'ready' });
-    },
-    (err: unknown) => post({ kind: 'failed', error: toWire(err) }),
-  );
+  // Synchronous, one message at a time: replies stay in order.
+  port.on('message', handle);
+  try {
+    raw = new RawWriter(filePathOf(data.url), { busyTimeoutMs: data.busyTimeoutMs, log });
+    for (const sql of data.perConnection) raw.everyConnection(sql);
+    raw.open();
+    post({ kind: 'ready' });
+  } catch (err) {
+    post({ kind: 'failed', error: toWire(err) });
+  }
 }

@@ -1,22 +1,29 @@
 /**
- * The attempt log's write thread: a `worker_thread` owning its own libSQL client on a local
- * database file, through which the `LogWriter` runs its write batches (`client.batch` posts the
- * statements and resolves when the thread has committed them).
+ * The attempt log's write thread: a `worker_thread` owning its own connection on a local database
+ * file, through which the `LogWriter` writes its flushes: `writeAttempts` posts a flush's column
+ * values (attempt-batch.ts) and resolves when the thread has built the INSERTs and rollup upserts
+ * and committed them; `client.batch` posts ready statements.
  *
  * Why: the local `file:` client runs SQLite synchronously under its async API (db.ts). On the
  * main thread every flush blocks the event loop for as long as it runs (the rollup upserts cost
  * ≈28 ms p99 at 5 000 rows/s), and a flush against a database another process has locked blocks
  * it for the whole busy timeout, once per retry — measured: p99 request latency 1 s while the
- * database was locked for 10 s. In the thread, both only cost that thread time; the statements are
- * still built on the main thread (`extraStatements`), so rows and rollups commit together.
+ * database was locked for 10 s. In the thread, both only cost that thread time, and so does
+ * building the statements: the main thread only computes the values and clones them once.
  *
- * A thread that dies is replaced at the next batch; the batches it held fail and are retried by
- * the writer like any failed write.
+ * The thread runs batches on a raw `libsql` connection with cached prepared statements rather than
+ * through `@libsql/client`, which prepares every statement of every batch again (raw-writer.ts,
+ * docs/stack-notes.md).
+ *
+ * A thread that dies is replaced at the next batch, with the per-connection statements given so
+ * far; the batches it held fail and are retried by the writer like any failed write.
  */
 import { Worker } from 'node:worker_threads';
 import type { InStatement } from '@libsql/client';
 import { codedError } from '../errors.js';
+import type { AttemptBatch } from './attempt-batch.js';
 import { DEFAULT_BUSY_TIMEOUT_MS, type StoreLog, silentLog } from './db.js';
+import { rememberPerConnection } from './raw-writer.js';
 import type {
   WireError,
   WriteThreadData,
@@ -40,8 +47,13 @@ export interface WriteThreadOptions {
 export interface WriteThread {
   /** Runs one write batch in the thread; rejects with the SQLite error (its `code` kept). */
   readonly client: { batch(stmts: InStatement[], mode: 'write'): Promise<void> };
+  /** Builds and runs one flush of the attempt log in the thread (see `WriterDb.writeAttempts`). */
+  writeAttempts(batch: AttemptBatch): Promise<void>;
   readonly log: StoreLog;
-  /** Runs one statement (a per-connection PRAGMA) on every connection of the thread's client. */
+  /**
+   * Runs one statement (a per-connection PRAGMA) on the thread's connection, and again on every
+   * connection it opens later (a later `PRAGMA x=…` replaces an earlier one).
+   */
   onEveryConnection(sql: string): Promise<void>;
   /** Closes the thread's database and stops the thread. Idempotent. */
   close(): Promise<void>;
@@ -72,7 +84,11 @@ interface Pending {
 class ThreadHandle implements WriteThread {
   readonly log: StoreLog;
   readonly client = { batch: (stmts: InStatement[], _mode: 'write') => this.#send({ op: 'batch', stmts }) };
-  readonly #data: WriteThreadData;
+  readonly writeAttempts = (batch: AttemptBatch): Promise<void> => this.#send({ op: 'attempts', batch });
+  readonly #url: string;
+  readonly #busyTimeoutMs: number;
+  /** What `onEveryConnection` was given, for a replacement thread. */
+  readonly #perConnection: string[] = [];
   readonly #startTimeoutMs: number;
   readonly #pending = new Map<number, Pending>();
   #worker: Promise<Worker> | undefined;
@@ -82,7 +98,8 @@ class ThreadHandle implements WriteThread {
 
   constructor(url: string, opts: WriteThreadOptions) {
     this.log = opts.log ?? silentLog;
-    this.#data = { url, busyTimeoutMs: opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS };
+    this.#url = url;
+    this.#busyTimeoutMs = opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
     this.#startTimeoutMs = opts.startTimeoutMs ?? 10_000;
   }
 
@@ -90,8 +107,9 @@ class ThreadHandle implements WriteThread {
     await this.#spawned();
   }
 
-  onEveryConnection(sql: string): Promise<void> {
-    return this.#send({ op: 'everyConnection', sql });
+  async onEveryConnection(sql: string): Promise<void> {
+    await this.#send({ op: 'everyConnection', sql });
+    rememberPerConnection(this.#perConnection, sql);
   }
 
   close(): Promise<void> {
@@ -120,7 +138,12 @@ class ThreadHandle implements WriteThread {
     return new Promise<Worker>((resolve, reject) => {
       // Ref'd while it starts and while a reply is due (`#post`): an awaited start or flush must
       // keep the process alive. Idle, it must not.
-      const worker = new Worker(WORKER_URL, { workerData: this.#data });
+      const data: WriteThreadData = {
+        url: this.#url,
+        busyTimeoutMs: this.#busyTimeoutMs,
+        perConnection: this.#perConnection,
+      };
+      const worker = new Worker(WORKER_URL, { workerData: data });
       let opened = false;
       const timer = setTimeout(() => {
         reject(

@@ -8,7 +8,6 @@ import { silentLogger } from '../../src/observability/log.js';
 import { Limits } from '../../src/proxy/limits.js';
 import type { AttemptRecord } from '../../src/store/attempt.js';
 import { LogWriter } from '../../src/store/log-writer.js';
-import { rollupStatements } from '../../src/store/rollup.js';
 import { openTestDb, type TestLike } from '../store/helpers.js';
 
 function record(ts: number, token: string, costUsd: number): AttemptRecord {
@@ -38,7 +37,7 @@ function record(ts: number, token: string, costUsd: number): AttemptRecord {
 
 async function setup(t: TestLike, start: number) {
   const db = await openTestDb(t);
-  const writer = new LogWriter(db, { extraStatements: rollupStatements, log: silentLogger() });
+  const writer = new LogWriter(db, { rollups: true, log: silentLogger() });
   t.teardown(() => writer.close());
   let clock = start;
   let flushOk = true;

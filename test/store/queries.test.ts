@@ -21,7 +21,6 @@ import {
   trendBuckets,
 } from '../../src/store/queries.js';
 import { MINUTE_ROLLUP_KEEP_MS } from '../../src/store/retention.js';
-import { rollupStatements } from '../../src/store/rollup.js';
 import { prng } from '../helpers/random.js';
 import { openTestDb, sampleAttempt } from './helpers.js';
 
@@ -167,7 +166,7 @@ function fixture(): AttemptRecord[] {
 /** A database holding the fixture, written in a few uneven LogWriter flushes. */
 async function fixtureDb(t: Test): Promise<Database> {
   const db = await openTestDb(t);
-  const w = new LogWriter(db, { extraStatements: rollupStatements, batchRows: 7, rowsPerStatement: 3 });
+  const w = new LogWriter(db, { rollups: true, batchRows: 7, rowsPerStatement: 3 });
   for (const r of fixture()) w.enqueue(r);
   await w.flush();
   t.equal(w.stats().written, 30, 'all fixture rows written');
@@ -631,7 +630,7 @@ t.test(
   'usage is recorded on the answering attempt only: a failover chain through the LogWriter',
   async (t) => {
     const db = await openTestDb(t);
-    const w = new LogWriter(db, { extraStatements: rollupStatements });
+    const w = new LogWriter(db, { rollups: true });
     const ts = NOW - 3 * MIN;
     // As the proxy reports a request that failed over twice: only the answer carries usage.
     w.enqueue(

@@ -12,7 +12,7 @@ import {
   RetentionTimer,
   retentionCutoffs,
 } from '../../src/store/retention.js';
-import { rollupStatements, TIERS } from '../../src/store/rollup.js';
+import { TIERS } from '../../src/store/rollup.js';
 import { captureLog, openTestDb, sampleAttempt } from './helpers.js';
 
 const MIN = 60_000;
@@ -37,7 +37,7 @@ const AGES = [
 
 async function fixture(t: Test): Promise<Database> {
   const db = await openTestDb(t);
-  const w = new LogWriter(db, { extraStatements: rollupStatements });
+  const w = new LogWriter(db, { rollups: true });
   let i = 0;
   for (const age of AGES) {
     for (const token of ['alice', 'bob'])

@@ -4,7 +4,8 @@
  * throwing rollup builder not blocking the attempt log.
  */
 import t, { type Test } from 'tap';
-import { ATTEMPT_COLUMNS, type AttemptRecord, attemptToRow } from '../../src/store/attempt.js';
+import { ATTEMPT_COLUMNS, type AttemptRecord, attemptToRow, attemptValues } from '../../src/store/attempt.js';
+import { attemptStatements } from '../../src/store/attempt-batch.js';
 import { type Database, openDatabase } from '../../src/store/db.js';
 import { LogWriter } from '../../src/store/log-writer.js';
 import { loadMigrations, migrate } from '../../src/store/migrate.js';
@@ -197,7 +198,7 @@ async function compareWithRaw(t: Test, db: Database): Promise<void> {
 
 t.test('rollups agree with the raw rows after many random batches', async (t) => {
   const db = await openTestDb(t);
-  const w = new LogWriter(db, { extraStatements: rollupStatements, batchRows: 97, rowsPerStatement: 13 });
+  const w = new LogWriter(db, { rollups: true, batchRows: 97, rowsPerStatement: 13 });
   const rnd = prng(7);
   const base = Date.UTC(2026, 3, 1, 0, 0, 0);
   let i = 0;
@@ -249,7 +250,7 @@ t.test('backfill folds attempts written before migration 002 in, once', async (t
     'no rollups yet',
   );
   // New attempts arrive (with rollups) before and while the backfill runs.
-  const w = new LogWriter(db, { extraStatements: rollupStatements });
+  const w = new LogWriter(db, { rollups: true });
   for (let i = 0; i < 300; i++) w.enqueue(randomAttempt(rnd, 10_000 + i, base));
   await w.flush();
   const aborted = new AbortController();
@@ -272,25 +273,28 @@ t.test('backfill folds attempts written before migration 002 in, once', async (t
 
 t.test('a throwing rollup builder does not block the attempt log', async (t) => {
   const db = await openTestDb(t);
-  const log = captureLog();
-  const w = new LogWriter(db, {
-    log: log.log,
-    extraStatements: () => {
+  const errors: unknown[] = [];
+  const batch = {
+    values: attemptValues(Array.from({ length: 20 }, (_, i) => sampleAttempt(i))),
+    rowsPerStatement: 8,
+    rollups: true,
+  };
+  const stmts = attemptStatements(batch, {
+    rollup: () => {
       throw new Error('boom');
     },
+    onRollupError: (err) => errors.push(err),
   });
-  for (let i = 0; i < 10; i++) w.enqueue(sampleAttempt(i));
-  await w.flush();
-  for (let i = 10; i < 20; i++) w.enqueue(sampleAttempt(i));
-  await w.close();
-  t.match(w.stats(), { written: 20, dropped: 0, failing: false });
+  t.equal(stmts.length, 3, 'the INSERTs only (8 + 8 + 4 rows)');
+  t.match(errors, [{ message: 'boom' }], 'the failure is reported');
+  await db.client.batch(stmts, 'write');
   t.equal(Number((await db.client.execute('SELECT count(*) FROM attempts')).rows[0]?.[0]), 20);
-  t.equal(log.count('error', 'extraStatements threw'), 1, 'logged once');
+  t.equal(Number((await db.client.execute('SELECT count(*) FROM rollup_minute')).rows[0]?.[0]), 0);
 });
 
 t.test('rollupStatements: nothing for nothing, and rows without a time are left out', async (t) => {
   t.same(rollupStatements([]), []);
-  t.same(rollupStatements([sampleAttempt(1, { ts: Number.NaN })]), []);
-  const stmts = rollupStatements([sampleAttempt(1), sampleAttempt(2)]);
+  t.same(rollupStatements(attemptValues([sampleAttempt(1, { ts: Number.NaN })])), []);
+  const stmts = rollupStatements(attemptValues([sampleAttempt(1), sampleAttempt(2)]));
   t.equal(stmts.length, 6, 'one counts and one latency upsert per tier');
 });
