@@ -319,16 +319,62 @@ const MAX_USER_ID_BYTES = 4096;
  * keys: the last one wins, as with JSON.parse.
  */
 export function metadataUserId(b: Buffer, start: number, end: number): string | undefined {
-  if (start < 0 || end > b.length || b[start] !== LBRACE) return undefined;
-  const obj = b.subarray(0, end);
-  let found: [number, number] | undefined;
+  const found = objectMembers(b, start, end, USER_ID)?.[0];
+  if (!found || b[found[0]] !== QUOTE || found[1] - found[0] > MAX_USER_ID_BYTES) return undefined;
+  try {
+    return JSON.parse(b.toString('utf8', found[0], found[1])) as string;
+  } catch {
+    return undefined;
+  }
+}
+
+const USER_ID = ['user_id'] as const;
+
+/**
+ * The byte ranges of the values of the members `names` (escaped spellings decoded) directly inside
+ * the object at [start, end) — one entry per name, undefined when absent; the last occurrence wins,
+ * as with JSON.parse — or undefined when the bytes there are not one well-formed object at the top
+ * level (nested values are only checked for balanced brackets and terminated strings). Values are
+ * skipped without being built: strings via memchr, containers by counting brackets.
+ */
+export function objectMembers(
+  b: Buffer,
+  start: number,
+  end: number,
+  names: readonly string[],
+): ([number, number] | undefined)[] | undefined {
+  if (start < 0 || end > b.length) return undefined;
+  return members(b.subarray(0, end), start, names)?.found;
+}
+
+/**
+ * `objectMembers` of a whole JSON document whose top level is an object (whitespace around it
+ * allowed, nothing else after it); undefined otherwise.
+ */
+export function documentMembers(
+  b: Buffer,
+  names: readonly string[],
+): ([number, number] | undefined)[] | undefined {
+  const r = members(b, skipWs(b, 0), names);
+  return r && skipWs(b, r.end) === b.length ? r.found : undefined;
+}
+
+/** The member ranges of the object opening at `start` in `obj`, and the index just past it. */
+function members(
+  obj: Buffer,
+  start: number,
+  names: readonly string[],
+): { found: ([number, number] | undefined)[]; end: number } | undefined {
+  if (obj[start] !== LBRACE) return undefined;
+  const found: ([number, number] | undefined)[] = names.map(() => undefined);
   try {
     let i = skipWs(obj, start + 1);
-    if (obj[i] === RBRACE) return undefined;
+    if (obj[i] === RBRACE) return { found, end: i + 1 };
     for (;;) {
       if (obj[i] !== QUOTE) return undefined;
       const keyEnd = stringEnd(obj, i);
-      const isUserId = isKey(obj, i, keyEnd, 'user_id');
+      let which = -1;
+      for (let k = 0; k < names.length && which < 0; k++) if (isKey(obj, i, keyEnd, names[k]!)) which = k;
       i = skipWs(obj, keyEnd + 1);
       if (obj[i] !== COLON) return undefined;
       i = skipWs(obj, i + 1);
@@ -337,24 +383,21 @@ export function metadataUserId(b: Buffer, start: number, end: number): string | 
       if (c === QUOTE) i = stringEnd(obj, i) + 1;
       else if (c !== undefined && (c | 0x20) === LBRACE) i = containerEnd(obj, i);
       else i = literalEnd(obj, i);
-      if (isUserId) found = c === QUOTE ? [valueStart, i] : undefined;
+      if (which >= 0) found[which] = [valueStart, i];
       i = skipWs(obj, i);
       if (obj[i] === COMMA) {
         i = skipWs(obj, i + 1);
         continue;
       }
-      if (obj[i] === RBRACE) break;
+      if (obj[i] === RBRACE) return { found, end: i + 1 };
       return undefined;
     }
   } catch (err) {
     if (err instanceof BodyError) return undefined;
     throw err;
-  }
-  if (!found || found[1] - found[0] > MAX_USER_ID_BYTES) return undefined;
-  try {
-    return JSON.parse(b.toString('utf8', found[0], found[1])) as string;
-  } catch {
-    return undefined;
+  } finally {
+    // A pathologically deep value grew the stack; do not keep megabytes of it.
+    if (closers.length > MAX_KEPT_DEPTH) closers = new Uint8Array(256);
   }
 }
 
