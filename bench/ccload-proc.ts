@@ -9,7 +9,7 @@ import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSyn
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { controlFilePath, readControlFile } from '../src/operations/control.js';
-import { exited, sleep, stopChild } from './proc.js';
+import { exited, STEADY_STATE_FLAGS, sleep, stopChild } from './proc.js';
 import { BENCH_TOKEN, CHANNEL_KEY } from './protocol.js';
 
 /** One channel of a generated config. */
@@ -118,7 +118,7 @@ export async function startCcload(
   // One log line per request at info: into a file, as the journal or a log file would take it.
   const logPath = join(dir, 'ccload.log');
   const logFd = openSync(logPath, 'a');
-  const execArgv = opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
+  const execArgv = [...STEADY_STATE_FLAGS, ...(opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [])];
   const child: ChildProcess = spawn(
     process.execPath,
     [...execArgv, MAIN_JS, 'serve', '--config', configPath],

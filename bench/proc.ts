@@ -166,6 +166,18 @@ export async function stopChild(child: ChildProcess, graceMs = 5000): Promise<vo
  * Forks the compiled module `modulePath` with `args`, and waits up to `timeoutMs` for its first IPC
  * message (its "ready" report). stdout is ignored, stderr passes through so crashes are visible.
  */
+/**
+ * V8 flags of every process the bench measures or talks to (proxies, fake upstreams, load
+ * clients). V8's memory reducer shrinks a heap once its process has been idle for about 8 s; when
+ * load returns, garbage collection runs more often (concurrent marking on V8's helper threads)
+ * until the heap limits have grown again. In a bench where each target idles while the others are
+ * measured, that made a ratio depend on how long the target had waited: ccload, 43 KB bodies, 261
+ * µs per request measured right after the previous scenario and 385–410 µs after 25 s idle (200 KB:
+ * 460 vs 940), the passthrough 124 vs 177. Off, every target is measured in its steady state.
+ * README → Performance says what this means for a daemon that idles between bursts.
+ */
+export const STEADY_STATE_FLAGS: readonly string[] = ['--no-memory-reducer'];
+
 export async function forkNode<Ready>(
   modulePath: string,
   args: string[],
@@ -173,7 +185,7 @@ export async function forkNode<Ready>(
 ): Promise<NodeChild<Ready>> {
   const child = fork(modulePath, args, {
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-    execArgv: opts.execArgv ?? [],
+    execArgv: [...STEADY_STATE_FLAGS, ...(opts.execArgv ?? [])],
   });
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const ready = await new Promise<Ready>((resolve, reject) => {
