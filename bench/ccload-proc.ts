@@ -94,13 +94,14 @@ const MAIN_JS = fileURLToPath(new URL('../src/main.js', import.meta.url));
  * Starts ccload on `config` in the folder `dir` (created), and waits until it answers /health.
  * ccload.yaml gets a folder of its own (`dir/config/`): the watcher reacts to every change in the
  * config's folder, so a log file or database written there would cost ccload a directory scan per
- * write. `cpuProf` runs it under `node --cpu-prof` with the profile written into `dir` at exit.
+ * write. `cpuProf` runs it under `node --cpu-prof` with the profile written into `dir` at exit;
+ * `steadyState: false` leaves V8's memory reducer on, as in production (see STEADY_STATE_FLAGS).
  */
 export async function startCcload(
   name: string,
   dir: string,
   config: CcloadConfig,
-  opts: { cpuProf?: boolean; timeoutMs?: number } = {},
+  opts: { cpuProf?: boolean; timeoutMs?: number; steadyState?: boolean } = {},
 ): Promise<CcloadProc> {
   mkdirSync(join(dir, 'state'), { recursive: true });
   mkdirSync(join(dir, 'config'), { recursive: true });
@@ -118,7 +119,10 @@ export async function startCcload(
   // One log line per request at info: into a file, as the journal or a log file would take it.
   const logPath = join(dir, 'ccload.log');
   const logFd = openSync(logPath, 'a');
-  const execArgv = [...STEADY_STATE_FLAGS, ...(opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [])];
+  const execArgv = [
+    ...(opts.steadyState === false ? [] : STEADY_STATE_FLAGS),
+    ...(opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : []),
+  ];
   const child: ChildProcess = spawn(
     process.execPath,
     [...execArgv, MAIN_JS, 'serve', '--config', configPath],

@@ -181,11 +181,11 @@ export const STEADY_STATE_FLAGS: readonly string[] = ['--no-memory-reducer'];
 export async function forkNode<Ready>(
   modulePath: string,
   args: string[],
-  opts: { timeoutMs?: number; execArgv?: string[] } = {},
+  opts: { timeoutMs?: number; execArgv?: string[]; noSteadyState?: boolean } = {},
 ): Promise<NodeChild<Ready>> {
   const child = fork(modulePath, args, {
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-    execArgv: [...STEADY_STATE_FLAGS, ...(opts.execArgv ?? [])],
+    execArgv: [...(opts.noSteadyState ? [] : STEADY_STATE_FLAGS), ...(opts.execArgv ?? [])],
   });
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const ready = await new Promise<Ready>((resolve, reject) => {

@@ -347,18 +347,6 @@ export function objectMembers(
   return members(b.subarray(0, end), start, names)?.found;
 }
 
-/**
- * `objectMembers` of a whole JSON document whose top level is an object (whitespace around it
- * allowed, nothing else after it); undefined otherwise.
- */
-export function documentMembers(
-  b: Buffer,
-  names: readonly string[],
-): ([number, number] | undefined)[] | undefined {
-  const r = members(b, skipWs(b, 0), names);
-  return r && skipWs(b, r.end) === b.length ? r.found : undefined;
-}
-
 /** The member ranges of the object opening at `start` in `obj`, and the index just past it. */
 function members(
   obj: Buffer,
@@ -405,7 +393,12 @@ function members(
 function isKey(b: Buffer, start: number, end: number, word: string): boolean {
   const len = end - start - 1;
   if (len === word.length) return hasWord(b, start + 1, word);
-  if (len < word.length || len > word.length * 6 || b.indexOf(BACKSLASH, start) >= end) return false;
+  if (len < word.length || len > word.length * 6) return false;
+  // Only an escape can make a longer token spell `word`; keys are short, so look in a plain loop
+  // (an indexOf from `start` would scan the rest of the body when there is none).
+  let escaped = false;
+  for (let k = start + 1; k < end && !escaped; k++) escaped = b[k] === BACKSLASH;
+  if (!escaped) return false;
   try {
     return JSON.parse(b.toString('utf8', start, end + 1)) === word;
   } catch {

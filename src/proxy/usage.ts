@@ -9,8 +9,6 @@
  * (`usage.server_tool_use.web_search_requests`) and the speed the answer ran at (`usage.speed`).
  */
 
-import { documentMembers } from './body-sniff.js';
-
 /** Token counts of one answer, as the upstream reported them. */
 export interface Usage {
   /** Top-level counts (the answer's own sampling pass). */
@@ -166,29 +164,20 @@ export function cacheMissReason(holder: Record<string, unknown> | undefined): st
   return reason.replace(/[^A-Za-z0-9_.:-]/g, '_').slice(0, 64);
 }
 
-/** The members of a non-streaming answer that `usageFromJsonBody` reads. */
-const ANSWER_MEMBERS = ['usage', 'model', 'diagnostics'] as const;
-
 /**
- * Usage and model of a non-streaming Messages API response body. Only the three members read here
- * are parsed: the body is walked without building it (body-sniff.ts; the content, most of a long
- * answer, is skipped with memchr), where JSON.parse of the whole answer was the largest item of
- * our own code in a small request's profile. Garbage, an error body or a body without `usage`
+ * Usage and model of a non-streaming Messages API response body. Such bodies are small next to
+ * requests, so a plain JSON.parse is fine here. Garbage, an error body or a body without `usage`
  * gives `usage: undefined`; never throws.
  */
 export function usageFromJsonBody(buf: Buffer): { usage?: Usage; model?: string; cacheMissReason?: string } {
-  const ranges = documentMembers(buf, ANSWER_MEMBERS);
-  if (ranges === undefined) return {};
-  const body: Record<string, unknown> = {};
-  for (let k = 0; k < ANSWER_MEMBERS.length; k++) {
-    const r = ranges[k];
-    if (r === undefined) continue;
-    try {
-      body[ANSWER_MEMBERS[k]!] = JSON.parse(buf.toString('utf8', r[0], r[1]));
-    } catch {
-      // A malformed member is as good as an absent one.
-    }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(buf.toString('utf8'));
+  } catch {
+    return {};
   }
+  const body = record(parsed);
+  if (body === undefined) return {};
   const out: { usage?: Usage; model?: string; cacheMissReason?: string } = {};
   const usage = emptyUsage();
   if (mergeUsage(usage, body['usage'])) out.usage = usage;
