@@ -129,6 +129,10 @@ t.test(
     const refused = rows2.filter((r) => r.errorClass === 'CCL_TOKEN_MODEL');
     t.equal(refused.length, 2, 'both refusals recorded');
     t.match(refused[0], { channel: null, status: 403, token: 'alice', attempt: 0, final: true });
+    // On the Stats page they are a row of their own, named for what they are.
+    const stats = await http(url, 'GET', '/stats', { cookie: await login(url) });
+    t.equal(stats.status, 200);
+    t.match(stats.text, /refused by policy/, 'the channel-less row is labelled');
 
     // Alice's channels are both down: her request fails over between them and never reaches the relay.
     a!.setDefault({ kind: 'status', status: 500 });

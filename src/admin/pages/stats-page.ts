@@ -12,6 +12,14 @@ import { count, ms, percent, usd } from './format.js';
 const WINDOWS = [1, 6, 24, 168, 720] as const;
 
 /** The window of the stats page from its query string (default 24 h). */
+/**
+ * A stats row's channel. Rows without one are requests a client token's policy refused before
+ * routing (attempt 0, README → Policy): named so, not a bare dash.
+ */
+function channelCell(name: string | null): Html | string {
+  return name ?? html`<span class="muted">refused by policy</span>`;
+}
+
 export function statsHours(url: URL): number {
   const h = Number(url.searchParams.get('hours'));
   return WINDOWS.includes(h as (typeof WINDOWS)[number]) ? h : 24;
@@ -74,7 +82,7 @@ export async function statsPanel(app: App, hours: number): Promise<Html> {
     <th class="num">p50</th><th class="num">p95</th><th class="num hide-sm">ttfb p50</th></tr></thead>
   <tbody>${rows.map(
     (r) => html`<tr>
-    <td>${r.channel_name ?? '–'}</td><td><code class="small">${r.model ?? '–'}</code></td>
+    <td>${channelCell(r.channel_name)}</td><td><code class="small">${r.model ?? '–'}</code></td>
     <td class="num">${count(r.total)}</td>
     <td class="num">${percent(r.success_rate)}${r.error ? html`<div class="small muted">${count(r.error)} failed</div>` : ''}${part(r.events_dropped, 'events dropped')}</td>
     <td class="num">${count(r.requests)}</td>
@@ -111,7 +119,7 @@ export async function statsPanel(app: App, hours: number): Promise<Html> {
   <tbody>${cache.channels.map(
     (
       c,
-    ) => html`<tr><td>${c.channel_name ?? '–'}</td><td class="num hide-sm">${count(c.input_tokens)}</td><td class="num hide-sm">${count(c.cache_read_tokens)}</td>
+    ) => html`<tr><td>${channelCell(c.channel_name)}</td><td class="num hide-sm">${count(c.input_tokens)}</td><td class="num hide-sm">${count(c.cache_read_tokens)}</td>
     <td class="num hide-sm">${count(c.cache_creation_tokens)}</td><td class="num"><strong>${percent(c.cache_read_share)}</strong></td>
     <td class="num">${count(app.proxyState.pins.sessionsOn(c.channel_name ?? ''))}</td></tr>`,
   )}</tbody></table></div>`
