@@ -31,6 +31,7 @@ import {
   ok,
   startFakeUpstream,
 } from '../src/dev/fake-upstream.js';
+import { prng } from '../src/dev/random.js';
 import { type CcloadProc, metricSum, startCcload } from './ccload-proc.js';
 import { sleep } from './proc.js';
 import { BENCH_MODEL, BENCH_TOKEN, MESSAGES_PATH } from './protocol.js';
@@ -231,18 +232,6 @@ function sum(ts: readonly Totals[]): Totals {
     t.requests += x.requests;
   }
   return t;
-}
-
-/** A deterministic PRNG (mulberry32), so two runs send the same shape of load. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const f2 = (x: number) => x.toFixed(2);

@@ -18,6 +18,7 @@ import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import type { InStatement } from '@libsql/client';
+import { prng } from '../src/dev/random.js';
 import type { AttemptRecord } from '../src/store/attempt.js';
 import { openDatabase } from '../src/store/db.js';
 import { LogWriter, type WriterDb } from '../src/store/log-writer.js';
@@ -80,18 +81,6 @@ async function startOldThread(url: string): Promise<WriterDb & { close(): Promis
     close: async () => {
       await worker.terminate();
     },
-  };
-}
-
-/** A small deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
   };
 }
 

@@ -9,6 +9,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { claudeCodeRequest, encodeSse, messageStreamEvents } from '../src/dev/anthropic-shapes.js';
 import { chatStreamEvents } from '../src/dev/fake-openai-upstream.js';
+import { prng } from '../src/dev/random.js';
 import { rewriteModel, sniffRequest } from '../src/proxy/body-sniff.js';
 import { toChatCompletions } from '../src/proxy/openai/request.js';
 import { ChatStreamTranslator } from '../src/proxy/openai/stream.js';
@@ -46,18 +47,6 @@ function measure(fn: () => number, roundMs = 150, rounds = 5): number {
   }
   results.sort((a, b) => a - b);
   return results[Math.floor(results.length / 2)]!;
-}
-
-/** mulberry32: deterministic pseudo-random numbers, so every run measures the same bytes. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const SOURCE = `export function parse(input: string): Record<string, unknown> {

@@ -14,6 +14,7 @@ import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { InStatement, InValue } from '@libsql/client';
+import { prng } from '../src/dev/random.js';
 import { ATTEMPT_COLUMNS, type AttemptRecord, attemptToRow, attemptValues } from '../src/store/attempt.js';
 import { type Database, openDatabase } from '../src/store/db.js';
 import { LogWriter } from '../src/store/log-writer.js';
@@ -35,18 +36,6 @@ const MODELS = [
   'claude-opus-4',
 ];
 const TOKENS = ['alice', 'bob', 'carol', 'dave', 'erin'];
-
-/** A small deterministic PRNG (mulberry32), so runs are comparable. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** One synthetic attempt at `ts`: 90 % answered 200 with usage, the rest 429/529/0, some failed over. */
 function synthetic(rnd: () => number, ts: number, i: number): AttemptRecord {

@@ -25,6 +25,7 @@ import {
   type StreamBehaviour,
   startFakeUpstream,
 } from './fake-upstream.js';
+import { prng } from './random.js';
 
 /** The demo's admin password (printed in the banner). */
 export const DEMO_PASSWORD = 'demo';
@@ -70,18 +71,6 @@ export interface Demo {
   readonly stats: DemoStats;
   /** Stops traffic, ccload and the upstreams (in that order); removes a temp folder. Idempotent. */
   stop(): Promise<void>;
-}
-
-/** mulberry32: a small seeded PRNG, so a demo run is reproducible from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Per-model token usage, so cost and token charts differ by model. */

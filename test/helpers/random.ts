@@ -1,19 +1,6 @@
-/**
- * A seeded pseudo-random generator for tests that generate their cases: the same seed gives the same
- * sequence on every run, so a failure can be replayed by its seed.
- */
+/** Random helpers for tests that generate their cases (the generator itself is src/dev/random.ts). */
 
-/** mulberry32: a small 32-bit PRNG; returns a function yielding numbers in [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng } from '../../src/dev/random.js';
 
 /** One element of `xs`, chosen by `rnd`. */
 export function pick<T>(rnd: () => number, xs: readonly T[]): T {
