@@ -61,6 +61,35 @@ export type AnthropicErrorType =
   | 'overloaded_error'
   | 'timeout_error';
 
+/**
+ * The error type the Messages API answers an HTTP status with (its errors page): the shared table of
+ * the fake upstream and of the OpenAI translation, which adds the statuses OpenAI uses besides.
+ */
+export function errorTypeForStatus(status: number): AnthropicErrorType {
+  switch (status) {
+    case 400:
+      return 'invalid_request_error';
+    case 401:
+      return 'authentication_error';
+    case 402:
+      return 'billing_error';
+    case 403:
+      return 'permission_error';
+    case 404:
+      return 'not_found_error';
+    case 413:
+      return 'request_too_large';
+    case 429:
+      return 'rate_limit_error';
+    case 504:
+      return 'timeout_error';
+    case 529:
+      return 'overloaded_error';
+    default:
+      return 'api_error';
+  }
+}
+
 /** A client-facing error: HTTP status, Anthropic error type and message. */
 export interface ClientError {
   readonly status: number;

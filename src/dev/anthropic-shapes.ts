@@ -239,31 +239,7 @@ export function countTokensResponse(n: number): { input_tokens: number } {
   return { input_tokens: n };
 }
 
-/** The Anthropic error type the API uses for an HTTP status. */
-export function errorTypeForStatus(status: number): string {
-  switch (status) {
-    case 400:
-      return 'invalid_request_error';
-    case 401:
-      return 'authentication_error';
-    case 402:
-      return 'billing_error';
-    case 403:
-      return 'permission_error';
-    case 404:
-      return 'not_found_error';
-    case 413:
-      return 'request_too_large';
-    case 429:
-      return 'rate_limit_error';
-    case 504:
-      return 'timeout_error';
-    case 529:
-      return 'overloaded_error';
-    default:
-      return 'api_error';
-  }
-}
+export { errorTypeForStatus } from '../errors.js';
 
 // ---- Claude Code request ----------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@
  * wording Claude Code recognises — and a 429 `insufficient_quota` becomes 402 `billing_error`, a key
  * whose balance is spent (cooled long, like a relay's 402).
  */
-import { type AnthropicErrorType, anthropicError } from '../../errors.js';
+import { type AnthropicErrorType, anthropicError, errorTypeForStatus } from '../../errors.js';
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -21,30 +21,10 @@ export function anthropicErrorType(status: number, err?: Record<string, unknown>
     if (what.includes('invalid_request')) return 'invalid_request_error';
     return 'api_error';
   }
-  switch (status) {
-    case 400:
-    case 422:
-      return 'invalid_request_error';
-    case 401:
-      return 'authentication_error';
-    case 402:
-      return 'billing_error';
-    case 403:
-      return 'permission_error';
-    case 404:
-      return 'not_found_error';
-    case 413:
-      return 'request_too_large';
-    case 429:
-      return 'rate_limit_error';
-    case 503:
-    case 529:
-      return 'overloaded_error';
-    case 504:
-      return 'timeout_error';
-    default:
-      return status >= 400 && status < 500 ? 'invalid_request_error' : 'api_error';
-  }
+  // OpenAI-compatible servers also answer 422 (a request they cannot process) and 503 (overloaded).
+  if (status === 422) return 'invalid_request_error';
+  if (status === 503) return 'overloaded_error';
+  return errorTypeForStatus(status);
 }
 
 const CONTEXT_LENGTH =
