@@ -141,22 +141,6 @@ const MAX_HELD_EVENT = DEFAULT_MAX_EVENT_BYTES + 64 * 1024;
 /** What a stream completed by ccload ends with (README "How a request is served"). */
 const MESSAGE_STOP_FRAME = Buffer.from('event: message_stop\ndata: {"type":"message_stop"}\n\n');
 
-const NO_RESPONSE_CONNECT = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EHOSTDOWN',
-  'ENETDOWN',
-  'CERT_HAS_EXPIRED',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'EPROTO',
-]);
-
 /** Network-level connect failures: through a proxy they are the proxy's (TLS errors are the upstream's). */
 const PROXY_CONNECT = new Set([
   'ECONNREFUSED',
@@ -166,6 +150,17 @@ const PROXY_CONNECT = new Set([
   'ENETUNREACH',
   'EHOSTDOWN',
   'ENETDOWN',
+]);
+
+/** Connect failures after which the upstream certainly saw nothing: the network ones and TLS. */
+const NO_RESPONSE_CONNECT = new Set([
+  ...PROXY_CONNECT,
+  'CERT_HAS_EXPIRED',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'EPROTO',
 ]);
 
 /**

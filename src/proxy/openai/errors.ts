@@ -7,10 +7,7 @@
  * whose balance is spent (cooled long, like a relay's 402).
  */
 import { type AnthropicErrorType, anthropicError, errorTypeForStatus } from '../../errors.js';
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+import { isRecord } from './json.js';
 
 /** The Anthropic error type for an HTTP status, or (status 0: a mid-stream error) from the OpenAI error's type/code. */
 export function anthropicErrorType(status: number, err?: Record<string, unknown>): AnthropicErrorType {

@@ -5,6 +5,7 @@
  * calls and results, tool definitions — at a fixed rate per character class, plus a fixed cost per
  * image and per message. It is a heuristic, not a tokenizer: docs/openai.md states its measured error.
  */
+import { isRecord } from './json.js';
 
 /** Characters per token of ASCII text (prose, code and JSON mixed, as Claude Code's requests are). */
 const ASCII_CHARS_PER_TOKEN = 3.6;
@@ -14,10 +15,6 @@ const NON_ASCII_TOKENS = 1;
 const IMAGE_TOKENS = 1600;
 /** Framing tokens per message (role, separators). */
 const MESSAGE_TOKENS = 4;
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 class Tally {
   ascii = 0;

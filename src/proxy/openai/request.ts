@@ -11,6 +11,7 @@
  * the conversation's meaning if dropped (documents, file references, server tool results) is refused
  * with a message naming it; the caller answers 400 `invalid_request_error`.
  */
+import { isRecord } from './json.js';
 
 /** A Chat Completions message as sent. */
 type ChatMessage = Record<string, unknown>;
@@ -24,10 +25,6 @@ class Unrepresentable extends Error {}
 
 function refuse(message: string): never {
   throw new Unrepresentable(message);
-}
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** Text of a `system` value: a string, or text blocks joined by a blank line. */

@@ -4,11 +4,8 @@
  * then tool calls in their order.
  */
 import { randomBytes } from 'node:crypto';
+import { isRecord, reasoningOf } from './json.js';
 import { anthropicUsage, messageId, stopReason } from './stream.js';
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** Tool arguments as the object Anthropic's `input` is; text that is not a JSON object is kept under `_raw`. */
 function toolInput(args: unknown): unknown {
@@ -40,12 +37,7 @@ export function translateCompletion(body: Buffer, model: string, asStream = fals
   if (!isRecord(choice) || !isRecord(choice['message'])) return undefined;
   const msg = choice['message'];
   const content: Record<string, unknown>[] = [];
-  const reasoning =
-    typeof msg['reasoning_content'] === 'string'
-      ? msg['reasoning_content']
-      : typeof msg['reasoning'] === 'string'
-        ? msg['reasoning']
-        : '';
+  const reasoning = reasoningOf(msg);
   if (reasoning !== '') content.push({ type: 'thinking', thinking: reasoning, signature: '' });
   // No whitespace-only text block: the Messages API refuses one when the client sends the turn back.
   if (typeof msg['content'] === 'string' && /\S/.test(msg['content']))

@@ -21,6 +21,7 @@
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import { anthropicErrorType } from './errors.js';
+import { reasoningOf } from './json.js';
 
 /** What a translated stream reports to its caller (also visible in the events themselves). */
 export interface StreamState {
@@ -234,12 +235,7 @@ export class ChatStreamTranslator implements StreamState {
 
   #delta(delta: Record<string, unknown>): string {
     let out = '';
-    const reasoning =
-      typeof delta['reasoning_content'] === 'string'
-        ? delta['reasoning_content']
-        : typeof delta['reasoning'] === 'string'
-          ? delta['reasoning']
-          : '';
+    const reasoning = reasoningOf(delta);
     if (reasoning !== '') out += this.#textLike('thinking', reasoning);
     const content = delta['content'];
     if (typeof content === 'string' && content !== '') out += this.#textLike('text', content);
