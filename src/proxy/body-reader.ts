@@ -65,6 +65,9 @@ export function readRequestBody(
       if (target) chunk.copy(target.buf, size);
       else chunks.push(chunk);
       size += chunk.length;
+      // Every declared byte is here and the parser has seen the message end: done now, not after
+      // the 'end' event's extra turn of the stream machinery (on the way to the first token).
+      if (size === declared && req.complete) finish(body());
     };
     const body = (): Body => {
       if (target) {

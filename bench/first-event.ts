@@ -1,0 +1,264 @@
+/**
+ * Where the first content event's time goes: a stream's time to first token split into legs, each
+ * timed by the process that sees it, through ccload and through the bare passthrough in turn.
+ *
+ *   node dist/bench/first-event.js [--concurrency=1,20] [--seconds=4] [--rounds=3] [--body=43000] [--delay=20]
+ *                                  [--levels=warn,info] [--raw=FILE]
+ *
+ * The client (this process) and a stamping fake upstream (this module forked with `upstream`) read
+ * the same clock, CLOCK_MONOTONIC (`process.hrtime`), so their stamps compare across processes.
+ * Each request carries `x-probe-id`; per request:
+ *  - request leg: client dispatch → the upstream has the whole body (the proxy reads, routes and
+ *    sends it on);
+ *  - upstream: the whole body → the first `content_block_delta` written (3 × `--delay` by design);
+ *  - response leg: that write → the client has the bytes (the proxy relays them).
+ * The upstream answers as the bench's does (message_start at once, then content_block_start, ping and
+ * the first delta `--delay` ms apart). Targets alternate round by round, so drift on a shared
+ * machine falls on both. Prints medians and p90 in µs; asserts nothing. `--raw` writes every
+ * request's stamps (µs, CLOCK_MONOTONIC) as JSON, to join with stamps taken elsewhere.
+ */
+import { fork } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Dispatcher } from 'undici';
+import { Pool } from 'undici';
+import { claudeCodeRequest, encodeSseEvent, messageStreamEvents } from '../src/dev/anthropic-shapes.js';
+import { DEFAULT_USAGE } from '../src/dev/fake-upstream.js';
+import { type CcloadProc, startCcload } from './ccload-proc.js';
+import { forkNode, type NodeChild } from './proc.js';
+import { BENCH_MODEL, BENCH_TOKEN, MESSAGES_PATH, type PassthroughReady } from './protocol.js';
+
+const PROBE_HEADER = 'x-probe-id';
+const FIRST_TOKEN = Buffer.from('event: content_block_delta');
+
+/** CLOCK_MONOTONIC in µs, the same clock in every process of the machine. */
+function monoUs(): number {
+  const [s, ns] = process.hrtime();
+  return s * 1e6 + ns / 1e3;
+}
+
+interface UpStamps {
+  hdr: number;
+  body: number;
+  delta: number;
+}
+
+// ---- the stamping upstream (a child process) -------------------------------------------------------
+
+function upstream(delayMs: number): void {
+  const events = messageStreamEvents({ model: BENCH_MODEL, text: 'a b c d e f g h', usage: DEFAULT_USAGE }).map(
+    encodeSseEvent,
+  );
+  const firstDelta = events.findIndex((e) => e.includes(FIRST_TOKEN));
+  const stamps = new Map<string, UpStamps>();
+  const server = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+    const hdr = monoUs();
+    const id = String(req.headers[PROBE_HEADER] ?? '');
+    req.on('data', () => {});
+    req.on('end', () => {
+      const s: UpStamps = { hdr, body: monoUs(), delta: 0 };
+      stamps.set(id, s);
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
+      const write = (i: number): void => {
+        if (res.destroyed) return;
+        if (i >= events.length) {
+          res.end();
+          return;
+        }
+        if (i === firstDelta) s.delta = monoUs();
+        res.write(events[i]!);
+        setTimeout(write, delayMs, i + 1);
+      };
+      write(0);
+    });
+  });
+  process.on('message', (m: { type?: string }) => {
+    if (m.type !== 'dump') return;
+    process.send?.({ type: 'stamps', stamps: [...stamps] });
+    stamps.clear();
+  });
+  process.once('disconnect', () => process.exit(0));
+  server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () => {
+    process.send?.({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
+  });
+}
+
+// ---- the client --------------------------------------------------------------------------------------
+
+interface ClientStamps {
+  send: number;
+  first: number;
+}
+
+class Probe implements Dispatcher.DispatchHandler {
+  readonly send = monoUs();
+  first = 0;
+  readonly done: Promise<void>;
+  #resolve!: () => void;
+  constructor(pool: Pool, opts: Dispatcher.DispatchOptions) {
+    this.done = new Promise((r) => {
+      this.#resolve = r;
+    });
+    pool.dispatch(opts, this);
+  }
+  onRequestStart(): void {}
+  onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.first === 0 && chunk.includes(FIRST_TOKEN)) this.first = monoUs();
+  }
+  onResponseEnd(): void {
+    this.#resolve();
+  }
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    console.error(`probe request failed: ${err.message}`);
+    this.#resolve();
+  }
+}
+
+async function load(
+  url: string,
+  tag: string,
+  concurrency: number,
+  ms: number,
+  body: Buffer,
+  headers: string[],
+  thinkMs: number,
+): Promise<Map<string, ClientStamps>> {
+  const pool = new Pool(url, { connections: concurrency, pipelining: 1, keepAliveTimeout: 60_000 });
+  const out = new Map<string, ClientStamps>();
+  let n = 0;
+  const warmUntil = monoUs() + 1e6;
+  const until = warmUntil + ms * 1e3;
+  const worker = async (): Promise<void> => {
+    while (monoUs() < until) {
+      const id = `${tag}-${n++}`;
+      const p = new Probe(pool, {
+        path: MESSAGES_PATH,
+        method: 'POST',
+        headers: [...headers, PROBE_HEADER, id],
+        body,
+      });
+      await p.done;
+      if (p.send >= warmUntil && p.first > 0) out.set(id, { send: p.send, first: p.first });
+      if (thinkMs > 0) await new Promise((r) => setTimeout(r, thinkMs));
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  await pool.close();
+  return out;
+}
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;
+}
+
+async function main(): Promise<void> {
+  const args = new Map(
+    process.argv.slice(2).map((a) => {
+      const [k, v] = a.replace(/^--/, '').split('=', 2) as [string, string];
+      return [k, v];
+    }),
+  );
+  if (args.has('upstream')) return upstream(Number(args.get('delay') ?? 20));
+  const concurrencies = (args.get('concurrency') ?? '1,20').split(',').map(Number);
+  const seconds = Number(args.get('seconds') ?? 4);
+  const rounds = Number(args.get('rounds') ?? 3);
+  const bodyBytes = Number(args.get('body') ?? 43_000);
+  const delay = Number(args.get('delay') ?? 20);
+  const think = Number(args.get('think') ?? 0);
+  const levels = (args.get('levels') ?? 'warn').split(',') as ('warn' | 'info')[];
+
+  const self = fileURLToPath(import.meta.url);
+  const up = fork(self, ['--upstream', `--delay=${delay}`], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const upUrl = await new Promise<string>((r) => up.once('message', (m: { url: string }) => r(m.url)));
+  const dump = (): Promise<Map<string, UpStamps>> =>
+    new Promise((r) => {
+      up.once('message', (m: { stamps: [string, UpStamps][] }) => r(new Map(m.stamps)));
+      up.send({ type: 'dump' });
+    });
+
+  const pass: NodeChild<PassthroughReady> = await forkNode(
+    fileURLToPath(new URL('./passthrough.js', import.meta.url)),
+    [upUrl],
+  );
+  const dir = mkdtempSync(join(tmpdir(), 'ccload-first-event-'));
+  const targets: { name: string; url: string; stop(): Promise<unknown> }[] = [
+    { name: 'passthrough', url: pass.ready.url, stop: () => pass.stop() },
+  ];
+  for (const level of levels) {
+    const c: CcloadProc = await startCcload(`ccload-${level}`, join(dir, level), {
+      channels: [{ name: 'main', url: upUrl, priority: 10 }],
+      logLevel: level,
+    });
+    targets.push({ name: `ccload-${level}`, url: c.url, stop: () => c.stop() });
+  }
+
+  const shaped = claudeCodeRequest({ model: BENCH_MODEL, stream: true, bodyBytes });
+  const headers = ['x-api-key', BENCH_TOKEN, 'accept', 'text/event-stream'];
+  for (const [k, v] of Object.entries(shaped.headers)) headers.push(k, v);
+  const body = Buffer.from(shaped.body);
+
+  const raw: { id: string; target: string; concurrency: number; client: ClientStamps; upstream: UpStamps }[] = [];
+  try {
+    for (const c of concurrencies) {
+      const legs = new Map<string, { ttft: number[]; req: number[]; hdr: number[]; up: number[]; resp: number[] }>();
+      for (let round = 0; round < rounds; round++) {
+        for (const t of targets) {
+          const client = await load(t.url, `${t.name}-${c}-${round}`, c, seconds * 1000, body, headers, think);
+          const ups = await dump();
+          let l = legs.get(t.name);
+          if (!l) {
+            l = { ttft: [], req: [], hdr: [], up: [], resp: [] };
+            legs.set(t.name, l);
+          }
+          for (const [id, s] of client) {
+            const u = ups.get(id);
+            if (!u || u.delta === 0) continue;
+            raw.push({ id, target: t.name, concurrency: c, client: s, upstream: u });
+            l.ttft.push(s.first - s.send);
+            l.hdr.push(u.hdr - s.send);
+            l.req.push(u.body - s.send);
+            l.up.push(u.delta - u.body);
+            l.resp.push(s.first - u.delta);
+          }
+        }
+      }
+      console.log(
+        `\n${c} concurrent stream(s), ${bodyBytes} B bodies, ${delay} ms between events, ${rounds} × ${seconds} s per target — µs, p50 (p90)`,
+      );
+      const cols = ['target', 'n', 'TTFT', 'upstream has headers', 'request leg (has body)', 'upstream (3 × delay)', 'response leg'];
+      console.log(cols.join(' | '));
+      const base = legs.get('passthrough');
+      for (const [name, l] of legs) {
+        const cell = (xs: number[], b?: number[]) => {
+          const d = b ? ` [${(pct(xs, 50) - pct(b, 50)).toFixed(0)}]` : '';
+          return `${pct(xs, 50).toFixed(0)} (${pct(xs, 90).toFixed(0)})${d}`;
+        };
+        const cmp = name === 'passthrough' ? undefined : base;
+        console.log(
+          [
+            name,
+            l.ttft.length,
+            cell(l.ttft, cmp?.ttft),
+            cell(l.hdr, cmp?.hdr),
+            cell(l.req, cmp?.req),
+            cell(l.up, cmp?.up),
+            cell(l.resp, cmp?.resp),
+          ].join(' | '),
+        );
+      }
+    }
+    const rawFile = args.get('raw');
+    if (rawFile) writeFileSync(rawFile, JSON.stringify(raw));
+  } finally {
+    for (const t of targets) await t.stop();
+    up.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+void main();
