@@ -1,26 +1,38 @@
 /**
  * Where the first content event's time goes: a stream's time to first token split into legs, each
- * timed by the process that sees it, through ccload and through the bare passthrough in turn.
+ * timed by the process that sees it, through ccload, the bare passthrough and its control modes.
  *
- *   node dist/bench/first-event.js [--concurrency=1,20] [--seconds=4] [--rounds=3] [--body=43000] [--delay=20]
- *                                  [--levels=warn,info] [--raw=FILE]
+ *   node dist/bench/first-event.js [--concurrency=200] [--delay=50] [--rounds=5] [--seconds=5]
+ *       [--body=43000] [--think=0] [--levels=warn] [--controls=hold-buffer] [--pin] [--raw=FILE]
  *
- * The client (this process) and a stamping fake upstream (this module forked with `upstream`) read
- * the same clock, CLOCK_MONOTONIC (`process.hrtime`), so their stamps compare across processes.
- * Each request carries `x-probe-id`; per request:
+ * The defaults are the bench's `200 streams` scenario (43 KB bodies, 50 ms between events).
+ * The client (this process) and a stamping fake upstream (this module forked with `--upstream`)
+ * read the same clock, CLOCK_MONOTONIC (`process.hrtime`), so their stamps compare across
+ * processes. Each request carries `x-probe-id`; per request:
  *  - request leg: client dispatch → the upstream has the whole body (the proxy reads, routes and
  *    sends it on);
  *  - upstream: the whole body → the first `content_block_delta` written (3 × `--delay` by design);
  *  - response leg: that write → the client has the bytes (the proxy relays them).
- * The upstream answers as the bench's does (message_start at once, then content_block_start, ping and
- * the first delta `--delay` ms apart). Targets alternate round by round, so drift on a shared
- * machine falls on both. Prints medians and p90 in µs; asserts nothing. `--raw` writes every
- * request's stamps (µs, CLOCK_MONOTONIC) as JSON, to join with stamps taken elsewhere.
+ * The upstream answers as the bench's does (message_start at once, then content_block_start, ping
+ * and the first delta `--delay` ms apart). Targets take turns round by round, so drift on a shared
+ * machine falls on all of them.
+ *
+ * Targets: the plain passthrough (every row is compared with it), the passthrough's modes named in
+ * `--controls` (bench/passthrough.ts: `hold`, `buffer`, `hold-buffer`, and `plain` again as a null
+ * control), and ccload at each of `--levels`. `hold-buffer` does the two things a proxy that
+ * routes on the body and fails over invisibly must do before the first token, and nothing else:
+ * it is the floor ccload's gap is measured against.
+ *
+ * `--think` waits that many ms between a worker's requests, as Claude Code does while a tool runs
+ * (in a closed loop without it, the next request meets the proxy still busy recording the previous
+ * one). `--pin` gives the proxies core 1 and the client and upstream core 0 (taskset), so they no
+ * longer compete for CPU. `--raw` writes every request's stamps (µs, CLOCK_MONOTONIC) as JSON, to
+ * join with stamps taken elsewhere. Prints medians and p90 in µs; asserts nothing.
  */
-import { fork } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +41,7 @@ import { Pool } from 'undici';
 import { claudeCodeRequest, encodeSseEvent, messageStreamEvents } from '../src/dev/anthropic-shapes.js';
 import { DEFAULT_USAGE } from '../src/dev/fake-upstream.js';
 import { type CcloadProc, startCcload } from './ccload-proc.js';
+import type { PassthroughMode } from './passthrough.js';
 import { forkNode, type NodeChild } from './proc.js';
 import { BENCH_MODEL, BENCH_TOKEN, MESSAGES_PATH, type PassthroughReady } from './protocol.js';
 
@@ -50,9 +63,11 @@ interface UpStamps {
 // ---- the stamping upstream (a child process) -------------------------------------------------------
 
 function upstream(delayMs: number): void {
-  const events = messageStreamEvents({ model: BENCH_MODEL, text: 'a b c d e f g h', usage: DEFAULT_USAGE }).map(
-    encodeSseEvent,
-  );
+  const events = messageStreamEvents({
+    model: BENCH_MODEL,
+    text: 'a b c d e f g h',
+    usage: DEFAULT_USAGE,
+  }).map(encodeSseEvent);
   const firstDelta = events.findIndex((e) => e.includes(FIRST_TOKEN));
   const stamps = new Map<string, UpStamps>();
   const server = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
@@ -163,17 +178,22 @@ async function main(): Promise<void> {
       return [k, v];
     }),
   );
-  if (args.has('upstream')) return upstream(Number(args.get('delay') ?? 20));
-  const concurrencies = (args.get('concurrency') ?? '1,20').split(',').map(Number);
-  const seconds = Number(args.get('seconds') ?? 4);
-  const rounds = Number(args.get('rounds') ?? 3);
+  if (args.has('upstream')) return upstream(Number(args.get('delay') ?? 50));
+  const concurrencies = (args.get('concurrency') ?? '200').split(',').map(Number);
+  const seconds = Number(args.get('seconds') ?? 5);
+  const rounds = Number(args.get('rounds') ?? 5);
   const bodyBytes = Number(args.get('body') ?? 43_000);
-  const delay = Number(args.get('delay') ?? 20);
+  const delay = Number(args.get('delay') ?? 50);
   const think = Number(args.get('think') ?? 0);
   const levels = (args.get('levels') ?? 'warn').split(',') as ('warn' | 'info')[];
+  const controls = (args.get('controls') ?? 'hold-buffer')
+    .split(',')
+    .filter((c) => c !== '') as PassthroughMode[];
 
   const self = fileURLToPath(import.meta.url);
-  const up = fork(self, ['--upstream', `--delay=${delay}`], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const up = fork(self, ['--upstream', `--delay=${delay}`], {
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
   const upUrl = await new Promise<string>((r) => up.once('message', (m: { url: string }) => r(m.url)));
   const dump = (): Promise<Map<string, UpStamps>> =>
     new Promise((r) => {
@@ -181,20 +201,33 @@ async function main(): Promise<void> {
       up.send({ type: 'dump' });
     });
 
-  const pass: NodeChild<PassthroughReady> = await forkNode(
-    fileURLToPath(new URL('./passthrough.js', import.meta.url)),
-    [upUrl],
-  );
   const dir = mkdtempSync(join(tmpdir(), 'ccload-first-event-'));
-  const targets: { name: string; url: string; stop(): Promise<unknown> }[] = [
-    { name: 'passthrough', url: pass.ready.url, stop: () => pass.stop() },
-  ];
+  const pids: number[] = [];
+  const targets: { name: string; url: string; stop(): Promise<unknown> }[] = [];
+  // The passthrough first (every other row is compared with it), then its controls.
+  for (const mode of ['plain', ...controls]) {
+    const p: NodeChild<PassthroughReady> = await forkNode(
+      fileURLToPath(new URL('./passthrough.js', import.meta.url)),
+      [upUrl, mode],
+    );
+    const name =
+      targets.length === 0 ? 'passthrough' : mode === 'plain' ? 'passthrough-again' : `passthrough-${mode}`;
+    targets.push({ name, url: p.ready.url, stop: () => p.stop() });
+    pids.push(p.pid);
+  }
   for (const level of levels) {
     const c: CcloadProc = await startCcload(`ccload-${level}`, join(dir, level), {
       channels: [{ name: 'main', url: upUrl, priority: 10 }],
       logLevel: level,
     });
     targets.push({ name: `ccload-${level}`, url: c.url, stop: () => c.stop() });
+    pids.push(c.pid);
+  }
+
+  if (args.has('pin')) {
+    // -a: every thread (V8's helpers and ccload's write thread with the main thread).
+    for (const pid of [process.pid, up.pid!]) execFileSync('taskset', ['-a', '-cp', '0', String(pid)]);
+    for (const pid of pids) execFileSync('taskset', ['-a', '-cp', '1', String(pid)]);
   }
 
   const shaped = claudeCodeRequest({ model: BENCH_MODEL, stream: true, bodyBytes });
@@ -202,13 +235,25 @@ async function main(): Promise<void> {
   for (const [k, v] of Object.entries(shaped.headers)) headers.push(k, v);
   const body = Buffer.from(shaped.body);
 
-  const raw: { id: string; target: string; concurrency: number; client: ClientStamps; upstream: UpStamps }[] = [];
+  const raw: { id: string; target: string; concurrency: number; client: ClientStamps; upstream: UpStamps }[] =
+    [];
   try {
     for (const c of concurrencies) {
-      const legs = new Map<string, { ttft: number[]; req: number[]; hdr: number[]; up: number[]; resp: number[] }>();
+      const legs = new Map<
+        string,
+        { ttft: number[]; req: number[]; hdr: number[]; up: number[]; resp: number[] }
+      >();
       for (let round = 0; round < rounds; round++) {
         for (const t of targets) {
-          const client = await load(t.url, `${t.name}-${c}-${round}`, c, seconds * 1000, body, headers, think);
+          const client = await load(
+            t.url,
+            `${t.name}-${c}-${round}`,
+            c,
+            seconds * 1000,
+            body,
+            headers,
+            think,
+          );
           const ups = await dump();
           let l = legs.get(t.name);
           if (!l) {
@@ -230,7 +275,15 @@ async function main(): Promise<void> {
       console.log(
         `\n${c} concurrent stream(s), ${bodyBytes} B bodies, ${delay} ms between events, ${rounds} × ${seconds} s per target — µs, p50 (p90)`,
       );
-      const cols = ['target', 'n', 'TTFT', 'upstream has headers', 'request leg (has body)', 'upstream (3 × delay)', 'response leg'];
+      const cols = [
+        'target',
+        'n',
+        'TTFT',
+        'upstream has headers',
+        'request leg (has body)',
+        'upstream (3 × delay)',
+        'response leg',
+      ];
       console.log(cols.join(' | '));
       const base = legs.get('passthrough');
       for (const [name, l] of legs) {
@@ -249,6 +302,15 @@ async function main(): Promise<void> {
             cell(l.up, cmp?.up),
             cell(l.resp, cmp?.resp),
           ].join(' | '),
+        );
+      }
+      console.log("[n]: p50 minus the passthrough's p50");
+      const floor = legs.get('passthrough-hold-buffer');
+      for (const [name, l] of legs) {
+        if (!floor || !name.startsWith('ccload')) continue;
+        const over = (xs: number[], b: number[]) => (pct(xs, 50) - pct(b, 50)).toFixed(0);
+        console.log(
+          `${name} over passthrough-hold-buffer (p50): TTFT ${over(l.ttft, floor.ttft)} µs, request leg ${over(l.req, floor.req)}, response leg ${over(l.resp, floor.resp)}`,
         );
       }
     }

@@ -5,7 +5,14 @@
  * channel key. Server and pool settings are ccload's (server keep-alive 65 s, no request timeout;
  * pool keep-alive 30 s, pipelining 1, unlimited connections), so the difference to ccload is its logic.
  *
- *   node dist/bench/passthrough.js <upstream base URL>
+ *   node dist/bench/passthrough.js <upstream base URL> [plain|hold|buffer|hold-buffer]
+ *
+ * The modes other than `plain` (the default) are controls for bench/first-event.ts: they add, one
+ * by one, the two things a proxy that routes on the body and fails over invisibly must do before
+ * the first token, with no other logic — `buffer` reads the whole request body before starting
+ * the upstream request (the model is in the body, and a failover resends it); `hold` keeps the
+ * status, headers and SSE events back until the first `content_block_delta` (ccload's commit
+ * point), then writes them at once.
  *
  * Reports `{ url }` over IPC when listening; answers `{ type: 'lag' }` with the event-loop delay
  * since the previous question (the same 10 ms-resolution histogram prom-client gives ccload).
@@ -33,12 +40,23 @@ const DROP_REQUEST = new Set([
 /** Response headers node:http sets itself. */
 const DROP_RESPONSE = new Set(['connection', 'keep-alive', 'transfer-encoding', 'trailer', 'upgrade']);
 
+/** What the passthrough does beyond relaying (see the header). */
+export type PassthroughMode = 'plain' | 'hold' | 'buffer' | 'hold-buffer';
+const MODES: readonly PassthroughMode[] = ['plain', 'hold', 'buffer', 'hold-buffer'];
+
+const FIRST_TOKEN = Buffer.from('event: content_block_delta');
+
 /** Relays one upstream answer into `res` (undici's controller handler API). */
 class Relay implements Dispatcher.DispatchHandler {
   #controller: Dispatcher.DispatchController | undefined;
   #done = false;
+  /** `hold` mode, SSE: the status, headers and bytes kept back until the first content event. */
+  #held: { status: number; headers: Record<string, string | string[]>; chunks: Buffer[] } | undefined;
 
-  constructor(readonly res: ServerResponse) {
+  constructor(
+    readonly res: ServerResponse,
+    readonly hold: boolean,
+  ) {
     res.once('close', () => {
       if (!this.#done) this.#controller?.abort(new Error('client closed'));
     });
@@ -56,10 +74,23 @@ class Relay implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return;
     const out: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(headers)) if (v !== undefined && !DROP_RESPONSE.has(k)) out[k] = v;
+    if (this.hold && String(headers['content-type'] ?? '').startsWith('text/event-stream')) {
+      this.#held = { status: statusCode, headers: out, chunks: [] };
+      return;
+    }
     this.res.writeHead(statusCode, out);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const held = this.#held;
+    if (held) {
+      held.chunks.push(chunk);
+      // A marker split across two chunks is found in the next one's concatenation at the latest.
+      if (Buffer.concat(held.chunks.slice(-2)).indexOf(FIRST_TOKEN) < 0) return;
+      this.#held = undefined;
+      this.res.writeHead(held.status, held.headers);
+      chunk = Buffer.concat(held.chunks);
+    }
     if (!this.res.write(chunk)) {
       controller.pause();
       this.res.once('drain', () => controller.resume());
@@ -68,6 +99,13 @@ class Relay implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     this.#done = true;
+    const held = this.#held;
+    if (held) {
+      this.#held = undefined;
+      this.res.writeHead(held.status, held.headers);
+      this.res.end(Buffer.concat(held.chunks));
+      return;
+    }
     this.res.end();
   }
 
@@ -84,7 +122,11 @@ class Relay implements Dispatcher.DispatchHandler {
 
 function main(): void {
   const upstream = process.argv[2];
-  if (!upstream) throw new Error('usage: passthrough.js <upstream base URL>');
+  const mode = (process.argv[3] ?? 'plain') as PassthroughMode;
+  if (!upstream || !MODES.includes(mode))
+    throw new Error(`usage: passthrough.js <upstream base URL> [${MODES.join('|')}]`);
+  const hold = mode === 'hold' || mode === 'hold-buffer';
+  const buffer = mode === 'buffer' || mode === 'hold-buffer';
   const base = new URL(upstream);
   const prefix = base.pathname === '/' ? '' : base.pathname.replace(/\/$/, '');
   const pool = new Pool(base.origin, {
@@ -102,15 +144,20 @@ function main(): void {
     }
     headers.push('x-api-key', CHANNEL_KEY);
     const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
-    pool.dispatch(
-      {
-        path: prefix + (req.url ?? '/'),
-        method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
-        headers,
-        body: hasBody ? req : null,
-      },
-      new Relay(res),
-    );
+    const send = (body: IncomingMessage | Buffer | null) =>
+      pool.dispatch(
+        {
+          path: prefix + (req.url ?? '/'),
+          method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+          headers,
+          body,
+        },
+        new Relay(res, hold),
+      );
+    if (!buffer || !hasBody) return void send(hasBody ? req : null);
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.once('end', () => send(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
   };
   const server = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, handle);
   const lag = monitorEventLoopDelay({ resolution: 10 });

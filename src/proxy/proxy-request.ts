@@ -460,6 +460,8 @@ export class ProxyRequest {
     m.child(m.requests, this.#endpoint, result).inc();
     m.child(m.duration, this.#endpoint, streamed ? 'true' : 'false').observe(ms / 1000);
     if (this.#streaming) m.inflightStreams.dec();
+    // At `warn` a success writes no line: do not build one.
+    if (result === 'ok' && !this.#d.log.isLevelEnabled('info')) return;
     const end = this.#last;
     const u = end?.usage;
     const line = {
