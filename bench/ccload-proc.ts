@@ -9,6 +9,7 @@ import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSyn
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { controlFilePath, readControlFile } from '../src/operations/control.js';
+import { DAEMON_NODE_FLAGS } from '../src/operations/node-flags.js';
 import { exited, STEADY_STATE_FLAGS, sleep, stopChild } from './proc.js';
 import { BENCH_TOKEN, CHANNEL_KEY } from './protocol.js';
 
@@ -95,13 +96,14 @@ const MAIN_JS = fileURLToPath(new URL('../src/main.js', import.meta.url));
  * ccload.yaml gets a folder of its own (`dir/config/`): the watcher reacts to every change in the
  * config's folder, so a log file or database written there would cost ccload a directory scan per
  * write. `cpuProf` runs it under `node --cpu-prof` with the profile written into `dir` at exit;
- * `steadyState: false` leaves V8's memory reducer on, as in production (see STEADY_STATE_FLAGS).
+ * `steadyState: false` leaves V8's memory reducer on, as in production (see STEADY_STATE_FLAGS);
+ * `nodeFlags` are further node/V8 flags to try.
  */
 export async function startCcload(
   name: string,
   dir: string,
   config: CcloadConfig,
-  opts: { cpuProf?: boolean; timeoutMs?: number; steadyState?: boolean } = {},
+  opts: { cpuProf?: boolean; timeoutMs?: number; steadyState?: boolean; nodeFlags?: readonly string[] } = {},
 ): Promise<CcloadProc> {
   mkdirSync(join(dir, 'state'), { recursive: true });
   mkdirSync(join(dir, 'config'), { recursive: true });
@@ -120,8 +122,11 @@ export async function startCcload(
   const logPath = join(dir, 'ccload.log');
   const logFd = openSync(logPath, 'a');
   const execArgv = [
+    // Started as `npm start` and the systemd unit start it.
+    ...DAEMON_NODE_FLAGS,
     ...(opts.steadyState === false ? [] : STEADY_STATE_FLAGS),
     ...(opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : []),
+    ...(opts.nodeFlags ?? []),
   ];
   const child: ChildProcess = spawn(
     process.execPath,

@@ -4,6 +4,7 @@
  *
  *   node dist/bench/first-event.js [--concurrency=200] [--delay=50] [--rounds=5] [--seconds=5]
  *       [--body=43000] [--think=0] [--levels=warn] [--controls=hold-buffer] [--pin] [--raw=FILE]
+ *       [--node-flags='--flag=value …']
  *
  * The defaults are the bench's `200 streams` scenario (43 KB bodies, 50 ms between events).
  * The client (this process) and a stamping fake upstream (this module forked with `--upstream`)
@@ -23,11 +24,15 @@
  * routes on the body and fails over invisibly must do before the first token, and nothing else:
  * it is the floor ccload's gap is measured against.
  *
+ * `--node-flags` runs each ccload level a second time, started with those node/V8 flags.
+ *
  * `--think` waits that many ms between a worker's requests, as Claude Code does while a tool runs
  * (in a closed loop without it, the next request meets the proxy still busy recording the previous
  * one). `--pin` gives the proxies core 1 and the client and upstream core 0 (taskset), so they no
  * longer compete for CPU. `--raw` writes every request's stamps (µs, CLOCK_MONOTONIC) as JSON, to
- * join with stamps taken elsewhere. Prints medians and p90 in µs; asserts nothing.
+ * join with stamps taken elsewhere. Prints medians and p90 in µs, and each proxy's CPU per stream
+ * (utime + stime of all its threads from /proc over its load, warm-up included, ÷ the streams it
+ * completed); asserts nothing.
  */
 import { execFileSync, fork } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -42,7 +47,7 @@ import { claudeCodeRequest, encodeSseEvent, messageStreamEvents } from '../src/d
 import { DEFAULT_USAGE } from '../src/dev/fake-upstream.js';
 import { type CcloadProc, startCcload } from './ccload-proc.js';
 import type { PassthroughMode } from './passthrough.js';
-import { forkNode, type NodeChild } from './proc.js';
+import { cpuMicros, forkNode, type NodeChild } from './proc.js';
 import { BENCH_MODEL, BENCH_TOKEN, MESSAGES_PATH, type PassthroughReady } from './protocol.js';
 
 const PROBE_HEADER = 'x-probe-id';
@@ -141,10 +146,13 @@ async function load(
   body: Buffer,
   headers: string[],
   thinkMs: number,
-): Promise<Map<string, ClientStamps>> {
+  pid: number,
+): Promise<{ stamps: Map<string, ClientStamps>; cpuUs: number; completed: number }> {
   const pool = new Pool(url, { connections: concurrency, pipelining: 1, keepAliveTimeout: 60_000 });
   const out = new Map<string, ClientStamps>();
+  const cpu0 = cpuMicros(pid);
   let n = 0;
+  let completed = 0;
   const warmUntil = monoUs() + 1e6;
   const until = warmUntil + ms * 1e3;
   const worker = async (): Promise<void> => {
@@ -157,13 +165,15 @@ async function load(
         body,
       });
       await p.done;
+      completed++;
       if (p.send >= warmUntil && p.first > 0) out.set(id, { send: p.send, first: p.first });
       if (thinkMs > 0) await new Promise((r) => setTimeout(r, thinkMs));
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
+  const cpuUs = cpuMicros(pid) - cpu0;
   await pool.close();
-  return out;
+  return { stamps: out, cpuUs, completed };
 }
 
 function pct(xs: number[], p: number): number {
@@ -174,8 +184,10 @@ function pct(xs: number[], p: number): number {
 async function main(): Promise<void> {
   const args = new Map(
     process.argv.slice(2).map((a) => {
-      const [k, v] = a.replace(/^--/, '').split('=', 2) as [string, string];
-      return [k, v];
+      // At the first '=' only: a value may hold more (--node-flags=--max-semi-space-size=4).
+      const at = a.indexOf('=');
+      const k = a.slice(2, at < 0 ? undefined : at);
+      return [k, at < 0 ? '' : a.slice(at + 1)] as [string, string];
     }),
   );
   if (args.has('upstream')) return upstream(Number(args.get('delay') ?? 50));
@@ -186,6 +198,8 @@ async function main(): Promise<void> {
   const delay = Number(args.get('delay') ?? 50);
   const think = Number(args.get('think') ?? 0);
   const levels = (args.get('levels') ?? 'warn').split(',') as ('warn' | 'info')[];
+  // Node/V8 flags to try: each level also runs as a second ccload started with them.
+  const nodeFlags = (args.get('node-flags') ?? '').split(' ').filter((f) => f !== '');
   const controls = (args.get('controls') ?? 'hold-buffer')
     .split(',')
     .filter((c) => c !== '') as PassthroughMode[];
@@ -203,7 +217,7 @@ async function main(): Promise<void> {
 
   const dir = mkdtempSync(join(tmpdir(), 'ccload-first-event-'));
   const pids: number[] = [];
-  const targets: { name: string; url: string; stop(): Promise<unknown> }[] = [];
+  const targets: { name: string; url: string; pid: number; stop(): Promise<unknown> }[] = [];
   // The passthrough first (every other row is compared with it), then its controls.
   for (const mode of ['plain', ...controls]) {
     const p: NodeChild<PassthroughReady> = await forkNode(
@@ -212,7 +226,7 @@ async function main(): Promise<void> {
     );
     const name =
       targets.length === 0 ? 'passthrough' : mode === 'plain' ? 'passthrough-again' : `passthrough-${mode}`;
-    targets.push({ name, url: p.ready.url, stop: () => p.stop() });
+    targets.push({ name, url: p.ready.url, pid: p.pid, stop: () => p.stop() });
     pids.push(p.pid);
   }
   for (const level of levels) {
@@ -220,8 +234,22 @@ async function main(): Promise<void> {
       channels: [{ name: 'main', url: upUrl, priority: 10 }],
       logLevel: level,
     });
-    targets.push({ name: `ccload-${level}`, url: c.url, stop: () => c.stop() });
+    targets.push({ name: `ccload-${level}`, url: c.url, pid: c.pid, stop: () => c.stop() });
     pids.push(c.pid);
+    if (nodeFlags.length === 0) continue;
+    const f: CcloadProc = await startCcload(
+      `ccload-${level}-flags`,
+      join(dir, `${level}-flags`),
+      { channels: [{ name: 'main', url: upUrl, priority: 10 }], logLevel: level },
+      { nodeFlags },
+    );
+    targets.push({
+      name: `ccload-${level} ${nodeFlags.join(' ')}`,
+      url: f.url,
+      pid: f.pid,
+      stop: () => f.stop(),
+    });
+    pids.push(f.pid);
   }
 
   if (args.has('pin')) {
@@ -241,7 +269,15 @@ async function main(): Promise<void> {
     for (const c of concurrencies) {
       const legs = new Map<
         string,
-        { ttft: number[]; req: number[]; hdr: number[]; up: number[]; resp: number[] }
+        {
+          ttft: number[];
+          req: number[];
+          hdr: number[];
+          up: number[];
+          resp: number[];
+          cpuUs: number;
+          completed: number;
+        }
       >();
       for (let round = 0; round < rounds; round++) {
         for (const t of targets) {
@@ -253,14 +289,17 @@ async function main(): Promise<void> {
             body,
             headers,
             think,
+            t.pid,
           );
           const ups = await dump();
           let l = legs.get(t.name);
           if (!l) {
-            l = { ttft: [], req: [], hdr: [], up: [], resp: [] };
+            l = { ttft: [], req: [], hdr: [], up: [], resp: [], cpuUs: 0, completed: 0 };
             legs.set(t.name, l);
           }
-          for (const [id, s] of client) {
+          l.cpuUs += client.cpuUs;
+          l.completed += client.completed;
+          for (const [id, s] of client.stamps) {
             const u = ups.get(id);
             if (!u || u.delta === 0) continue;
             raw.push({ id, target: t.name, concurrency: c, client: s, upstream: u });
@@ -283,6 +322,7 @@ async function main(): Promise<void> {
         'request leg (has body)',
         'upstream (3 × delay)',
         'response leg',
+        'proxy CPU µs/stream',
       ];
       console.log(cols.join(' | '));
       const base = legs.get('passthrough');
@@ -301,6 +341,7 @@ async function main(): Promise<void> {
             cell(l.req, cmp?.req),
             cell(l.up, cmp?.up),
             cell(l.resp, cmp?.resp),
+            (l.cpuUs / l.completed).toFixed(0),
           ].join(' | '),
         );
       }
@@ -310,7 +351,7 @@ async function main(): Promise<void> {
         if (!floor || !name.startsWith('ccload')) continue;
         const over = (xs: number[], b: number[]) => (pct(xs, 50) - pct(b, 50)).toFixed(0);
         console.log(
-          `${name} over passthrough-hold-buffer (p50): TTFT ${over(l.ttft, floor.ttft)} µs, request leg ${over(l.req, floor.req)}, response leg ${over(l.resp, floor.resp)}`,
+          `${name} over passthrough-hold-buffer (p50): TTFT ${over(l.ttft, floor.ttft)} µs, request leg ${over(l.req, floor.req)}, response leg ${over(l.resp, floor.resp)}; CPU per stream ${(l.cpuUs / l.completed / (floor.cpuUs / floor.completed)).toFixed(2)}×`,
         );
       }
     }

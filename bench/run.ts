@@ -4,6 +4,7 @@
  *
  *   npm run bench [-- --seconds=5] [--only=small,43k,200k,scaling,streams200,openai,streams1000,streams5000,reloads,failover,affinity]
  *                 [--targets=direct,passthrough,ccload-warn,ccload-info,ccload-openai] [--cpu-prof[=target,…]]
+ *                 [--node-flags='--flag=value …']
  *
  * Every server runs in its own process — the fake upstreams (bench/upstream.ts), the passthrough
  * (bench/passthrough.ts), ccload (`node dist/src/main.js serve`, once at log_level warn and once at
@@ -13,7 +14,8 @@
  * Scenarios run one after another, each warmed up first and bounded in time. The table gives ratios
  * to the passthrough measured in the same run; the JSON goes to bench/results/<timestamp>.json.
  * `--cpu-prof` runs the passthrough and ccload-warn (or the targets named) under `node --cpu-prof`
- * and prints their top self-time functions.
+ * and prints their top self-time functions. `--node-flags` starts every ccload target with those
+ * node/V8 flags (to try one; the targets' names stay).
  * The machine is shared: compare ratios within a run, and repeat
  * (docs/stack-notes.md#benchmarks-on-a-shared-machine).
  */
@@ -61,16 +63,22 @@ interface Options {
   targets: Set<string> | undefined;
   /** Targets to run under `node --cpu-prof` (empty: none). */
   cpuProf: Set<string>;
+  /** Further node/V8 flags for every ccload target (to try them). */
+  nodeFlags: string[];
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { seconds: 5, only: undefined, targets: undefined, cpuProf: new Set() };
+  const o: Options = { seconds: 5, only: undefined, targets: undefined, cpuProf: new Set(), nodeFlags: [] };
   for (const a of argv) {
-    const [k, v] = a.split('=', 2) as [string, string | undefined];
+    // At the first '=' only: --node-flags=--max-semi-space-size=2 holds another.
+    const at = a.indexOf('=');
+    const k = at < 0 ? a : a.slice(0, at);
+    const v = at < 0 ? undefined : a.slice(at + 1);
     if (k === '--seconds' && v) o.seconds = Math.max(1, Number(v));
     else if (k === '--only' && v) o.only = new Set(v.split(','));
     else if (k === '--targets' && v) o.targets = new Set(v.split(','));
     else if (k === '--cpu-prof') o.cpuProf = new Set(v ? v.split(',') : ['passthrough', 'ccload-warn']);
+    else if (k === '--node-flags' && v) o.nodeFlags = v.split(' ').filter((f) => f !== '');
     else throw new Error(`unknown argument "${a}" (see the header of bench/run.ts)`);
   }
   return o;
@@ -884,6 +892,7 @@ async function main(): Promise<void> {
       if (!cfg) throw new Error(`unknown target ${name}`);
       const p = await startCcload(name, join(dir, name), cfg, {
         cpuProf: opts.cpuProf.has(name),
+        nodeFlags: opts.nodeFlags,
       });
       procs.set(name, p);
       const t = ccloadTarget(p);

@@ -12,6 +12,7 @@ import { createInterface } from 'node:readline';
 import t from 'tap';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { parseDuration } from '../../src/config/values.js';
+import { DAEMON_NODE_FLAGS } from '../../src/operations/node-flags.js';
 import { tmpDir } from '../helpers/tmp.js';
 import { deadline, waitFor } from '../helpers/wait.js';
 
@@ -57,10 +58,19 @@ function localUnit(): string {
   return UNIT.replaceAll(NODE, process.execPath).replaceAll(INSTALL_DIR, ROOT);
 }
 
+t.test('npm start starts the daemon with the same node flags as the unit', async (t) => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  t.match(pkg.scripts.start, `node ${DAEMON_NODE_FLAGS.join(' ')} dist/src/main.js serve`);
+});
+
 t.test('the unit keeps the promises the daemon relies on', async (t) => {
   t.equal(one('Type'), 'notify', 'Type=notify: READY=1 comes from the daemon');
   t.equal(one('NotifyAccess'), 'all', 'systemd-notify is a child process, so NotifyAccess=all');
-  t.match(one('ExecStart'), new RegExp(`^${NODE} ${INSTALL_DIR}/dist/src/main\\.js serve$`));
+  t.match(
+    one('ExecStart'),
+    new RegExp(`^${NODE} ${DAEMON_NODE_FLAGS.join(' ')} ${INSTALL_DIR}/dist/src/main\\.js serve$`),
+    'the daemon starts with the node flags of src/operations/node-flags.ts',
+  );
   t.match(one('ExecReload'), new RegExp(`^${NODE} ${INSTALL_DIR}/dist/src/main\\.js reload$`));
   t.equal(one('RestartPreventExitStatus'), '78', 'an invalid config is not restarted in a loop');
   t.equal(one('Restart'), 'on-failure');
