@@ -15,8 +15,8 @@
  *  - upstream: the whole body → the first `content_block_delta` written (3 × `--delay` by design);
  *  - response leg: that write → the client has the bytes (the proxy relays them).
  * The upstream answers as the bench's does (message_start at once, then content_block_start, ping
- * and the first delta `--delay` ms apart). Targets take turns round by round, so drift on a shared
- * machine falls on all of them.
+ * and the first delta `--delay` ms apart). Targets take turns, each round starting one target
+ * later, so drift on a shared machine and a target's place in the round fall on all of them.
  *
  * Targets: the plain passthrough (every row is compared with it), the passthrough's modes named in
  * `--controls` (bench/passthrough.ts: `hold`, `buffer`, `hold-buffer`, and `plain` again as a null
@@ -280,7 +280,10 @@ async function main(): Promise<void> {
         }
       >();
       for (let round = 0; round < rounds; round++) {
-        for (const t of targets) {
+        // Each round starts one target later, so no target always runs right after the same one
+        // or always first (a target's place in the round showed in its numbers).
+        const order = targets.map((_, i) => targets[(i + round) % targets.length]!);
+        for (const t of order) {
           const client = await load(
             t.url,
             `${t.name}-${c}-${round}`,
