@@ -21,6 +21,7 @@ import {
   type SseEvent,
   type Usage,
 } from './anthropic-shapes.js';
+import { prng } from './random.js';
 
 /** Extra response headers of a behaviour (they override the defaults of the same name). */
 export type HeaderMap = Record<string, string | string[]>;
@@ -294,18 +295,6 @@ function prepareBody(status: number, body: unknown, headers: HeaderMap | undefin
     status,
     head: flatHeaders({ ...JSON_HEADERS, 'content-length': String(buf.length) }, headers),
     body: buf,
-  };
-}
-
-/** A small deterministic PRNG (mulberry32), so 'random' chunking is reproducible from `seed`. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 
@@ -675,7 +664,7 @@ export class FakeUpstream extends EventEmitter<FakeUpstreamEvents> {
     const all = events.length === p.events.length ? p.whole : Buffer.concat(events, total);
     if (chunking === 'whole') return [all];
     const out: Buffer[] = [];
-    const rand = mulberry32(b.seed ?? 1);
+    const rand = prng(b.seed ?? 1);
     for (let at = 0; at < all.length; ) {
       const size = chunking === 'random' ? 1 + Math.floor(rand() * 64) : Math.max(1, Math.floor(chunking));
       out.push(all.subarray(at, at + size));
