@@ -49,6 +49,7 @@ import { type CcloadProc, startCcload } from './ccload-proc.js';
 import type { PassthroughMode } from './passthrough.js';
 import { cpuMicros, forkNode, type NodeChild } from './proc.js';
 import { BENCH_MODEL, BENCH_TOKEN, MESSAGES_PATH, type PassthroughReady } from './protocol.js';
+import { summarize } from './stats.js';
 
 const PROBE_HEADER = 'x-probe-id';
 const FIRST_TOKEN = Buffer.from('event: content_block_delta');
@@ -174,11 +175,6 @@ async function load(
   const cpuUs = cpuMicros(pid) - cpu0;
   await pool.close();
   return { stamps: out, cpuUs, completed };
-}
-
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;
 }
 
 async function main(): Promise<void> {
@@ -331,8 +327,9 @@ async function main(): Promise<void> {
       const base = legs.get('passthrough');
       for (const [name, l] of legs) {
         const cell = (xs: number[], b?: number[]) => {
-          const d = b ? ` [${(pct(xs, 50) - pct(b, 50)).toFixed(0)}]` : '';
-          return `${pct(xs, 50).toFixed(0)} (${pct(xs, 90).toFixed(0)})${d}`;
+          const s = summarize(xs);
+          const d = b ? ` [${(s.p50 - summarize(b).p50).toFixed(0)}]` : '';
+          return `${s.p50.toFixed(0)} (${s.p90.toFixed(0)})${d}`;
         };
         const cmp = name === 'passthrough' ? undefined : base;
         console.log(
@@ -352,7 +349,7 @@ async function main(): Promise<void> {
       const floor = legs.get('passthrough-hold-buffer');
       for (const [name, l] of legs) {
         if (!floor || !name.startsWith('ccload')) continue;
-        const over = (xs: number[], b: number[]) => (pct(xs, 50) - pct(b, 50)).toFixed(0);
+        const over = (xs: number[], b: number[]) => (summarize(xs).p50 - summarize(b).p50).toFixed(0);
         console.log(
           `${name} over passthrough-hold-buffer (p50): TTFT ${over(l.ttft, floor.ttft)} µs, request leg ${over(l.req, floor.req)}, response leg ${over(l.resp, floor.resp)}; CPU per stream ${(l.cpuUs / l.completed / (floor.cpuUs / floor.completed)).toFixed(2)}×`,
         );

@@ -163,10 +163,6 @@ export async function stopChild(child: ChildProcess, graceMs = 5000): Promise<vo
 }
 
 /**
- * Forks the compiled module `modulePath` with `args`, and waits up to `timeoutMs` for its first IPC
- * message (its "ready" report). stdout is ignored, stderr passes through so crashes are visible.
- */
-/**
  * V8 flags of every process the bench measures or talks to (proxies, fake upstreams, load
  * clients). V8's memory reducer shrinks a heap once its process has been idle for about 8 s; when
  * load returns, garbage collection runs more often (concurrent marking on V8's helper threads)
@@ -178,6 +174,11 @@ export async function stopChild(child: ChildProcess, graceMs = 5000): Promise<vo
  */
 export const STEADY_STATE_FLAGS: readonly string[] = ['--no-memory-reducer'];
 
+/**
+ * Forks the compiled module `modulePath` with `args`, and waits up to `timeoutMs` for its first IPC
+ * message (its "ready" report). stdout is ignored, stderr passes through so crashes are visible.
+ * Every child gets STEADY_STATE_FLAGS unless `noSteadyState`.
+ */
 export async function forkNode<Ready>(
   modulePath: string,
   args: string[],

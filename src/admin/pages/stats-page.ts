@@ -11,7 +11,6 @@ import { count, ms, percent, usd } from './format.js';
 
 const WINDOWS = [1, 6, 24, 168, 720] as const;
 
-/** The window of the stats page from its query string (default 24 h). */
 /**
  * A stats row's channel. Rows without one are requests a client token's policy refused before
  * routing (attempt 0, README → Policy): named so, not a bare dash.
@@ -20,6 +19,7 @@ function channelCell(name: string | null): Html | string {
   return name ?? html`<span class="muted">refused by policy</span>`;
 }
 
+/** The window of the stats page from its query string (default 24 h). */
 export function statsHours(url: URL): number {
   const h = Number(url.searchParams.get('hours'));
   return WINDOWS.includes(h as (typeof WINDOWS)[number]) ? h : 24;
