@@ -1,19 +1,26 @@
 /**
  * Micro-benchmark of the proxy's byte-level hot path: request sniffing (sniffRequest, rewriteModel) against
  * JSON.parse on Claude Code–shaped bodies, the SSE tap's throughput on a realistic answer stream, and the
- * `protocol: openai` translations (request → Chat Completions; Chat Completions chunks → Anthropic events).
+ * `protocol: openai` translations (request → Chat Completions; Chat Completions chunks → Anthropic events), and
+ * the usage read of a non-streaming answer against JSON.parse of the whole answer.
  * Prints numbers; asserts nothing. Run after a build: `node dist/bench/micro-parse.js`.
  * The machine is shared: run it when nothing else is loading the CPU, and compare ratios within one run.
  */
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { claudeCodeRequest, encodeSse, messageStreamEvents } from '../src/dev/anthropic-shapes.js';
+import {
+  claudeCodeRequest,
+  encodeSse,
+  messageResponse,
+  messageStreamEvents,
+} from '../src/dev/anthropic-shapes.js';
 import { chatStreamEvents } from '../src/dev/fake-openai-upstream.js';
 import { prng } from '../src/dev/random.js';
 import { rewriteModel, sniffRequest } from '../src/proxy/body-sniff.js';
 import { toChatCompletions } from '../src/proxy/openai/request.js';
 import { ChatStreamTranslator } from '../src/proxy/openai/stream.js';
 import { SseTap } from '../src/proxy/sse-tap.js';
+import { usageFromJsonBody } from '../src/proxy/usage.js';
 
 /** Keeps results observable so the JIT cannot drop the measured work. */
 let sink = 0;
@@ -257,8 +264,30 @@ function benchOpenai(): void {
   );
 }
 
+/** A non-streaming answer's usage read (usageFromJsonBody) against JSON.parse of the whole answer. */
+function benchAnswers(): void {
+  console.log('');
+  console.log('non-streaming answer: usageFromJsonBody vs JSON.parse(body.toString()), µs/op');
+  console.log(`${pad('bytes', 9)}${pad('usage µs', 11)}${pad('parse µs', 11)}${pad('parse/usage', 13)}`);
+  const sentence = 'The proxy reads "usage" of the answer — and skips the text. ';
+  for (const chars of [200, 4_000, 32_000, 200_000]) {
+    const text = sentence.repeat(Math.ceil(chars / sentence.length)).slice(0, chars);
+    const usage = { input_tokens: 12, output_tokens: 900, cache_read_input_tokens: 40_000 };
+    const body = Buffer.from(JSON.stringify(messageResponse({ model: 'claude-sonnet-5-5', text, usage })));
+    if (usageFromJsonBody(body).usage?.output !== 900) throw new Error('usage misread');
+    const read = measure(() => usageFromJsonBody(body).usage?.output ?? 0);
+    const parse = measure(
+      () => (JSON.parse(body.toString('utf8')) as { usage: { output_tokens: number } }).usage.output_tokens,
+    );
+    console.log(
+      `${pad(body.length, 9)}${pad(read.toFixed(2), 11)}${pad(parse.toFixed(2), 11)}${pad((parse / read).toFixed(1), 13)}`,
+    );
+  }
+}
+
 console.log(`node ${process.version}, ${process.arch}`);
 benchBodies();
 benchTap();
 benchOpenai();
+benchAnswers();
 if (sink === 42) console.log('');

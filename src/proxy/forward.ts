@@ -379,7 +379,6 @@ class Attempt implements Dispatcher.DispatchHandler {
             },
           });
         }
-        const parsed = sse ? usageFromSse(body) : usageFromJsonBody(body);
         let headers = downstreamHeaders(this.#headers, false);
         if (this.#in.translate)
           headers = replaceHeader(
@@ -392,6 +391,8 @@ class Attempt implements Dispatcher.DispatchHandler {
         this.#in.onCommit?.(false);
         res.writeHead(this.#status, headers);
         res.end(body);
+        // Read after the answer is on its way: the client does not wait for the bookkeeping.
+        const parsed = sse ? usageFromSse(body) : usageFromJsonBody(body);
         this.#cacheMissReason = parsed.cacheMissReason;
         return this.#settle({ result: { kind: 'success' }, usage: parsed.usage, model: parsed.model });
       }

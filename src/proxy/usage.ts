@@ -8,6 +8,7 @@
  * `compaction`: billed there and not in the top-level counts), server tool requests
  * (`usage.server_tool_use.web_search_requests`) and the speed the answer ran at (`usage.speed`).
  */
+import { objectMembers } from './body-sniff.js';
 
 /** Token counts of one answer, as the upstream reported them. */
 export interface Usage {
@@ -164,20 +165,30 @@ export function cacheMissReason(holder: Record<string, unknown> | undefined): st
   return reason.replace(/[^A-Za-z0-9_.:-]/g, '_').slice(0, 64);
 }
 
+/** The top-level members of a response body `usageFromJsonBody` reads. */
+const RESPONSE_MEMBERS = ['usage', 'model', 'diagnostics'] as const;
+
 /**
- * Usage and model of a non-streaming Messages API response body. Such bodies are small next to
- * requests, so a plain JSON.parse is fine here. Garbage, an error body or a body without `usage`
- * gives `usage: undefined`; never throws.
+ * Usage and model of a non-streaming Messages API response body. Only the top-level `usage`,
+ * `model` and `diagnostics` values are parsed: the object's members are located without building
+ * the rest (body-sniff.ts), so a long answer's `content` — text, tool inputs, thinking — is
+ * skipped by memchr instead of being turned into objects. Garbage, an error body or a body without
+ * `usage` gives `usage: undefined`; never throws.
  */
 export function usageFromJsonBody(buf: Buffer): { usage?: Usage; model?: string; cacheMissReason?: string } {
-  let parsed: unknown;
+  let start = 0;
+  while (start < buf.length && JSON_SPACE.has(buf[start]!)) start++;
+  const found = objectMembers(buf, start, buf.length, RESPONSE_MEMBERS);
+  if (found === undefined) return {};
+  const body: Record<string, unknown> = {};
   try {
-    parsed = JSON.parse(buf.toString('utf8'));
+    for (let i = 0; i < RESPONSE_MEMBERS.length; i++) {
+      const range = found[i];
+      if (range) body[RESPONSE_MEMBERS[i]!] = JSON.parse(buf.toString('utf8', range[0], range[1]));
+    }
   } catch {
     return {};
   }
-  const body = record(parsed);
-  if (body === undefined) return {};
   const out: { usage?: Usage; model?: string; cacheMissReason?: string } = {};
   const usage = emptyUsage();
   if (mergeUsage(usage, body['usage'])) out.usage = usage;
@@ -186,3 +197,6 @@ export function usageFromJsonBody(buf: Buffer): { usage?: Usage; model?: string;
   if (reason !== undefined) out.cacheMissReason = reason;
   return out;
 }
+
+/** JSON's whitespace bytes (space, tab, LF, CR). */
+const JSON_SPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);

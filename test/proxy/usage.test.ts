@@ -118,6 +118,41 @@ t.test('usageFromJsonBody tolerates garbage and answers without usage', async (t
   t.same(usageFromJsonBody(Buffer.from([0x7b, 0xff, 0xfe, 0x7d])), {});
 });
 
+t.test('usageFromJsonBody reads only the top-level members, whatever the content holds', async (t) => {
+  const decoy = '"usage":{"input_tokens":999,"output_tokens":999},"model":"decoy"';
+  const answer = {
+    id: 'msg_02',
+    content: [
+      { type: 'text', text: `quoting a body: {${decoy}} \\ "` },
+      { type: 'tool_use', id: 'toolu_1', name: 'x', input: { usage: { input_tokens: 7 }, model: 'inner' } },
+      { type: 'thinking', thinking: 'x'.repeat(200_000), signature: 's' },
+    ],
+    model: 'claude-opus-5',
+    usage: { input_tokens: 3, output_tokens: 4 },
+    diagnostics: { cache_miss_reason: { type: 'tools_changed' } },
+  };
+  const want = {
+    model: 'claude-opus-5',
+    usage: U({ input: 3, output: 4, cacheCreation: 0, cacheRead: 0 }),
+    cacheMissReason: 'tools_changed',
+  };
+  t.same(usageFromJsonBody(Buffer.from(JSON.stringify(answer))), want, 'compact');
+  t.same(usageFromJsonBody(Buffer.from(` \r\n${JSON.stringify(answer, null, 2)}\n`)), want, 'pretty, padded');
+  // Duplicate keys: the last one wins, as with JSON.parse.
+  t.same(
+    usageFromJsonBody(
+      Buffer.from('{"model":"a","usage":{"output_tokens":1},"model":"b","usage":{"output_tokens":2}}'),
+    ),
+    { model: 'b', usage: U({ input: 0, output: 2, cacheCreation: 0, cacheRead: 0 }) },
+  );
+  // A member that is not valid JSON, or a top level that does not close, reads as nothing.
+  t.same(usageFromJsonBody(Buffer.from('{"usage":{"output_tokens":1,}}')), {});
+  t.same(usageFromJsonBody(Buffer.from('{"usage":{"output_tokens":1}')), {});
+  t.same(usageFromJsonBody(Buffer.from('{"usage":{"output_tokens":1}} trailing')), {
+    usage: U({ input: 0, output: 1, cacheCreation: 0, cacheRead: 0 }),
+  });
+});
+
 t.test('mergeUsage reads the 2026 billing fields: TTL split, compaction, web search, speed', async (t) => {
   const u = emptyUsage();
   mergeUsage(u, {
