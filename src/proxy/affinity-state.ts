@@ -12,8 +12,6 @@ import {
   adoptPinRows,
   assignTentative,
   type Choice,
-  type ChooseInput,
-  choose,
   createPinTable,
   expirePins,
   findPin,
@@ -58,11 +56,6 @@ export class SessionPins {
   /** The session's live pin. */
   find(session: string, now: number, idle: number): Pin | undefined {
     return findPin(this.table, session, now, idle);
-  }
-
-  /** `choose` over this table. */
-  choose(input: Omit<ChooseInput, 'table'>): Choice {
-    return choose({ ...input, table: this.table });
   }
 
   /** Records a tentative assignment for a session without a pin. */

@@ -278,23 +278,27 @@ export function choose(input: ChooseInput): Choice {
   const first = candidates[0];
   if (!first) throw new Error('choose needs at least one candidate');
   const topPriority = first.channel.priority;
-  const top = candidates.filter((c) => c.channel.priority === topPriority);
-  if (!pin) return { index: leastLoaded(input.table, candidates, top), decision: 'new' };
-  const at = candidates.findIndex(
-    (c) =>
-      c.channel.name === pin.channel && c.keyIndex === pin.keyIndex && c.channel.identity === pin.identity,
-  );
+  // The highest ready priority, built only on the paths that choose among it (a session on its
+  // pin, every turn after the first, needs neither the array nor a closure).
+  const top = () => candidates.filter((c) => c.channel.priority === topPriority);
+  if (!pin) return { index: leastLoaded(input.table, candidates, top()), decision: 'new' };
+  let at = -1;
+  for (let i = 0; i < candidates.length && at < 0; i++) {
+    const c = candidates[i]!;
+    if (c.channel.name === pin.channel && c.keyIndex === pin.keyIndex && c.channel.identity === pin.identity)
+      at = i;
+  }
   if (!pin.confirmed) {
-    return { index: at >= 0 ? at : leastLoaded(input.table, candidates, top), decision: 'new' };
+    return { index: at >= 0 ? at : leastLoaded(input.table, candidates, top()), decision: 'new' };
   }
   if (at >= 0) {
     const below = candidates[at]!.channel.priority < topPriority;
     if (!(below && input.policy.return_to_priority)) return { index: at, decision: 'pinned' };
-    return { index: leastLoaded(input.table, candidates, top), decision: 'moved' };
+    return { index: leastLoaded(input.table, candidates, top()), decision: 'moved' };
   }
   const status = pinStatus(pin, input.channels, input.model, input.cooldowns, input.now, input.policy);
-  if (status === 'gone') return { index: leastLoaded(input.table, candidates, top), decision: 'moved' };
-  return { index: candidates.indexOf(rendezvous(input.session, top)), decision: 'kept' };
+  if (status === 'gone') return { index: leastLoaded(input.table, candidates, top()), decision: 'moved' };
+  return { index: candidates.indexOf(rendezvous(input.session, top())), decision: 'kept' };
 }
 
 /** The least-loaded candidate of `top` (sessions per key of its channel, then of the key itself). */

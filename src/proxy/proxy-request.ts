@@ -10,7 +10,7 @@ import type { Channel } from '../config/snapshot.js';
 import { clientError, ErrorCode, PROXY_ERRORS } from '../errors.js';
 import type { LogEvent } from '../observability/log.js';
 import type { AttemptRecord } from '../store/attempt.js';
-import { type AffinityResult, type Choice, sessionIdOf, sessionKey } from './affinity.js';
+import { type AffinityResult, type Choice, choose, sessionIdOf, sessionKey } from './affinity.js';
 import type { Body } from './body-reader.js';
 import { metadataUserId } from './body-sniff.js';
 import { type AttemptEnd, type HeldReply, runAttempt } from './forward.js';
@@ -186,7 +186,8 @@ export class ProxyRequest {
         if (this.#pinned) {
           const session = this.#session!;
           const affinity = routing.affinity;
-          choice = state.pins.choose({
+          choice = choose({
+            table: state.pins.table,
             candidates: sel.candidates,
             session,
             pin: state.pins.find(session, t, affinity.idle),
