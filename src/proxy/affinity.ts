@@ -278,10 +278,8 @@ export function choose(input: ChooseInput): Choice {
   const first = candidates[0];
   if (!first) throw new Error('choose needs at least one candidate');
   const topPriority = first.channel.priority;
-  // The highest ready priority, built only on the paths that choose among it (a session on its
-  // pin, every turn after the first, needs neither the array nor a closure).
-  const top = () => candidates.filter((c) => c.channel.priority === topPriority);
-  if (!pin) return { index: leastLoaded(input.table, candidates, top()), decision: 'new' };
+  // Nothing is allocated for a session on its pin (every turn after the first).
+  if (!pin) return { index: leastLoaded(input.table, candidates, topPriority), decision: 'new' };
   let at = -1;
   for (let i = 0; i < candidates.length && at < 0; i++) {
     const c = candidates[i]!;
@@ -289,24 +287,29 @@ export function choose(input: ChooseInput): Choice {
       at = i;
   }
   if (!pin.confirmed) {
-    return { index: at >= 0 ? at : leastLoaded(input.table, candidates, top()), decision: 'new' };
+    return { index: at >= 0 ? at : leastLoaded(input.table, candidates, topPriority), decision: 'new' };
   }
   if (at >= 0) {
     const below = candidates[at]!.channel.priority < topPriority;
     if (!(below && input.policy.return_to_priority)) return { index: at, decision: 'pinned' };
-    return { index: leastLoaded(input.table, candidates, top()), decision: 'moved' };
+    return { index: leastLoaded(input.table, candidates, topPriority), decision: 'moved' };
   }
   const status = pinStatus(pin, input.channels, input.model, input.cooldowns, input.now, input.policy);
-  if (status === 'gone') return { index: leastLoaded(input.table, candidates, top()), decision: 'moved' };
-  return { index: candidates.indexOf(rendezvous(input.session, top())), decision: 'kept' };
+  if (status === 'gone')
+    return { index: leastLoaded(input.table, candidates, topPriority), decision: 'moved' };
+  return { index: rendezvous(input.session, candidates, topPriority), decision: 'kept' };
 }
 
-/** The least-loaded candidate of `top` (sessions per key of its channel, then of the key itself). */
-function leastLoaded(table: PinTable, candidates: readonly Candidate[], top: readonly Candidate[]): number {
+/**
+ * The least-loaded candidate at `priority` (sessions per key of its channel, then of the key
+ * itself); ties go to the earlier candidate.
+ */
+function leastLoaded(table: PinTable, candidates: readonly Candidate[], priority: number): number {
   let best: Candidate | undefined;
   let bestChannel = Number.POSITIVE_INFINITY;
   let bestKey = Number.POSITIVE_INFINITY;
-  for (const c of top) {
+  for (const c of candidates) {
+    if (c.channel.priority !== priority) continue;
     const perKey = channelSessions(table, c.channel.name) / Math.max(1, c.channel.keys.length);
     const onKey = table.pairLoad.get(pairKey(c.channel.name, c.keyIndex)) ?? 0;
     if (perKey < bestChannel || (perKey === bestChannel && onKey < bestKey)) {
@@ -328,14 +331,16 @@ function fnv1a(s: string): number {
   return h >>> 0;
 }
 
-/** The candidate of `top` with the highest rendezvous score for the session. */
-function rendezvous(session: string, top: readonly Candidate[]): Candidate {
-  let best = top[0]!;
+/** The index of the candidate at `priority` with the highest rendezvous score for the session. */
+function rendezvous(session: string, candidates: readonly Candidate[], priority: number): number {
+  let best = -1;
   let bestScore = -1;
-  for (const c of top) {
+  for (let i = 0; i < candidates.length; i++) {
+    const c = candidates[i]!;
+    if (c.channel.priority !== priority) continue;
     const score = fnv1a(`${session}\u0000${c.channel.name}\u0000${c.keyIndex}`);
     if (score > bestScore) {
-      best = c;
+      best = i;
       bestScore = score;
     }
   }
