@@ -142,9 +142,9 @@ function kindOfType(type: unknown): number {
 }
 
 /** The data parsed as JSON: an object, `null` for valid JSON that is not an object, undefined when not JSON. */
-function parseJson(data: Buffer): Record<string, unknown> | null | undefined {
+function parseJson(data: Buffer, from: number, to: number): Record<string, unknown> | null | undefined {
   try {
-    return asRecord(JSON.parse(data.toString('utf8'))) ?? null;
+    return asRecord(JSON.parse(data.toString('utf8', from, to))) ?? null;
   } catch {
     return undefined;
   }
@@ -229,6 +229,15 @@ export class SseTap {
   private dataLines = 0;
   private overflow = false;
   private parts: Buffer[] = [];
+  /**
+   * The usual event's data — one line, inside one chunk — is kept as a range of that chunk
+   * (`oneBuf[oneStart, oneEnd)`) instead of a view in `parts`: no Buffer object and no array per
+   * event, which with hundreds of streams open was garbage the young generation kept copying.
+   * Set only while `parts` is empty; moved into `parts` when a second piece comes or the chunk ends.
+   */
+  private oneBuf: Buffer | undefined;
+  private oneStart = 0;
+  private oneEnd = 0;
   private dataLen = 0;
   /** parts[viewFrom..] are views into the current chunk, copied when `push` returns. */
   private viewFrom = 0;
@@ -346,6 +355,7 @@ export class SseTap {
       }
     }
     // Data of an event that continues in the next chunk must not alias the caller's buffer.
+    if (this.oneBuf !== undefined) this.keepOne();
     for (let i = this.viewFrom; i < this.parts.length; i++) {
       const part = this.parts[i]!;
       if (part !== LF_PART) this.parts[i] = Buffer.from(part);
@@ -445,11 +455,25 @@ export class SseTap {
       // Bounded memory: drop what was kept, note the event as unreadable, keep following the stream.
       this.overflow = true;
       this.parts = [];
+      this.oneBuf = undefined;
       this.viewFrom = 0;
       return;
     }
+    if (this.oneBuf === undefined && this.parts.length === 0 && b !== LF_PART && !this.copyParts) {
+      this.oneBuf = b;
+      this.oneStart = s;
+      this.oneEnd = e;
+      return;
+    }
+    if (this.oneBuf !== undefined) this.keepOne();
     if (b === LF_PART) this.parts.push(LF_PART);
     else this.parts.push(this.copyParts ? Buffer.from(b.subarray(s, e)) : b.subarray(s, e));
+  }
+
+  /** Moves the in-place first piece into `parts`, as a view of the current chunk (`push` copies views). */
+  private keepOne(): void {
+    this.parts.push(this.oneBuf!.subarray(this.oneStart, this.oneEnd));
+    this.oneBuf = undefined;
   }
 
   /** A blank line: the event is complete. `after` is the offset just past that line in the current chunk. */
@@ -458,6 +482,8 @@ export class SseTap {
     const dataLines = this.dataLines;
     const overflow = this.overflow;
     const parts = this.parts;
+    const one = this.oneBuf;
+    this.oneBuf = undefined;
     const dataLen = this.dataLen;
     this.kind = KIND_NONE;
     this.dataLines = 0;
@@ -476,16 +502,23 @@ export class SseTap {
     let bad: DropReason | undefined;
     if (overflow) bad = 'oversize';
     else if (dataLen > 0) {
-      const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts, dataLen);
+      let data: Buffer;
+      let from = 0;
+      let to = dataLen;
+      if (one !== undefined) {
+        data = one;
+        from = this.oneStart;
+        to = this.oneEnd;
+      } else data = parts.length === 1 ? parts[0]! : Buffer.concat(parts, dataLen);
       if (
         kind === KIND_NONE ||
         kind === KIND_MESSAGE_START ||
         kind === KIND_MESSAGE_DELTA ||
         kind === KIND_ERROR
       ) {
-        parsed = parseJson(data);
+        parsed = parseJson(data, from, to);
         if (parsed === undefined) bad = 'invalid_json';
-      } else if (!isJson(data, 0, data.length)) bad = 'invalid_json';
+      } else if (!isJson(data, from, to)) bad = 'invalid_json';
     }
     if (kind === KIND_NONE) kind = parsed ? kindOfType(parsed['type']) : KIND_OTHER;
     if (bad !== undefined) {
