@@ -445,14 +445,16 @@ export interface CacheShareRow {
 
 /**
  * The cache-read share per channel and per client token over the last `hours` (the same filters
- * as `/admin/stats`), each ordered by name.
+ * as `/admin/stats`), each ordered by name. Requests a token's policy refused before routing have
+ * no channel and sent no prompt: they are left out of the per-channel list (the per-token list
+ * keeps them, under their token).
  */
 export async function queryCacheShare(
   db: StoreDb,
   q: StatsQuery,
   now: number,
 ): Promise<{
-  channels: (CacheShareRow & { readonly channel_name: string | null })[];
+  channels: (CacheShareRow & { readonly channel_name: string })[];
   tokens: (CacheShareRow & { readonly token: string | null })[];
 }> {
   const w = hoursWindow(q.hours, now);
@@ -474,7 +476,10 @@ export async function queryCacheShare(
     return { ...t, cache_read_share: cacheReadShare(t) };
   };
   return {
-    channels: byChannel.map((r) => ({ channel_name: dim(r['channel']), ...share(r) })),
+    channels: byChannel.flatMap((r) => {
+      const channel = dim(r['channel']);
+      return channel === null ? [] : [{ channel_name: channel, ...share(r) }];
+    }),
     tokens: byToken.map((r) => ({ token: dim(r['token']), ...share(r) })),
   };
 }

@@ -133,6 +133,15 @@ t.test(
     const stats = await http(url, 'GET', '/stats', { cookie: await login(url) });
     t.equal(stats.status, 200);
     t.match(stats.text, /refused by policy/, 'the channel-less row is labelled');
+    // They sent no prompt: the prompt-cache share per channel leaves them out.
+    const json = await http(url, 'GET', '/admin/stats?hours=1', { cookie: await login(url) });
+    const shares = (JSON.parse(json.text) as { cache_read_share: { channels: { channel_name: string }[] } })
+      .cache_read_share.channels;
+    t.ok(shares.length > 0, 'the channels that served are listed');
+    t.notOk(
+      shares.some((c) => c.channel_name === null),
+      'no channel-less row in the cache share',
+    );
 
     // Alice's channels are both down: her request fails over between them and never reaches the relay.
     a!.setDefault({ kind: 'status', status: 500 });

@@ -119,9 +119,9 @@ export async function statsPanel(app: App, hours: number): Promise<Html> {
   <tbody>${cache.channels.map(
     (
       c,
-    ) => html`<tr><td>${channelCell(c.channel_name)}</td><td class="num hide-sm">${count(c.input_tokens)}</td><td class="num hide-sm">${count(c.cache_read_tokens)}</td>
+    ) => html`<tr><td>${c.channel_name}</td><td class="num hide-sm">${count(c.input_tokens)}</td><td class="num hide-sm">${count(c.cache_read_tokens)}</td>
     <td class="num hide-sm">${count(c.cache_creation_tokens)}</td><td class="num"><strong>${percent(c.cache_read_share)}</strong></td>
-    <td class="num">${count(app.proxyState.pins.sessionsOn(c.channel_name ?? ''))}</td></tr>`,
+    <td class="num">${count(app.proxyState.pins.sessionsOn(c.channel_name))}</td></tr>`,
   )}</tbody></table></div>`
   }
   <p class="muted small">Cache-read share = cache read ÷ (input + cache read + cache write): the part of the prompt served from the account's prompt cache (billed at 0.1× input; a write costs 1.25×).
