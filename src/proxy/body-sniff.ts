@@ -69,7 +69,8 @@ function unexpected(b: Buffer, at: number, expected?: string): BodyError {
   );
 }
 
-function skipWs(b: Buffer, i: number): number {
+/** The index of the first byte at or after `i` that is not JSON whitespace (space, LF, CR, tab). */
+export function skipWs(b: Buffer, i: number): number {
   const n = b.length;
   while (i < n) {
     const c = b[i];

@@ -8,7 +8,7 @@
  * `compaction`: billed there and not in the top-level counts), server tool requests
  * (`usage.server_tool_use.web_search_requests`) and the speed the answer ran at (`usage.speed`).
  */
-import { objectMembers } from './body-sniff.js';
+import { objectMembers, skipWs } from './body-sniff.js';
 
 /** Token counts of one answer, as the upstream reported them. */
 export interface Usage {
@@ -176,9 +176,7 @@ const RESPONSE_MEMBERS = ['usage', 'model', 'diagnostics'] as const;
  * `usage` gives `usage: undefined`; never throws.
  */
 export function usageFromJsonBody(buf: Buffer): { usage?: Usage; model?: string; cacheMissReason?: string } {
-  let start = 0;
-  while (start < buf.length && JSON_SPACE.has(buf[start]!)) start++;
-  const found = objectMembers(buf, start, buf.length, RESPONSE_MEMBERS);
+  const found = objectMembers(buf, skipWs(buf, 0), buf.length, RESPONSE_MEMBERS);
   if (found === undefined) return {};
   const body: Record<string, unknown> = {};
   try {
@@ -197,6 +195,3 @@ export function usageFromJsonBody(buf: Buffer): { usage?: Usage; model?: string;
   if (reason !== undefined) out.cacheMissReason = reason;
   return out;
 }
-
-/** JSON's whitespace bytes (space, tab, LF, CR). */
-const JSON_SPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);
