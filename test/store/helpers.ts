@@ -117,7 +117,8 @@ export function sampleAttempt(i: number, over: Partial<AttemptRecord> = {}): Att
 
 /**
  * Script of the lock-holding process: opens the file with the native libsql driver (the one
- * @libsql/client uses), runs `BEGIN EXCLUSIVE`, says `locked`, and commits when it reads a line on
+ * @libsql/client uses), runs `BEGIN EXCLUSIVE` (waiting up to 5 s for a write in progress), says
+ * `locked`, and commits when it reads a line on
  * stdin or after `holdMs` (when > 0), then says `released` and exits. It dies by itself after 30 s.
  */
 const LOCKER = `
@@ -125,6 +126,9 @@ const { createRequire } = require('node:module');
 const [clientPath, file, holdMs] = process.argv.slice(1);
 const Database = createRequire(clientPath)('libsql');
 const db = new Database(file);
+// The daemon under test may be in one of its short write transactions right now: wait it out
+// rather than fail to take the lock (SQLITE_BUSY).
+db.exec('PRAGMA busy_timeout = 5000');
 db.exec('BEGIN EXCLUSIVE');
 process.stdout.write('locked\\n');
 let done = false;
