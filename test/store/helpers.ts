@@ -118,8 +118,8 @@ export function sampleAttempt(i: number, over: Partial<AttemptRecord> = {}): Att
 /**
  * Script of the lock-holding process: opens the file with the native libsql driver (the one
  * @libsql/client uses), runs `BEGIN EXCLUSIVE` (waiting up to 5 s for a write in progress), says
- * `locked`, and commits when it reads a line on
- * stdin or after `holdMs` (when > 0), then says `released` and exits. It dies by itself after 30 s.
+ * `locked`, and commits when it reads a line on stdin or after `holdMs` (when > 0), then says
+ * `released` and exits. It dies by itself after 30 s.
  */
 const LOCKER = `
 const { createRequire } = require('node:module');
